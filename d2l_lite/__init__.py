@@ -1,0 +1,16 @@
+"""d2l_lite: the small helper package of the executable GoogLeNet book.
+
+Framework-neutral modules (import freely, they need only NumPy):
+
+* :mod:`d2l_lite.architecture`: the one description of GoogLeNet;
+* :mod:`d2l_lite.counting`: analytic parameter and MAC counts;
+* :mod:`d2l_lite.reference`: canonical weights and a NumPy forward pass;
+* :mod:`d2l_lite.data`: Fashion-MNIST loading and validation;
+* :mod:`d2l_lite.runtime`: small-scale mode and device notices.
+
+One module per framework, with the same names in each, imported the d2l way::
+
+    from d2l_lite import torch as d2l        # or tensorflow, jax, mxnet
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,156 @@
+"""Keep the book's notebooks consistent, and refresh their outputs.
+
+    python tools/notebooks.py sync [NOTEBOOK ...]     # Colab cell, kernelspec, metadata
+    python tools/notebooks.py check [NOTEBOOK ...]    # exit 1 if sync would change anything
+    python tools/notebooks.py execute NOTEBOOK ...    # run in place (full scale), then sync
+
+``sync`` puts the standard first cell into every notebook (the Colab set-up,
+built from ``repository.url`` in ``_config.yml`` so the URL lives in one place),
+sets the kernelspec from the file name (``mxnet.ipynb`` -> ``d2l-mxnet``, the
+rest -> ``python3``) and strips metadata that changes on every run.
+
+``execute`` runs a notebook with nbclient in the kernel it names, at full
+scale (it unsets ``D2L_SMALL_SCALE``), with the shared Fashion-MNIST copy when
+``D2L_FASHION_MNIST_DIR`` is unset. Run it from the main environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP_TAG = "colab-setup"
+KERNELS = {
+    "python3": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+    "d2l-mxnet": {"name": "d2l-mxnet", "display_name": "Python (d2l-mxnet: MXNet 1.9)",
+                  "language": "python"},
+}
+
+
+def repository_url() -> str:
+    text = (ROOT / "_config.yml").read_text()
+    match = re.search(r"^repository:\s*\n\s+url:\s*(\S+)", text, re.M)
+    if not match:
+        raise SystemExit("_config.yml has no repository.url")
+    return match.group(1).rstrip("/")
+
+
+def setup_source(is_mxnet: bool) -> str:
+    url = repository_url()
+    if is_mxnet:
+        return (
+            "# MXNet 1.9 cannot run on today's Colab (Python 3.12+, and MXNet needs\n"
+            "# numpy<1.24, which has no wheels there). Run this notebook locally in the\n"
+            "# book's d2l-mxnet kernel instead: see the README. Elsewhere this cell does nothing.\n"
+            "import sys\n"
+            "if \"google.colab\" in sys.modules:\n"
+            "    raise RuntimeError(\"MXNet notebooks do not run on Colab: clone "
+            f"{url} and run `make test` or `tools/setup_env.sh`, then pick the kernel d2l-mxnet.\")"
+        )
+    return (
+        "# On Colab, install d2l_lite from the book's repository (Colab's own torch,\n"
+        "# tensorflow and jax GPU builds are kept). Elsewhere this cell does nothing.\n"
+        "import sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    %pip install -q \"d2l_lite[colab] @ git+{url}\""
+    )
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def sync(path: Path) -> bool:
+    """Normalise one notebook in place; return True if it changed."""
+    before = path.read_text()
+    nb = json.loads(before)
+    is_mxnet = path.stem.startswith("mxnet")
+    # Kernel and volatile notebook metadata.
+    meta = nb.setdefault("metadata", {})
+    meta["kernelspec"] = KERNELS["d2l-mxnet" if is_mxnet else "python3"]
+    meta["language_info"] = {"name": "python"}
+    for key in ("widgets", "toc", "varInspector", "colab", "accelerator"):
+        meta.pop(key, None)
+    # The standard first code cell.
+    cells = nb["cells"]
+    setup = next((c for c in cells if SETUP_TAG in c.get("metadata", {}).get("tags", [])), None)
+    if setup is None:
+        setup = {"cell_type": "code", "execution_count": None, "metadata": {},
+                 "outputs": [], "source": ""}
+        first_code = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells))
+        cells.insert(first_code, setup)
+    setup["source"] = setup_source(is_mxnet)
+    setup["metadata"]["tags"] = [SETUP_TAG, "hide-cell", "nbval-ignore-output"]
+    # Cell metadata that changes on every run.
+    for cell in cells:
+        cell.get("metadata", {}).pop("execution", None)
+        cell.get("metadata", {}).pop("ExecuteTime", None)
+        cell.pop("id", None)
+        if cell["cell_type"] == "code":
+            for out in cell.get("outputs", []):
+                out.get("metadata", {}).pop("execution", None)
+    nb["nbformat"], nb["nbformat_minor"] = 4, 4
+    after = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if after != before:
+        path.write_text(after)
+        return True
+    return False
+
+
+def execute(path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    env_backup = dict(os.environ)
+    os.environ.pop("D2L_SMALL_SCALE", None)
+    shared = ROOT.parent / "shared" / "data" / "fashion-mnist"
+    if not os.environ.get("D2L_FASHION_MNIST_DIR") and shared.is_dir():
+        os.environ["D2L_FASHION_MNIST_DIR"] = str(shared)
+    try:
+        nb = nbformat.read(path, as_version=4)
+        kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
+        print(f"executing {path} in kernel {kernel}", flush=True)
+        NotebookClient(nb, timeout=None, kernel_name=kernel,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(nb, path)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    sync(path)
+
+
+def all_notebooks():
+    return sorted((ROOT / "chapters").rglob("*.ipynb"))
+
+
+def main(argv) -> int:
+    if not argv or argv[0] not in ("sync", "check", "execute"):
+        print(__doc__)
+        return 2
+    command, paths = argv[0], [Path(p).resolve() for p in argv[1:]] or all_notebooks()
+    paths = [p for p in paths if ".ipynb_checkpoints" not in p.parts]
+    if command == "execute":
+        for path in paths:
+            execute(path)
+        return 0
+    changed = []
+    for path in paths:
+        if command == "check":
+            before = path.read_text()
+            if sync(path):
+                changed.append(path)
+                path.write_text(before)
+        elif sync(path):
+            changed.append(path)
+    for path in changed:
+        print(f"{'would change' if command == 'check' else 'synced'}: {path.relative_to(ROOT)}")
+    return 1 if command == "check" and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
