@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite (called by `make test` after tools/setup_env.sh):
+#   1. unit tests and every notebook under chapters/ through nbval, in the main
+#      environment; nbval runs each notebook in the kernel its metadata names,
+#      so the MXNet notebooks execute in the d2l-mxnet kernel (.venv-mxnet);
+#   2. the MXNet unit tests, in the MXNet environment.
+# D2L_SMALL_SCALE=1 (set by `make test`) puts training notebooks in their
+# small-scale mode.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+workers=${D2L_TEST_WORKERS:-2}
+
+status=0
+.venv/bin/python -m pytest tests chapters --ignore=tests/mxnet \
+  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+  -n "$workers" --dist loadscope -p no:cacheprovider -rs "$@" || status=$?
+
+if [ -x .venv-mxnet/bin/python ]; then
+  .venv-mxnet/bin/python -m pytest tests/mxnet -p no:cacheprovider -rs || status=$?
+else
+  echo "No .venv-mxnet: run tools/setup_env.sh (MXNet tests not run)" >&2
+  status=1
+fi
+exit $status
