@@ -19,8 +19,9 @@ models compute the same function, not only the same shapes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Tuple, Union
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Optional, Tuple, Union
 
 __all__ = [
     "Conv",
@@ -96,7 +97,9 @@ class Inception:
     3. ``ch5x5red`` 1x1 reduction, then ``ch5x5`` 5x5 convolution (padding 2);
     4. 3x3 max pooling (stride 1, padding 1), then ``pool_proj`` 1x1 convolution.
 
-    Every convolution is followed by ReLU.
+    Every convolution is followed by ReLU. With ``reduce=False`` the block is
+    the "naive" counterfactual: the 3x3 and 5x5 convolutions read all input
+    channels directly (no 1x1 reductions), with the same output widths.
     """
 
     name: str
@@ -106,6 +109,7 @@ class Inception:
     ch5x5red: int
     ch5x5: int
     pool_proj: int
+    reduce: bool = True
 
     @property
     def out_channels(self) -> int:
@@ -113,12 +117,12 @@ class Inception:
 
     def branches(self) -> Tuple[Tuple[str, Tuple[Union[Conv, MaxPool], ...]], ...]:
         """The four branches as layer sequences, named as in the paper."""
+        reduce3 = (Conv("3x3_reduce", self.ch3x3red, 1),) if self.reduce else ()
+        reduce5 = (Conv("5x5_reduce", self.ch5x5red, 1),) if self.reduce else ()
         return (
             ("branch1", (Conv("1x1", self.ch1x1, 1),)),
-            ("branch2", (Conv("3x3_reduce", self.ch3x3red, 1),
-                         Conv("3x3", self.ch3x3, 3, padding=1))),
-            ("branch3", (Conv("5x5_reduce", self.ch5x5red, 1),
-                         Conv("5x5", self.ch5x5, 5, padding=2))),
+            ("branch2", reduce3 + (Conv("3x3", self.ch3x3, 3, padding=1),)),
+            ("branch3", reduce5 + (Conv("5x5", self.ch5x5, 5, padding=2),)),
             ("branch4", (MaxPool("pool", 3, stride=1, padding=1),
                          Conv("pool_proj", self.pool_proj, 1))),
         )
@@ -184,24 +188,44 @@ class GoogLeNetSpec:
                 f"{channels} channels. Build it with in_channels={channels}, or "
                 f"convert the images (e.g. to grayscale) first."
             )
-        smallest = self.min_input_size()
-        if min(height, width) < smallest:
-            raise ValueError(
-                f"Input {height}x{width} is too small for this GoogLeNet: it needs at "
-                f"least {smallest}x{smallest}. {self._min_size_reason()} Resize the "
-                f"images to {self.input_size}x{self.input_size}, the size this model "
-                f"was configured for."
-            )
+        smallest, largest = self.input_size_range
+        for side in (height, width):
+            if side < smallest:
+                raise ValueError(
+                    f"Input {height}x{width} is too small for this GoogLeNet: it needs at "
+                    f"least {smallest}x{smallest}. {self._min_size_reason()} Resize the "
+                    f"images to {self.input_size}x{self.input_size}, the size this model "
+                    f"was configured for.")
+            if largest is not None and side > largest:
+                raise ValueError(
+                    f"Input {height}x{width} is too large for this GoogLeNet: its 7x7 "
+                    f"average pool must leave a 1x1 map for the dense layer, which holds "
+                    f"for inputs from {smallest} to {largest} pixels (ceil(n / 32) == 7). "
+                    f"Resize the images to {self.input_size}x{self.input_size}, or build "
+                    f"the model with head_pool='global', which takes any size.")
+
+    @cached_property
+    def input_size_range(self) -> Tuple[int, Optional[int]]:
+        """(smallest, largest) square input side; largest is None when unbounded.
+
+        With global pooling every side from 1 up works; the paper's 7x7
+        average pool needs the last map to be exactly 7x7. Computed once per
+        spec (the models call :meth:`check_input` on every forward pass).
+        """
+        fits = [size for size in range(1, 1025) if self._fits(size)]
+        largest = None if fits[-1] == 1024 else fits[-1]
+        return fits[0], largest
 
     def min_input_size(self) -> int:
-        """Smallest square input for which every layer has a non-empty output."""
-        size = 1
-        while True:
-            try:
-                self.spatial_sizes(size)
-                return size
-            except ValueError:
-                size += 1
+        """Smallest square input for which every layer has a usable output."""
+        return self.input_size_range[0]
+
+    def _fits(self, size: int) -> bool:
+        try:
+            self.spatial_sizes(size)
+        except ValueError:
+            return False
+        return True
 
     def spatial_sizes(self, size: int) -> Tuple[Tuple[str, int], ...]:
         """The side length after each stage for a ``size`` x ``size`` input.
@@ -236,7 +260,11 @@ def _layer_output_size(layer: Layer, size: int) -> int:
         new = conv_output_size(size, layer.kernel, layer.stride, layer.padding)
     elif isinstance(layer, AvgPool):
         new = conv_output_size(size, layer.kernel, layer.stride, 0)
-    elif isinstance(layer, (GlobalAvgPool, Dense)):
+    elif isinstance(layer, GlobalAvgPool):
+        new = 1
+    elif isinstance(layer, Dense):
+        if size != 1:
+            raise ValueError(f"layer {layer.name!r} expects a 1x1 map, gets {size}x{size}")
         new = 1
     elif isinstance(layer, Inception):
         new = size  # every branch keeps the spatial size
@@ -248,12 +276,14 @@ def _layer_output_size(layer: Layer, size: int) -> int:
 
 
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
-                   head_pool: str = "global") -> GoogLeNetSpec:
+                   head_pool: str = "global", reduce: bool = True) -> GoogLeNetSpec:
     """Describe GoogLeNet for a given input and class count.
 
     ``head_pool="global"`` is d2l's adaptive average pool, which accepts any
     input size; ``"avg7"`` is the paper's 7x7 average pool, which needs the
     map before it to be at least 7x7 (224x224 input gives exactly 7x7).
+    ``reduce=False`` builds the naive counterfactual without the 1x1
+    reductions in the Inception blocks (see :class:`Inception`).
     """
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
@@ -265,7 +295,8 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
         pool = AvgPool("avgpool", kernel=7, stride=1)
     else:
         raise ValueError(f"head_pool must be 'global' or 'avg7', got {head_pool!r}")
-    b = _BLOCKS
+    b = _BLOCKS if reduce else {name: replace(block, reduce=False)
+                                for name, block in _BLOCKS.items()}
     stages = (
         Stage("b1", "stem", (Conv("conv1", 64, 7, stride=2, padding=3),
                              MaxPool("maxpool1"))),

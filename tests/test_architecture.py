@@ -112,3 +112,18 @@ def test_torchvision_count_is_reconciled_exactly():
     steps = paper.torchvision_params()
     assert steps[0][1] == 6_998_552
     assert sum(n for _, n in steps[:-1]) == steps[-1][1] == 6_624_904
+
+
+def test_paper_head_rejects_inputs_too_large_for_its_7x7_pool():
+    assert architecture.PAPER.input_size_range == (193, 224)
+    assert architecture.BOOK.input_size_range == (1, None)
+    with pytest.raises(ValueError, match="too large.*193 to 224.*head_pool='global'"):
+        architecture.PAPER.check_input(3, 224, 256)
+
+
+def test_naive_counterfactual_drops_only_the_reductions():
+    naive = architecture.googlenet_spec(reduce=False)
+    block = naive.stages[2].layers[0]
+    assert [len(layers) for _, layers in block.branches()] == [1, 1, 1, 2]
+    assert block.out_channels == architecture.INCEPTION_3A.out_channels
+    assert counting.total_macs(counting.count_network(naive)) > 2 * 276_066_304
