@@ -185,8 +185,9 @@ class GoogLeNetSpec:
         if channels != self.in_channels:
             raise ValueError(
                 f"GoogLeNet was built for {self.in_channels}-channel images but got "
-                f"{channels} channels. Build it with in_channels={channels}, or "
-                f"convert the images (e.g. to grayscale) first."
+                f"{channels} channels. Check the channel axis first (PyTorch and MXNet "
+                f"take NCHW batches, TensorFlow and JAX NHWC); then build it with "
+                f"in_channels={channels}, or convert the images (e.g. to grayscale)."
             )
         smallest, largest = self.input_size_range
         for side in (height, width):
