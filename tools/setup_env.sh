@@ -10,6 +10,7 @@
 #   PYTHON            interpreter for both venvs (default: python3.11, else python3)
 #   D2L_GPU=1|0       force CUDA builds on or off (default: on when nvidia-smi works)
 #   D2L_SKIP_MXNET=1  do not create the MXNet environment
+#   D2L_SKIP_BROWSER=1  do not try to install Debian's chromium (browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -71,4 +72,15 @@ if [ "${D2L_SKIP_MXNET:-0}" != 1 ]; then
       --display-name "Python (d2l-mxnet: MXNet 1.9)" >/dev/null 2>&1
     echo "Registered the Jupyter kernel d2l-mxnet"
   fi
+fi
+
+# ---- a headless browser for tests/test_book.py -----------------------------
+# Best effort: Debian's chromium when we are root with apt-get; without it the
+# browser tests are skipped with that reason.
+if [ "${D2L_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1 \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing Debian's chromium for the browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+    >/tmp/d2l-chromium-install.log 2>&1 \
+    || echo "Could not install chromium (see /tmp/d2l-chromium-install.log); browser tests will be skipped"
 fi

@@ -1,0 +1,135 @@
+"""The book as readers meet it: a clean build without warnings, and every page
+checked in a real (headless) browser.
+
+The build runs `jupyter-book build --all -W` into a temporary folder, so a
+stale `_build` can never hide a warning. The browser checks need Debian's
+`chromium` (tools/setup_env.sh installs it where it can) and the `playwright`
+package; without them they are skipped with the reason. Screenshots of every
+page go to `_build/screenshots/` (or `D2L_SCREENSHOTS`) for a person to look at.
+"""
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(os.environ.get("D2L_SCREENSHOTS", ROOT / "_build" / "screenshots"))
+
+
+def toc_pages():
+    """Every page the table of contents names, as paths without suffix."""
+    return re.findall(r"(?:root|file):\s*(\S+)", (ROOT / "_toc.yml").read_text())
+
+
+def repository():
+    config = (ROOT / "_config.yml").read_text()
+    url = re.search(r"^repository:\s*\n\s+url:\s*(\S+)", config, re.M).group(1)
+    branch = re.search(r"^\s+branch:\s*(\S+)", config, re.M).group(1)
+    return url.rstrip("/").removeprefix("https://github.com/"), branch
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory):
+    """Build the whole book once, from scratch, with warnings as errors."""
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jupyter_book), "build", "--all", "-W", "--keep-going",
+                             "--path-output", str(out), str(ROOT)],
+                            capture_output=True, text=True, timeout=1200)
+    log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    return out / "_build" / "html", result.returncode, log
+
+
+def test_build_has_no_warnings(book):
+    html, returncode, log = book
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert returncode == 0 and not warnings, "\n".join(warnings[:30]) or log[-3000:]
+    assert (html / "index.html").exists()
+
+
+def test_every_toc_page_is_rendered(book):
+    html, _, _ = book
+    missing = [p for p in toc_pages() if not (html / f"{p}.html").exists()]
+    assert not missing, missing
+
+
+@pytest.fixture(scope="session")
+def server(book):
+    html, returncode, _ = book
+    if not (html / "index.html").exists():
+        pytest.fail("the book did not build")
+    handler = functools.partial(QuietHandler, directory=str(html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (tools/setup_env.sh installs it "
+                    "when run as root with apt-get)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (requirements.txt)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_in_a_browser(page, server, browser):
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    tab.on("pageerror", lambda exc: errors.append(f"JavaScript error: {exc}"))
+    tab.on("console", lambda msg: errors.append(f"console: {msg.text}")
+           if msg.type == "error" else None)
+    # Only the book's own server is reachable; anything else (fonts, CDNs) is
+    # blocked here and must not be needed for the page to work.
+    tab.route(re.compile(r"^(?!http://127\.0\.0\.1)"), lambda route: route.abort())
+    response = tab.goto(f"{server}/{page}.html", wait_until="load")
+    assert response.status == 200
+    tab.wait_for_timeout(300)
+
+    broken = tab.eval_on_selector_all(
+        "article img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0))"
+                       ".map(i => i.src)")
+    assert not broken, f"images that did not load: {broken}"
+    text = tab.inner_text("article")
+    assert "Traceback (most recent call last)" not in text
+    assert not tab.query_selector_all(".output.traceback, .output.error, .cell_output .traceback")
+    # Requests we blocked on purpose show up as console errors; keep the rest.
+    errors = [e for e in errors if "net::ERR_FAILED" not in e]
+    assert not errors, errors
+
+    if page.startswith("chapters/"):  # notebook pages have launch buttons
+        repo, branch = repository()
+        colab = tab.eval_on_selector_all(
+            "a[href*='colab.research.google.com']", "links => links.map(a => a.href)")
+        expected = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{page}.ipynb"
+        assert expected in colab, f"Colab link {colab} should be {expected}"
+    if page.endswith("mxnet"):
+        assert "cannot run on" in text and "Colab" in text, "MXNet pages must carry the Colab note"
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{page.replace('/', '_')}.png"), full_page=True)
+    tab.close()
