@@ -24,8 +24,8 @@ import numpy as np
 from .architecture import (AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
                            Inception, MaxPool)
 
-__all__ = ["parameter_shapes", "random_weights", "forward", "inception_forward",
-           "random_input"]
+__all__ = ["parameter_shapes", "random_weights", "xavier_weights", "forward",
+           "inception_forward", "random_input"]
 
 
 def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
@@ -77,6 +77,26 @@ def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
         else:
             fan_in = int(np.prod(shape[1:]))
             weights[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    return weights
+
+
+def xavier_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
+    """Initial weights for training: Glorot/Xavier uniform, zero biases.
+
+    This is d2l's initialisation for GoogLeNet. Loading these into each
+    framework (``load_weights``) starts all four training runs from the very
+    same point, so their curves differ only by numerics.
+    """
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in parameter_shapes(spec).items():
+        if name.endswith("/bias"):
+            weights[name] = np.zeros(shape, np.float32)
+        else:
+            receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+            fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            weights[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
     return weights
 
 

@@ -92,7 +92,11 @@ def sync(path: Path) -> bool:
         cell.get("metadata", {}).pop("ExecuteTime", None)
         cell.pop("id", None)
         if cell["cell_type"] == "code":
-            for out in cell.get("outputs", []):
+            # Progress-bar widgets have no state once the kernel is gone: they
+            # would render as nothing (or an error) in the book. Drop them.
+            cell["outputs"] = [o for o in cell.get("outputs", [])
+                               if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+            for out in cell["outputs"]:
                 out.get("metadata", {}).pop("execution", None)
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
     after = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"

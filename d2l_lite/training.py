@@ -1,0 +1,274 @@
+"""Framework-neutral parts of training: recipes, the history, live progress.
+
+Each framework module has a ``train(model, data, recipe, ...)`` function with
+the same interface; they share what is here, so the four training loops differ
+only where the frameworks really differ.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Dict, List, Optional
+
+from .runtime import small_scale
+
+__all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
+           "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides how a model is trained, in one place.
+
+    ``optimizer``: ``"sgd"`` (with ``momentum``, optionally Nesterov) or
+    ``"adamw"``. ``schedule``: ``"constant"`` or ``"cosine"`` (with linear
+    warm-up over ``warmup_epochs``). ``mixed_precision`` uses bfloat16 compute
+    on a GPU (ignored on the CPU). ``compile`` uses the framework's compiler
+    (``torch.compile``, ``jax.jit``, ``tf.function(jit_compile=True)``, Gluon
+    ``hybridize``).
+    """
+
+    name: str
+    num_epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        for name in ("num_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def with_(self, **changes) -> "Recipe":
+        """A copy with some fields changed (e.g. fewer epochs for a quick run)."""
+        return replace(self, **changes)
+
+
+#: Dive into Deep Learning's recipe: plain SGD, lr 0.01, batch 128, 10 epochs.
+CLASSIC = Recipe("classic", num_epochs=10, batch_size=128, lr=0.01, optimizer="sgd")
+
+#: The book's best within the same architecture and 10 epochs: AdamW with a
+#: cosine schedule and warm-up, label smoothing, bf16 and a compiled step.
+FAST = Recipe("fast", num_epochs=10, batch_size=256, lr=2e-3, optimizer="adamw",
+              weight_decay=0.05, schedule="cosine", warmup_epochs=1.0,
+              label_smoothing=0.1, mixed_precision=True, compile=True)
+
+
+def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    """The learning rate at optimiser step ``step`` (0-based) under ``recipe``."""
+    if recipe.schedule == "constant":
+        return recipe.lr
+    import math
+    total = recipe.num_epochs * steps_per_epoch
+    warmup = int(recipe.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return recipe.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass(frozen=True)
+class RunScale:
+    """How much data and how many epochs a training notebook uses."""
+
+    name: str                  # "small", "reduced" or "full"
+    num_train: Optional[int]   # None: all 60,000
+    num_test: Optional[int]    # None: all 10,000
+    max_epochs: Optional[int]  # None: the recipe's own
+    note: str
+
+    def apply(self, data, recipe: Recipe):
+        """The data subset and the recipe (epochs capped) for this scale."""
+        if self.num_train is not None:
+            data = data.subset(self.num_train, self.num_test)
+        if self.max_epochs is not None and recipe.num_epochs > self.max_epochs:
+            recipe = recipe.with_(num_epochs=self.max_epochs)
+        return data, recipe
+
+
+FULL_SCALE_ENV = "D2L_FULL_SCALE"
+
+
+def run_scale(has_gpu: bool) -> RunScale:
+    """The scale of a training run, decided once per notebook.
+
+    * ``D2L_SMALL_SCALE=1`` (``make test``, CI): 1,024 train and 512 test
+      images, 3 epochs: the same code path in a minute or two;
+    * no GPU: 3,000 train and 1,000 test images, 3 epochs, so a CPU finishes
+      in minutes (``D2L_FULL_SCALE=1`` forces the full run anyway);
+    * a GPU: the full data set and the recipe's epochs.
+    """
+    import os
+
+    if small_scale():
+        return RunScale("small", 1024, 512, 3,
+                        "small-scale mode (D2L_SMALL_SCALE=1): 1,024 train / 512 test "
+                        "images, at most 3 epochs")
+    if not has_gpu and os.environ.get(FULL_SCALE_ENV, "") in ("", "0"):
+        return RunScale("reduced", 3000, 1000, 3,
+                        "no GPU: reduced run of 3,000 train / 1,000 test images, at most "
+                        f"3 epochs (set {FULL_SCALE_ENV}=1 for the full run)")
+    return RunScale("full", None, None, None, "full run: 60,000 train / 10,000 test images")
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    seconds: float
+    images_per_sec: float
+
+
+@dataclass
+class History:
+    """What a training run returns: per-epoch metrics and timings."""
+
+    framework: str
+    recipe: Recipe
+    device: str
+    num_train: int
+    num_test: int
+    compile_seconds: float = 0.0
+    epochs: List[EpochStats] = field(default_factory=list)
+
+    def metric(self, name: str) -> List[float]:
+        """One metric per epoch, e.g. ``history.metric("test_acc")``."""
+        return [getattr(e, name) for e in self.epochs]
+
+    @property
+    def final_test_acc(self) -> float:
+        return self.epochs[-1].test_acc if self.epochs else float("nan")
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent in epochs (compilation included in the first epoch)."""
+        return sum(e.seconds for e in self.epochs)
+
+    def time_to_accuracy(self, target: float) -> Optional[float]:
+        """Seconds of training until test accuracy first reached ``target``."""
+        elapsed = 0.0
+        for e in self.epochs:
+            elapsed += e.seconds
+            if e.test_acc >= target:
+                return elapsed
+        return None
+
+    def to_dict(self) -> Dict:
+        out = asdict(self)
+        out["recipe"] = asdict(self.recipe)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def summary(self) -> str:
+        if not self.epochs:
+            return f"{self.framework}: no epochs run"
+        e = self.epochs[-1]
+        steady = self.epochs[1:] or self.epochs
+        ips = sum(x.images_per_sec for x in steady) / len(steady)
+        return (f"{self.framework} ({self.recipe.name}, {self.device}): "
+                f"{len(self.epochs)} epochs in {self.train_seconds:.1f} s "
+                f"(compile {self.compile_seconds:.1f} s), {ips:,.0f} images/s, "
+                f"train loss {e.train_loss:.3f}, train acc {e.train_acc:.3f}, "
+                f"test acc {e.test_acc:.3f}")
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class ProgressPlot:
+    """A live plot of train loss, train accuracy and test accuracy per epoch.
+
+    In Jupyter and Colab it redraws one figure in place after each epoch; the
+    notebook keeps the last drawing, so the rendered book shows one clean
+    figure. Outside a notebook (scripts, benchmarks) it does nothing.
+    """
+
+    def __init__(self, title: str, num_epochs: int, enabled: Optional[bool] = None):
+        self.title = title
+        self.num_epochs = num_epochs
+        self.enabled = _in_notebook() if enabled is None else enabled
+        self._handle = None
+
+    def update(self, history: History) -> None:
+        if not self.enabled or not history.epochs:
+            return
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig = plot_history([history], title=self.title, num_epochs=self.num_epochs)
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+
+
+def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
+    """Loss and accuracies per epoch for one or more runs, as one figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for h in histories:
+        epochs = [e.epoch for e in h.epochs]
+        label = h.framework if len(histories) > 1 else "train loss"
+        ax_loss.plot(epochs, h.metric("train_loss"), marker="o", label=label)
+        prefix = f"{h.framework} " if len(histories) > 1 else ""
+        ax_acc.plot(epochs, h.metric("train_acc"), marker="o", linestyle="--",
+                    label=f"{prefix}train acc")
+        ax_acc.plot(epochs, h.metric("test_acc"), marker="s", label=f"{prefix}test acc")
+    last = num_epochs or max((len(h.epochs) for h in histories), default=1)
+    for ax, name in ((ax_loss, "training loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlim(0.5, last + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def batch_progress(num_batches: int, epoch: int, num_epochs: int, enabled: bool = True):
+    """A tqdm bar over one epoch's batches (notebook widget in Jupyter, text elsewhere)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=num_batches, desc=f"epoch {epoch}/{num_epochs}", leave=False,
+                disable=not enabled, unit="batch")
+
+
+class Timer:
+    """Wall-clock seconds; the frameworks synchronise the device before reading it."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

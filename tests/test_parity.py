@@ -1,0 +1,83 @@
+"""The four frameworks are the same network: same weights in, same logits out.
+
+One set of canonical weights (``reference.random_weights``, PyTorch layout) is
+loaded into the PyTorch, TensorFlow, JAX and MXNet models; their float32
+logits must agree with each other and with a float64 NumPy forward pass to
+within 1e-4. MXNet runs in its own environment (``.venv-mxnet``) through
+``tests/mxnet/parity_logits.py``.
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from d2l_lite import architecture, reference
+
+ROOT = Path(__file__).resolve().parents[1]
+MXNET_PYTHON = Path(os.environ.get("D2L_MXNET_PYTHON", ROOT / ".venv-mxnet" / "bin" / "python"))
+TOLERANCE = 1e-4
+SPECS = {"book": architecture.BOOK, "paper": architecture.PAPER}
+
+
+def torch_logits(spec, weights, X):
+    from d2l_lite import torch as d2l
+    model = d2l.GoogLeNet(spec)
+    d2l.load_weights(model, weights)
+    return d2l.logits(model, X)
+
+
+def tensorflow_logits(spec, weights, X):
+    from d2l_lite import tensorflow as d2l
+    model = d2l.GoogLeNet(spec)
+    d2l.load_weights(model, weights)
+    return d2l.logits(model, X)
+
+
+def jax_logits(spec, weights, X):
+    from d2l_lite import jax as d2l
+    model = d2l.GoogLeNet(spec)
+    variables = d2l.load_weights(model, weights)
+    return d2l.logits(model, X, variables)
+
+
+def mxnet_logits(spec_name, weights, X, tmp_path):
+    if not MXNET_PYTHON.exists():
+        pytest.fail(f"{MXNET_PYTHON} is missing: run tools/setup_env.sh to create the MXNet "
+                    f"environment (or set D2L_MXNET_PYTHON)")
+    source, target = tmp_path / "in.npz", tmp_path / "out.npz"
+    np.savez(source, spec=spec_name, X=X, **weights)
+    result = subprocess.run([str(MXNET_PYTHON), str(ROOT / "tests/mxnet/parity_logits.py"),
+                             str(source), str(target)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.load(target)["logits"]
+
+
+@pytest.mark.parametrize("spec_name, batch_size, seed", [
+    ("book", 1, 0), ("book", 1, 1), ("book", 1, 2), ("book", 8, 3), ("paper", 1, 4)])
+def test_four_frameworks_agree(spec_name, batch_size, seed, tmp_path):
+    spec = SPECS[spec_name]
+    weights = reference.random_weights(spec, seed=seed)
+    X = reference.random_input(spec, batch_size=batch_size, seed=seed)
+    expected = reference.forward(spec, weights, X)
+    results = {
+        "pytorch": torch_logits(spec, weights, X),
+        "tensorflow": tensorflow_logits(spec, weights, X),
+        "jax": jax_logits(spec, weights, X),
+        "mxnet": mxnet_logits(spec_name, weights, X, tmp_path),
+    }
+    names = list(results)
+    for name in names:
+        assert results[name].shape == (batch_size, spec.num_classes), name
+        assert results[name].dtype == np.float32, name
+        diff = np.abs(results[name] - expected).max()
+        assert diff < TOLERANCE, f"{name} vs float64 reference: {diff:.2e}"
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = np.abs(results[a] - results[b]).max()
+            assert diff < TOLERANCE, f"{a} vs {b}: {diff:.2e}"
+    # The comparison means something: different inputs give different logits.
+    assert np.abs(expected).max() > 0.1
