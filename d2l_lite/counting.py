@@ -20,7 +20,8 @@ from typing import Iterable, List, Sequence, Tuple
 from .architecture import (AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
                            Inception, MaxPool, conv_output_size)
 
-__all__ = ["LayerCount", "count_conv", "count_inception", "count_network",
+__all__ = ["LayerCount", "count_conv", "count_inception", "count_network", "count_any",
+           "analytic_flops", "branch_params",
            "total_params", "total_macs", "flops"]
 
 Shape = Tuple[int, int, int]  # channels, height, width
@@ -137,3 +138,36 @@ def total_params(rows: Iterable[LayerCount]) -> int:
 
 def total_macs(rows: Iterable[LayerCount]) -> int:
     return sum(r.macs for r in rows)
+
+
+def count_any(spec_or_block, input_size=None) -> List[LayerCount]:
+    """Rows for a whole network or for one Inception block.
+
+    ``spec_or_block`` is a :class:`~d2l_lite.architecture.GoogLeNetSpec`
+    (``input_size``: the image side, default the spec's) or an
+    :class:`~d2l_lite.architecture.Inception` (``input_size``: its input as
+    ``(channels, height, width)``, required).
+    """
+    if isinstance(spec_or_block, GoogLeNetSpec):
+        return count_network(spec_or_block, input_size)
+    if isinstance(spec_or_block, Inception):
+        if input_size is None or len(input_size) != 3:
+            raise ValueError(f"an Inception block needs input_size=(channels, height, "
+                             f"width), e.g. (192, 28, 28), got {input_size!r}")
+        return count_inception(spec_or_block, tuple(input_size))
+    raise ValueError(f"expected a GoogLeNetSpec or an architecture.Inception, got "
+                     f"{type(spec_or_block).__name__}")
+
+
+def analytic_flops(spec_or_block, input_size=None) -> int:
+    """``2 x MACs`` of convolutions and dense layers, for one image."""
+    return flops(total_macs(count_any(spec_or_block, input_size)))
+
+
+def branch_params(block: Inception, in_shape: Shape) -> dict:
+    """Parameters per branch of an Inception block: ``{"branch1": n, ...}``."""
+    out: dict = {}
+    for row in count_inception(block, in_shape):
+        branch = row.name.split("/")[1]
+        out[branch] = out.get(branch, 0) + row.params
+    return out

@@ -127,3 +127,14 @@ def test_naive_counterfactual_drops_only_the_reductions():
     assert [len(layers) for _, layers in block.branches()] == [1, 1, 1, 2]
     assert block.out_channels == architecture.INCEPTION_3A.out_channels
     assert counting.total_macs(counting.count_network(naive)) > 2 * 276_066_304
+
+
+def test_count_any_and_branch_params():
+    assert counting.analytic_flops(architecture.BOOK) == 2 * 276_066_304
+    assert counting.analytic_flops(architecture.INCEPTION_3A, (192, 28, 28)) == 2 * 128_049_152
+    assert counting.branch_params(architecture.INCEPTION_3A, (192, 28, 28)) == {
+        "branch1": 12_352, "branch2": 129_248, "branch3": 15_920, "branch4": 6_176}
+    with pytest.raises(ValueError, match="needs input_size=\\(channels, height, width\\)"):
+        counting.count_any(architecture.INCEPTION_3A, 28)
+    with pytest.raises(ValueError, match="expected a GoogLeNetSpec"):
+        counting.count_any("googlenet")
