@@ -151,7 +151,7 @@ def count_any(spec_or_block, input_size=None) -> List[LayerCount]:
     if isinstance(spec_or_block, GoogLeNetSpec):
         return count_network(spec_or_block, input_size)
     if isinstance(spec_or_block, Inception):
-        if input_size is None or len(input_size) != 3:
+        if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
             raise ValueError(f"an Inception block needs input_size=(channels, height, "
                              f"width), e.g. (192, 28, 28), got {input_size!r}")
         return count_inception(spec_or_block, tuple(input_size))
