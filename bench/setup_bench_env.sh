@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Create or update .venv-bench, the environment of the d2l reference run in
+# bench/train_bench.py; safe to run again (it only reinstalls when this file
+# or pyproject.toml changed).
+#
+#   .venv-bench  torch 2.14.1 + torchvision 0.29.1, d2l 1.0.3 (--no-deps: its
+#                pinned dependencies are too old for today's Pythons), what
+#                d2l/torch.py imports, and d2l_lite (editable, --no-deps);
+#                .venv-bench/d2l-only holds d2l alone, to try d2l's other
+#                framework modules in the book's environments (bench/README.md)
+#
+# Our own trainers run in the book's environments (.venv, .venv-mxnet; see
+# tools/setup_env.sh). d2l's torch module imports torchvision, which needs a
+# torch of the same release: PyPI's torchvision does not import beside the
+# CPU-only torch 2.13.0 of .venv, hence this separate environment.
+#
+# Environment variables:
+#   PYTHON   interpreter (default: python3.11, else python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+VENV=.venv-bench
+
+pip_quiet() {
+  "$@" -q --disable-pip-version-check 2>&1 | grep -v -E "is ignored: it is neither a file nor a directory" || true
+  return "${PIPESTATUS[0]}"
+}
+
+want=$(cat bench/setup_bench_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "Creating $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.d2l-stamp" 2>/dev/null)" != "$want" ]; then
+  echo "Installing the benchmark environment (torch + torchvision, d2l 1.0.3); several GB the first time"
+  # torch and torchvision of one release (torchvision's C++ ops are built
+  # against it); a CUDA build on Linux x86_64, which also runs on the CPU.
+  pip_quiet "$VENV/bin/python" -m pip install "torch==2.14.1" "torchvision==0.29.1"
+  # What d2l/torch.py imports at module level, at today's versions.
+  pip_quiet "$VENV/bin/python" -m pip install numpy scipy pandas requests matplotlib \
+    matplotlib-inline ipython pillow
+  # d2l itself, without its pins (numpy==1.23.5, matplotlib==3.7.2, ...): pip
+  # then warns that d2l "requires numpy==1.23.5" etc.; that is expected.
+  pip_quiet "$VENV/bin/python" -m pip install --no-deps "d2l==1.0.3"
+  pip_quiet "$VENV/bin/python" -m pip install --no-deps -e .
+  # d2l's package alone, to try d2l.tensorflow / d2l.jax / d2l.mxnet in the
+  # book's environments with PYTHONPATH=.venv-bench/d2l-only (bench/README.md).
+  rm -rf "$VENV/d2l-only"
+  pip_quiet "$VENV/bin/python" -m pip install --no-deps --target "$VENV/d2l-only" "d2l==1.0.3"
+  "$VENV/bin/python" -c "import torch, torchvision; from d2l import torch as d2l; print('d2l', d2l.__name__, 'torch', torch.__version__, 'torchvision', torchvision.__version__)"
+  echo "$want" > "$VENV/.d2l-stamp"
+fi

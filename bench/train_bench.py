@@ -1,0 +1,405 @@
+"""Training benchmark: our four trainers and d2l's own GoogLeNet, in one run.
+
+    python bench/train_bench.py --epochs 10                      # a GPU, full size
+    python bench/train_bench.py --num-train 1024 --num-test 512 --epochs 1   # a CPU
+
+Every run is a subprocess with its own interpreter: ``bench/run_one.py`` for
+each (framework, recipe) of ours (``.venv``: PyTorch, TensorFlow, JAX;
+``.venv-mxnet``: MXNet), ``bench/d2l_reference.py`` for the d2l reference
+(``.venv-bench``, see ``bench/setup_bench_env.sh``). Each writes one JSON
+record; this script adds the derived numbers, prints a table, and saves
+everything to ``bench/results/<date>-<device>.json`` (and the table beside it
+as ``.md``). It needs only the standard library.
+
+Numbers per run: seconds per epoch and images/s (training steps only, device
+synchronised; the mean over epochs 2.. when there are several, since epoch 1
+includes compilation), compile seconds, seconds of training until the test
+accuracy first reached 0.80 and 0.90 (null if it never did), the final test
+accuracy, and speed-ups against the d2l reference measured in the same
+invocation: ``speedup_images_per_sec`` (steady images/s ratio) and
+``speedup_total_time`` (training seconds for the same epochs, compilation
+included), against the d2l reference of the same framework where there is one
+and against d2l's PyTorch reference in any case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+FRAMEWORKS = ("torch", "tensorflow", "jax", "mxnet")
+LABELS = {"torch": "PyTorch", "tensorflow": "TensorFlow", "jax": "JAX/Flax", "mxnet": "MXNet"}
+RECIPES = ("classic", "fast")
+TARGETS = (0.80, 0.90)
+
+#: d2l 1.0.3 has a module per framework; which ones run here, and why not.
+D2L_REFERENCES = {
+    "torch": None,  # runs: bench/d2l_reference.py
+    "tensorflow": ("not run: d2l 1.0.3's tensorflow module imports in .venv (d2l on "
+                   "sys.path), but its classes break under Keras 3: Keras sets Model.loss "
+                   "= None, which hides d2l.Classifier.loss ('NoneType' object is not "
+                   "callable in training_step); d2l 1.0.3 was written for Keras 2"),
+    "jax": ("not run: d2l 1.0.3's jax module imports tensorflow_datasets, which no "
+            "environment here holds (tried in .venv)"),
+    "mxnet": ("not run: d2l 1.0.3's mxnet module imports pandas, which .venv-mxnet "
+              "(numpy<1.24) does not hold (tried)"),
+}
+
+
+# ---- machine ----------------------------------------------------------------------------
+
+def device_name() -> str:
+    """The GPU's name (nvidia-smi), else the CPU model and core count."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        if out.returncode == 0 and names:
+            return names[0] + (f" (x{len(names)}, the benchmark uses one)"
+                               if len(names) > 1 else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores"
+
+
+def slug(text: str) -> str:
+    text = re.sub(r"\(.*?\)", "", text.replace("CPU:", "cpu"))
+    text = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return text[:60].strip("-")
+
+
+def loadavg() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ---- one subprocess ---------------------------------------------------------------------
+
+def run_child(name: str, command: List[str], out: Path, timeout: float,
+              verbose: bool) -> Dict:
+    """Run ``command`` (which writes its JSON record to ``out``); add timings."""
+    print(f"--- {name}: starting", flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_before, start = loadavg(), time.perf_counter()
+    tail: List[str] = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    except OSError as err:
+        return {"status": f"not available: {err}"}
+    deadline = start + timeout
+    timed_out = False
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the trainers print little with progress=False
+        tail = (tail + [line.rstrip()])[-40:]
+        if verbose:
+            print(f"    [{name}] {line.rstrip()}", flush=True)
+        if time.perf_counter() > deadline:
+            timed_out = True
+            proc.kill()
+            break
+    try:
+        proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    record: Dict = {}
+    if out.exists():
+        try:
+            record = json.loads(out.read_text())
+        except json.JSONDecodeError:
+            record = {}
+    if timed_out:
+        record["status"] = f"failed: timed out after {timeout:.0f} s"
+    elif not record:
+        record["status"] = f"failed: exit code {proc.returncode}, no record written"
+    if not str(record.get("status", "")).startswith("ok"):
+        record["output_tail"] = "\n".join(tail[-25:])
+    record["process"] = {
+        "command": [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c
+                    for c in command],
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round((after.ru_utime - before.ru_utime)
+                             + (after.ru_stime - before.ru_stime), 2),
+        "loadavg_before": load_before, "loadavg_after": loadavg(),
+        "returncode": proc.returncode,
+    }
+    print(f"--- {name}: {record.get('status')} ({wall:.0f} s)", flush=True)
+    return record
+
+
+# ---- numbers ----------------------------------------------------------------------------
+
+def metrics(history: Dict) -> Dict:
+    """Derived numbers of one History.to_dict()."""
+    epochs = history["epochs"]
+    if not epochs:
+        return {}
+    steady = epochs[1:] or epochs
+    seconds = sum(e["seconds"] for e in steady)
+    images = sum(e["images_per_sec"] * e["seconds"] for e in steady)
+
+    def time_to(target: float) -> Optional[float]:
+        elapsed = 0.0
+        for e in epochs:
+            elapsed += e["seconds"]
+            if e["test_acc"] >= target:
+                return round(elapsed, 3)
+        return None
+
+    return {
+        "epochs": len(epochs),
+        "seconds_per_epoch": round(seconds / len(steady), 3),
+        "first_epoch_seconds": round(epochs[0]["seconds"], 3),
+        "steady_epochs": "2.." if len(epochs) > 1 else "1 (includes compilation)",
+        "images_per_sec": round(images / seconds, 2),
+        "train_seconds": round(sum(e["seconds"] for e in epochs), 3),
+        "compile_seconds": round(history.get("compile_seconds", 0.0), 3),
+        **{f"time_to_{t:.2f}": time_to(t) for t in TARGETS},
+        "final_test_acc": round(epochs[-1]["test_acc"], 4),
+    }
+
+
+def ratios(ours: Dict, ref: Dict) -> Optional[Dict]:
+    if not ours or not ref:
+        return None
+    out = {"speedup_images_per_sec": round(ours["images_per_sec"] / ref["images_per_sec"], 3),
+           "speedup_total_time": round(ref["train_seconds"] / ours["train_seconds"], 3)}
+    for t in TARGETS:
+        key = f"time_to_{t:.2f}"
+        if ours.get(key) and ref.get(key):
+            out[f"speedup_{key}"] = round(ref[key] / ours[key], 3)
+    return out
+
+
+def fmt(value, spec: str = ".1f", none: str = "-") -> str:
+    if value is None:
+        return none
+    return format(value, spec)
+
+
+def table(runs: List[Dict]) -> str:
+    head = ["run", "recipe", "epochs", "s/epoch", "images/s", "compile s", "t(0.80) s",
+            "t(0.90) s", "final acc", "x d2l-torch (img/s)", "x d2l-torch (time)",
+            "x d2l same fw"]
+    rows, notes = [], []
+    for r in runs:
+        m = r.get("metrics") or {}
+        if not m:
+            status = str(r.get("status", "failed"))
+            notes.append(f"({len(notes) + 1}) {r['name']}, {r.get('recipe', '')}: {status}")
+            word = status.split(":")[0]
+            rows.append([r["name"], r.get("recipe", ""), "", f"{word} ({len(notes)})"]
+                        + [""] * (len(head) - 4))
+            continue
+        vs_torch = r.get("vs_d2l_torch") or {}
+        vs_same = r.get("vs_d2l_same_framework")
+        rows.append([
+            r["name"], r.get("recipe", ""), str(m["epochs"]), fmt(m["seconds_per_epoch"], ".2f"),
+            fmt(m["images_per_sec"], ",.1f"), fmt(m["compile_seconds"], ".1f"),
+            fmt(m["time_to_0.80"], ".1f", "null"), fmt(m["time_to_0.90"], ".1f", "null"),
+            fmt(m["final_test_acc"], ".3f"),
+            fmt(vs_torch.get("speedup_images_per_sec"), ".2f"),
+            fmt(vs_torch.get("speedup_total_time"), ".2f"),
+            fmt(vs_same.get("speedup_images_per_sec") if isinstance(vs_same, dict) else None,
+                ".2f", "n/a"),
+        ])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    text = "\n".join([line(head), "| " + " | ".join("-" * w for w in widths) + " |"]
+                     + [line(r) for r in rows])
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _finite(value):
+    """NaN and infinities as null: strict JSON."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# ---- main -------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--num-train", type=int, default=None, help="default: all 60,000")
+    p.add_argument("--num-test", type=int, default=None, help="default: all 10,000")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="override every recipe's batch size (default: classic 128, fast 256)")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                   help="comma-separated subset of " + ",".join(FRAMEWORKS))
+    p.add_argument("--recipes", default=",".join(RECIPES))
+    p.add_argument("--no-reference", action="store_true", help="skip the d2l reference")
+    p.add_argument("--d2l-workers", type=int, default=4,
+                   help="DataLoader workers of the d2l reference (d2l's default: 4)")
+    p.add_argument("--python", default=str(ROOT / ".venv/bin/python"),
+                   help="interpreter for torch, tensorflow and jax")
+    p.add_argument("--mxnet-python", default=str(ROOT / ".venv-mxnet/bin/python"))
+    p.add_argument("--bench-python", default=str(ROOT / ".venv-bench/bin/python"),
+                   help="interpreter with d2l 1.0.3 (bench/setup_bench_env.sh)")
+    p.add_argument("--data-dir", default=None,
+                   help="Fashion-MNIST IDX files (default: $D2L_FASHION_MNIST_DIR, else "
+                        "../shared/data/fashion-mnist beside the repository when it exists)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    p.add_argument("--out", default=None,
+                   help="results file (default: bench/results/<date>-<device>.json)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every run's output")
+    args = p.parse_args(argv)
+
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    recipes = [r for r in args.recipes.split(",") if r]
+    for f in frameworks:
+        if f not in FRAMEWORKS:
+            p.error(f"unknown framework {f!r}; choose from {', '.join(FRAMEWORKS)}")
+    for r in recipes:
+        if r not in RECIPES:
+            p.error(f"unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
+
+    data_dir = args.data_dir or os.environ.get("D2L_FASHION_MNIST_DIR")
+    shared = ROOT.parent / "shared" / "data" / "fashion-mnist"
+    if not data_dir and shared.is_dir():
+        data_dir = str(shared)
+    if data_dir:
+        os.environ["D2L_FASHION_MNIST_DIR"] = str(Path(data_dir).resolve())
+
+    device = device_name()
+    stamp = dt.datetime.now().astimezone()
+    out = Path(args.out) if args.out else (
+        BENCH / "results" / f"{stamp:%Y-%m-%d}-{slug(device)}.json")
+    size = ["--epochs", str(args.epochs)]
+    for flag, value in (("--num-train", args.num_train), ("--num-test", args.num_test)):
+        if value:
+            size += [flag, str(value)]
+    print(f"Benchmark on {device}: {args.epochs} epoch(s), "
+          f"{args.num_train or 60000:,} train / {args.num_test or 10000:,} test images; "
+          f"data from {os.environ.get('D2L_FASHION_MNIST_DIR') or 'the official download'}",
+          flush=True)
+
+    runs: List[Dict] = []
+    with tempfile.TemporaryDirectory(prefix="d2l-bench-") as tmp:
+        def child(name, python, script, extra, meta):
+            target = Path(tmp) / f"{len(runs)}.json"
+            if not Path(python).exists():
+                record = {"status": f"not available: {python} is missing (run "
+                                    f"{'bench/setup_bench_env.sh' if 'bench' in python else 'tools/setup_env.sh'})"}
+            else:
+                record = run_child(name, [python, str(BENCH / script)] + extra
+                                   + ["--out", str(target)], target, args.timeout,
+                                   args.verbose)
+            record.update(meta, name=name)
+            runs.append(record)
+
+        if not args.no_reference:
+            child("d2l (PyTorch)", args.bench_python, "d2l_reference.py",
+                  size + ["--num-workers", str(args.d2l_workers)]
+                  + (["--batch-size", str(args.batch_size)] if args.batch_size else []),
+                  {"framework": "torch", "implementation": "d2l 1.0.3", "recipe": "d2l"})
+            for f in frameworks:
+                if D2L_REFERENCES.get(f):
+                    runs.append({"name": f"d2l ({LABELS[f]})", "framework": f,
+                                 "implementation": "d2l 1.0.3", "recipe": "d2l",
+                                 "status": D2L_REFERENCES[f]})
+        for f in frameworks:
+            python = args.mxnet_python if f == "mxnet" else args.python
+            for r in recipes:
+                child(LABELS[f], python, "run_one.py",
+                      ["--framework", f, "--recipe", r] + size
+                      + (["--batch-size", str(args.batch_size)] if args.batch_size else []),
+                      {"framework": f, "implementation": "d2l_lite", "recipe": r})
+
+    for r in runs:
+        if str(r.get("status", "")).startswith("ok") and r.get("history"):
+            r["metrics"] = metrics(r["history"])
+    refs = {r["framework"]: r.get("metrics") for r in runs
+            if r.get("implementation") == "d2l 1.0.3" and r.get("metrics")}
+    for r in runs:
+        if r.get("implementation") != "d2l_lite" or not r.get("metrics"):
+            continue
+        r["vs_d2l_torch"] = ratios(r["metrics"], refs.get("torch"))
+        if r["framework"] in refs:
+            r["vs_d2l_same_framework"] = ratios(r["metrics"], refs[r["framework"]])
+        elif args.no_reference:
+            r["vs_d2l_same_framework"] = "no reference run (--no-reference)"
+        else:
+            r["vs_d2l_same_framework"] = (D2L_REFERENCES.get(r["framework"])
+                                          or "the reference run failed")
+
+    text = table(runs)
+    versions: Dict[str, Dict] = {}
+    for r in runs:
+        if r.get("versions"):
+            versions.setdefault(r["name"] if r.get("implementation") == "d2l 1.0.3"
+                                else LABELS[r["framework"]], r["versions"])
+    result = {
+        "timestamp": stamp.isoformat(timespec="seconds"),
+        "device": device,
+        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                 "loadavg_at_end": loadavg()},
+        "settings": {"epochs": args.epochs, "num_train": args.num_train or 60000,
+                     "num_test": args.num_test or 10000, "image_size": 96,
+                     "batch_size_override": args.batch_size,
+                     "frameworks": frameworks, "recipes": recipes,
+                     "d2l_reference": not args.no_reference,
+                     "d2l_num_workers": args.d2l_workers},
+        "versions": versions,
+        "notes": [
+            "seconds and images/s count training steps only (device synchronised), not "
+            "the evaluation after each epoch; time-to-accuracy adds up those seconds",
+            "s/epoch and images/s are means over epochs 2.. (epoch 1 includes compilation) "
+            "when there are several epochs, else epoch 1",
+            "speedup_images_per_sec = ours / d2l (steady images/s); speedup_total_time = "
+            "d2l training seconds / ours for the same epochs (compilation included)",
+        ],
+        "table": text,
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
+    out.with_suffix(".md").write_text(
+        f"# Training benchmark, {stamp:%Y-%m-%d}\n\n{device}; {args.epochs} epoch(s), "
+        f"{args.num_train or 60000:,} train / {args.num_test or 10000:,} test images. "
+        f"Full record: `{out.name}`.\n\n{text}\n")
+    print()
+    print(text)
+    print(f"\nSaved {out} and {out.with_suffix('.md').name}")
+    failed = [r["name"] for r in runs if str(r.get("status", "")).startswith("failed")]
+    if failed:
+        print(f"Failed: {', '.join(failed)} (see their output_tail in the JSON)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
