@@ -11,7 +11,11 @@ What this module holds, with the same names as ``d2l_lite.torch``,
 * :func:`count_parameters`, :func:`branch_parameters`, :func:`layer_summary`:
   what the book counts and prints;
 * :func:`load_weights`, :func:`logits`: the parity check against
-  :mod:`d2l_lite.reference`.
+  :mod:`d2l_lite.reference`;
+* :func:`device_data`, :func:`prepare_batch`, :func:`train`: training on
+  Fashion-MNIST with a :class:`d2l_lite.training.Recipe`;
+* :func:`count_flops`, :func:`expected_flops`, :func:`time_forward`: the FLOPs
+  chapter (MXNet has no FLOP counter of its own: see :func:`count_flops`).
 
 MXNet works in NCHW like PyTorch, and its convolution weights are OIHW and its
 dense weights ``(out, in)``, the canonical layout of :mod:`d2l_lite.reference`:
@@ -29,17 +33,23 @@ environment: MXNet 1.9.1 needs ``numpy<1.24``).
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+import math
+import statistics
+import subprocess
+from typing import Dict, List, Sequence, Tuple
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon, nd
+from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from . import architecture, runtime, tables
+from . import architecture, counting, reference, runtime, tables, training
+from .data import minibatch_indices
 
 __all__ = ["try_gpu", "set_seed", "Inception", "GoogLeNet", "count_parameters",
-           "branch_parameters", "layer_summary", "load_weights", "logits"]
+           "branch_parameters", "layer_summary", "load_weights", "logits",
+           "device_data", "prepare_batch", "AdamW", "train", "count_flops", "expected_flops",
+           "time_forward"]
 
 
 def try_gpu() -> mx.Context:
@@ -84,7 +94,7 @@ def _layer(layer) -> nn.HybridBlock:
         return nn.Dense(layer.out_features, prefix=prefix)
     if isinstance(layer, architecture.Inception):
         return Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
-                         layer.ch5x5, layer.pool_proj, prefix=prefix)
+                         layer.ch5x5, layer.pool_proj, reduce=layer.reduce, prefix=prefix)
     raise TypeError(f"unknown layer type {type(layer).__name__}")
 
 
@@ -96,17 +106,24 @@ class Inception(nn.HybridBlock):
     :meth:`d2l_lite.architecture.Inception.branches`, so they hold exactly
     the layers the spec describes (every convolution followed by ReLU).
     Input channels are inferred on the first forward pass.
+
+    ``reduce=False`` gives the naive block of the FLOPs chapter: the 3x3 and
+    5x5 convolutions read every input channel, without the 1x1 reductions
+    (``ch3x3red`` and ``ch5x5red`` are then unused).
     """
 
     def __init__(self, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, **kwargs):
+                 ch5x5: int, pool_proj: int, *, reduce: bool = True, **kwargs):
         super().__init__(**kwargs)
         widths = (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
         if not all(isinstance(w, (int, np.integer)) and w > 0 for w in widths):
             raise ValueError(f"Inception widths must be positive ints (the paper's "
                              f"ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), "
                              f"got {widths}")
-        spec = architecture.Inception("inception", *widths)
+        if not isinstance(reduce, bool):
+            raise ValueError(f"reduce must be True or False, got {reduce!r}")
+        self.reduce = reduce
+        spec = architecture.Inception("inception", *widths, reduce=reduce)
         with self.name_scope():
             for name, layers in spec.branches():
                 branch = nn.HybridSequential(prefix=f"{name}_")
@@ -253,3 +270,336 @@ def logits(model: gluon.Block, X: np.ndarray) -> np.ndarray:
     if X.ndim != 4:
         raise ValueError(f"X must be an N x C x H x W batch, got shape {X.shape}")
     return model(nd.array(X, ctx=_context(model))).asnumpy().astype(np.float32)
+
+
+# Training ------------------------------------------------------------------------
+
+def device_data(data, ctx: mx.Context) -> Tuple[nd.NDArray, ...]:
+    """``(train_images, train_labels, test_images, test_labels)`` of a
+    :class:`~d2l_lite.data.FashionMNIST` as NDArrays on ``ctx``, copied once.
+
+    Images stay uint8 ``(N, 28, 28)`` (47 MB for all 60,000): each batch is
+    converted and resized on the device by :func:`prepare_batch`. Labels are
+    float32, the type Gluon's losses and ``argmax`` work with (0 to 9 are exact).
+    """
+    return (nd.array(data.train_images, ctx=ctx, dtype="uint8"),
+            nd.array(data.train_labels, ctx=ctx, dtype="float32"),
+            nd.array(data.test_images, ctx=ctx, dtype="uint8"),
+            nd.array(data.test_labels, ctx=ctx, dtype="float32"))
+
+
+def prepare_batch(images: nd.NDArray, index: nd.NDArray, image_size: int = 96) -> nd.NDArray:
+    """Gather ``images[index]`` (uint8, N x 28 x 28) and make a float32
+    ``B x 1 x image_size x image_size`` batch in [0, 1], on the images' device.
+
+    ``BilinearResize2D`` with ``align_corners=False`` samples at pixel
+    centres, as PyTorch's ``F.interpolate(..., align_corners=False)`` does
+    (MXNet's default, ``align_corners=True``, gives a different image).
+    """
+    X = nd.take(images, index).astype("float32").expand_dims(1) / 255  # B x 1 x 28 x 28
+    return nd.contrib.BilinearResize2D(X, height=image_size, width=image_size,
+                                       align_corners=False)
+
+
+def _device_name(ctx: mx.Context) -> str:
+    """"cpu", or the GPU's name as ``nvidia-smi`` reports it (MXNet has no call for it)."""
+    if ctx.device_type != "gpu":
+        return "cpu"
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
+                              "-i", str(ctx.device_id)], capture_output=True, text=True,
+                             timeout=10)
+        name = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        name = ""
+    return name or str(ctx)
+
+
+class AdamW(mx.optimizer.Optimizer):
+    """``torch.optim.AdamW`` for MXNet 1.9, which has no AdamW optimiser.
+
+    Weight decay is decoupled from the gradient: each step first shrinks the
+    weight, ``w *= 1 - lr * wd`` (biases too, as in PyTorch), then takes
+    Adam's step on the gradient alone, with MXNet's fused ``adam_update``
+    kernel. That kernel computes ``w -= lr' * m / (sqrt(v) + eps')``; PyTorch's
+    bias-corrected step, ``lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)`` with
+    ``c1 = 1 - beta1**t`` and ``c2 = 1 - beta2**t``, is that kernel with
+    ``lr' = lr * sqrt(c2) / c1`` and ``eps' = eps * sqrt(c2)``. (MXNet's own
+    ``adam`` scales only the learning rate, which makes epsilon up to 30 times
+    larger in the first steps: that matters for the many tiny gradients of a
+    deep network without normalisation layers.)
+    """
+
+    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
+                 beta2: float = 0.999, epsilon: float = 1e-8, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def create_state(self, index, weight):
+        return (nd.zeros(weight.shape, weight.context, dtype=weight.dtype),  # mean
+                nd.zeros(weight.shape, weight.context, dtype=weight.dtype))  # variance
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        t = self._index_update_count[index]
+        c1, c2 = 1 - self.beta1 ** t, 1 - self.beta2 ** t
+        if wd:
+            weight *= 1 - lr * wd  # decoupled weight decay, in place
+        mean, var = state
+        options = {"clip_gradient": self.clip_gradient} if self.clip_gradient else {}
+        nd.adam_update(weight, grad, mean, var, out=weight, lr=lr * math.sqrt(c2) / c1,
+                       beta1=self.beta1, beta2=self.beta2,
+                       epsilon=self.epsilon * math.sqrt(c2), wd=0.0,
+                       rescale_grad=self.rescale_grad, **options)
+
+
+def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
+    """A ``gluon.Trainer`` with the recipe's optimiser.
+
+    * ``"sgd"``: MXNet's ``sgd`` (``nag`` when Nesterov), with ``wd`` coupled
+      as L2 regularisation (added to the gradient), as in ``torch.optim.SGD``.
+      MXNet keeps the learning rate inside its momentum buffer, so with
+      momentum the two agree exactly only while the learning rate is constant
+      (as in the classic recipe).
+    * ``"adamw"``: :class:`AdamW`, betas (0.9, 0.999) and epsilon 1e-8 as in
+      PyTorch and Optax.
+    """
+    if recipe.optimizer == "sgd":
+        name = "nag" if recipe.nesterov else "sgd"
+        options = {"learning_rate": recipe.lr, "momentum": recipe.momentum,
+                   "wd": recipe.weight_decay}
+        return gluon.Trainer(model.collect_params(), name, options, kvstore=None)
+    optimizer = AdamW(learning_rate=recipe.lr, wd=recipe.weight_decay)
+    return gluon.Trainer(model.collect_params(), optimizer, kvstore=None)
+
+
+def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
+          image_size: int = 96, plot: bool = True, progress: bool = True) -> training.History:
+    """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
+
+    The model starts from :func:`d2l_lite.reference.xavier_weights` for its
+    spec and ``recipe.seed``, so every framework starts from the same point.
+    All images go to the device once, as uint8; each batch is gathered,
+    scaled to [0, 1] and resized to ``image_size`` there. Loss and accuracy are
+    summed on the device and read once per epoch.
+
+    ``recipe.compile`` hybridizes the model with ``static_alloc=True,
+    static_shape=True``: Gluon turns it into one cached graph with its memory
+    planned once. ``recipe.mixed_precision`` changes nothing: MXNet 1.9 has no
+    bfloat16 training on GPUs (its bfloat16 is a CPU inference feature), so
+    MXNet trains in float32 everywhere, and says so once.
+
+    ``device`` (an ``mx.Context``) defaults to where the model's parameters
+    are. Returns a :class:`~d2l_lite.training.History`;
+    ``EpochStats.seconds`` is the time of the epoch's training steps (device
+    synchronised; graph building included in the first epoch), without the
+    evaluation that follows.
+    """
+    if not isinstance(model, GoogLeNet):
+        raise ValueError(f"train takes a GoogLeNet, got {type(model).__name__}")
+    if not isinstance(recipe, training.Recipe):
+        raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
+                         f"got {type(recipe).__name__}")
+    ctx = _context(model) if device is None else device
+    if recipe.mixed_precision:
+        print("MXNet 1.9 has no bfloat16 training on GPUs: this run uses float32.")
+    model.collect_params().reset_ctx(ctx)
+    load_weights(model, reference.xavier_weights(model.spec, seed=recipe.seed))
+    # hybridize(False) as well: a model hybridized earlier runs eagerly here.
+    model.hybridize(active=recipe.compile, static_alloc=True, static_shape=True)
+    train_images, train_labels, test_images, test_labels = device_data(data, ctx)
+    num_train, num_test = len(data.train_labels), len(data.test_labels)
+    batch_size = recipe.batch_size
+    steps_per_epoch = num_train // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{num_train} training images make no full batch of "
+                         f"{batch_size}; use more data or a smaller batch_size")
+    trainer = _trainer(model, recipe)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+    num_classes, smoothing = model.spec.num_classes, recipe.label_smoothing
+
+    def train_step(index, lr):
+        X = prepare_batch(train_images, index, image_size)
+        y = nd.take(train_labels, index)
+        # Label smoothing: 1 - s + s/K on the true class, s/K on the others.
+        target = nd.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
+        with autograd.record():
+            y_hat = model(X)
+            loss = loss_fn(y_hat, target)  # one loss per example
+        loss.backward()  # gradients of the sum over the batch
+        trainer.set_learning_rate(lr)
+        trainer.step(batch_size)  # rescales the gradients by 1 / batch_size
+        return loss.sum(), (y_hat.argmax(axis=1) == y).sum()
+
+    # The test set in fixed-size batches: the last one is padded with image 0
+    # and masked, so the hybridized graph sees a single shape.
+    num_eval = -(-num_test // batch_size) * batch_size
+    eval_order = np.arange(num_eval)
+    eval_valid = nd.array(eval_order < num_test, ctx=ctx)
+    eval_order = nd.array(np.where(eval_order < num_test, eval_order, 0), ctx=ctx,
+                          dtype="int32")
+
+    def eval_step(start):
+        index = eval_order[start:start + batch_size]
+        y_hat = model(prepare_batch(test_images, index, image_size))
+        hits = y_hat.argmax(axis=1) == nd.take(test_labels, index)
+        return (hits * eval_valid[start:start + batch_size]).sum()
+
+    history = training.History("MXNet", recipe, _device_name(ctx), num_train, num_test)
+    live = training.ProgressPlot(f"MXNet, {recipe.name} recipe", recipe.num_epochs,
+                                 enabled=None if plot else False)
+    for epoch in range(recipe.num_epochs):
+        orders = np.stack(list(minibatch_indices(
+            num_train, batch_size, shuffle=True, seed=recipe.seed, epoch=epoch,
+            drop_last=True)))  # steps_per_epoch x batch_size, one copy per epoch
+        orders = nd.array(orders, ctx=ctx, dtype="int32")
+        loss_sum = nd.zeros((1,), ctx=ctx)
+        correct_sum = nd.zeros((1,), ctx=ctx)
+        bar = training.batch_progress(steps_per_epoch, epoch + 1, recipe.num_epochs,
+                                      enabled=progress)
+        step_times: List[float] = []
+        previous = None
+        nd.waitall()
+        timer = training.Timer()
+        for i in range(steps_per_epoch):
+            lr = training.learning_rate(recipe, epoch * steps_per_epoch + i, steps_per_epoch)
+            start = training.Timer()
+            loss, correct = train_step(orders[i], lr)
+            loss_sum += loss
+            correct_sum += correct
+            if recipe.compile and epoch == 0 and i < 4:  # for compile_seconds
+                nd.waitall()
+                step_times.append(start.elapsed())
+            # MXNet runs operations asynchronously: wait for the previous
+            # step's loss, so Python queues at most a step or two ahead of the
+            # device and the progress bar tells the truth. Nothing is copied.
+            if previous is not None:
+                previous.wait_to_read()
+            previous = loss
+            bar.update(1)
+        nd.waitall()
+        seconds = timer.elapsed()
+        bar.close()
+        test_correct = nd.zeros((1,), ctx=ctx)
+        eval_times: List[float] = []
+        for start_index in range(0, num_eval, batch_size):
+            start = training.Timer()
+            test_correct += eval_step(start_index)
+            if recipe.compile and epoch == 0 and start_index < 2 * batch_size:
+                nd.waitall()
+                eval_times.append(start.elapsed())
+        if recipe.compile and epoch == 0:
+            history.compile_seconds = _compile_seconds(step_times) + _compile_seconds(eval_times)
+        seen = steps_per_epoch * batch_size
+        history.epochs.append(training.EpochStats(
+            epoch=epoch + 1, train_loss=loss_sum.asscalar() / seen,
+            train_acc=correct_sum.asscalar() / seen,
+            test_acc=test_correct.asscalar() / num_test,
+            seconds=seconds, images_per_sec=seen / seconds))
+        live.update(history)
+    return history
+
+
+def _compile_seconds(times: List[float]) -> float:
+    """Time of the first calls beyond a steady call: what building the cached
+    graph (and planning its memory) cost. The last time is the steady one."""
+    if len(times) < 2:
+        return 0.0
+    steady = times[-1]
+    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
+
+
+# FLOPs and timing ----------------------------------------------------------------
+
+def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
+    """FLOPs of one forward pass on an ``input_shape`` batch, counted from the layers.
+
+    MXNet 1.9 has no FLOP counter (and this build no profiler). So this runs
+    one forward pass with a forward hook on every ``Conv2D`` and ``Dense``
+    and counts, from the shapes MXNet actually produced, 2 FLOPs per
+    multiply-accumulate: a layer's output elements times the weights that feed
+    one output (``weight.shape[1:]``: input channels x kernel area, or input
+    features). Bias additions, ReLU, pooling and concatenation count zero,
+    the convention of ``torch.utils.flop_counter``.
+
+    This checks MXNet's shapes with the analytic formula; it is not an
+    independent counter. The block must be built (initialised and run once)
+    and not hybridized: a hybridized block runs one cached graph, and the
+    hooks of its layers never fire.
+    """
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be N x C x H x W, e.g. (1, 192, 28, 28), "
+                         f"got {tuple(input_shape)}")
+    macs: List[int] = []
+    layers: List[gluon.Block] = []
+
+    def hook(block, inputs, output):
+        weight = block.weight.shape  # Conv2D: (O, I, kh, kw); Dense: (O, I)
+        fan_in = int(np.prod(inputs[0].shape[1:])) if isinstance(block, nn.Dense) \
+            else inputs[0].shape[1]
+        if weight[1] != fan_in:  # the shape MXNet ran must be the one it stores
+            raise AssertionError(f"{block.name}: input {inputs[0].shape} does not fit "
+                                 f"weight {weight}")
+        macs.append(output.size * int(np.prod(weight[1:])))
+
+    model_or_block.apply(lambda b: layers.append(b) if isinstance(b, (nn.Conv2D, nn.Dense))
+                         else None)
+    handles = [layer.register_forward_hook(hook) for layer in layers]
+    try:
+        model_or_block(nd.zeros(tuple(input_shape), ctx=_context(model_or_block)))
+    finally:
+        for handle in handles:
+            handle.detach()
+    if len(macs) != len(layers):
+        raise ValueError(f"{len(macs)} of {len(layers)} Conv2D/Dense layers ran through "
+                         f"their hooks: is the block hybridized? Call "
+                         f"block.hybridize(False) before counting.")
+    return 2 * sum(macs)
+
+
+def expected_flops(spec_or_block, input_size=None) -> int:
+    """What :func:`count_flops` should report for one image (a batch of 1).
+
+    The hooks count exactly the multiply-accumulates of the analytic counter,
+    twice: ``2 x counting.total_macs``. ``spec_or_block`` is a
+    :class:`~d2l_lite.architecture.GoogLeNetSpec` (``input_size``: the image
+    side, default the spec's) or an :class:`~d2l_lite.architecture.Inception`
+    (``input_size``: its input as ``(channels, height, width)``).
+    """
+    if isinstance(spec_or_block, architecture.GoogLeNetSpec):
+        rows = counting.count_network(spec_or_block, input_size)
+    elif isinstance(spec_or_block, architecture.Inception):
+        if input_size is None or len(input_size) != 3:
+            raise ValueError(f"an Inception block needs input_size=(channels, height, "
+                             f"width), e.g. (192, 28, 28), got {input_size!r}")
+        rows = counting.count_inception(spec_or_block, tuple(input_size))
+    else:
+        raise ValueError(f"expected_flops takes a GoogLeNetSpec or an "
+                         f"architecture.Inception, got {type(spec_or_block).__name__}")
+    return counting.flops(counting.total_macs(rows))
+
+
+def time_forward(model_or_block: gluon.HybridBlock, input_shape: Sequence[int],
+                 repeats: int = 10, warmup: int = 2) -> float:
+    """Median seconds of one forward pass on an ``input_shape`` batch.
+
+    Gluon's fast inference path: the block is hybridized with
+    ``static_alloc=True, static_shape=True`` (and left so) and runs without
+    recording gradients, on its parameters' device. ``warmup`` passes run
+    first (they build the cached graph and plan its memory); every timed pass
+    ends with ``nd.waitall()``, since MXNet runs operations asynchronously.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    X = nd.random.uniform(shape=tuple(input_shape), ctx=_context(model_or_block))
+    model_or_block.hybridize(static_alloc=True, static_shape=True)
+    times = []
+    for i in range(warmup + repeats):
+        nd.waitall()
+        timer = training.Timer()
+        model_or_block(X)
+        nd.waitall()
+        if i >= warmup:
+            times.append(timer.elapsed())
+    return statistics.median(times)

@@ -1,0 +1,96 @@
+"""FLOPs, the naive block and forward timing in d2l_lite.mxnet (MXNet environment only).
+
+    .venv-mxnet/bin/python -m pytest tests/mxnet/test_mxnet_flops.py -q -p no:cacheprovider
+"""
+
+from dataclasses import replace
+
+import pytest
+
+mx = pytest.importorskip("mxnet")
+
+from mxnet import nd  # noqa: E402
+
+from d2l_lite import architecture, counting  # noqa: E402
+from d2l_lite import mxnet as d2l  # noqa: E402
+
+A = architecture.INCEPTION_3A
+NAIVE = replace(A, reduce=False)
+
+
+def _block(reduce=True):
+    block = d2l.Inception(A.ch1x1, A.ch3x3red, A.ch3x3, A.ch5x5red, A.ch5x5, A.pool_proj,
+                          reduce=reduce)
+    block.initialize()
+    block(nd.zeros((1, 192, 28, 28)))
+    return block
+
+
+@pytest.mark.parametrize("spec", [architecture.BOOK, architecture.PAPER], ids=["book", "paper"])
+def test_network_flops_equal_twice_the_analytic_macs(spec):
+    model = d2l.GoogLeNet(spec)
+    flops = d2l.count_flops(model, (1, spec.in_channels, spec.input_size, spec.input_size))
+    assert flops == d2l.expected_flops(spec)
+    assert flops == 2 * counting.total_macs(counting.count_network(spec))
+
+
+def test_known_totals():
+    assert d2l.expected_flops(architecture.BOOK) == 2 * 276_066_304
+    assert d2l.expected_flops(architecture.BOOK, 96) == d2l.expected_flops(architecture.BOOK)
+
+
+@pytest.mark.parametrize("reduce", [True, False], ids=["reduced", "naive"])
+def test_block_flops_and_batch_scaling(reduce):
+    block = _block(reduce)
+    expected = d2l.expected_flops(A if reduce else NAIVE, (192, 28, 28))
+    assert d2l.count_flops(block, (1, 192, 28, 28)) == expected
+    assert d2l.count_flops(block, (3, 192, 28, 28)) == 3 * expected
+
+
+def test_naive_block_shapes_and_parameters_match_counting():
+    naive = _block(reduce=False)
+    assert naive(nd.zeros((2, 192, 28, 28))).shape == (2, 256, 28, 28)
+    assert [len(getattr(naive, b)) for b in ("branch1", "branch2", "branch3", "branch4")] \
+        == [1, 1, 1, 2]
+    assert naive.branch2[0].weight.shape == (128, 192, 3, 3)  # reads all 192 channels
+    assert naive.branch3[0].weight.shape == (32, 192, 5, 5)
+    expected = {}
+    for row in counting.count_inception(NAIVE, (192, 28, 28)):
+        branch = row.name.split("/")[1]
+        expected[branch] = expected.get(branch, 0) + row.params
+    assert d2l.branch_parameters(naive) == expected
+    assert d2l.count_parameters(naive) == counting.total_params(
+        counting.count_inception(NAIVE, (192, 28, 28)))
+
+
+def test_naive_googlenet():
+    spec = architecture.googlenet_spec(reduce=False)
+    model = d2l.GoogLeNet(spec)
+    assert d2l.count_parameters(model) == counting.total_params(counting.count_network(spec))
+    assert d2l.count_flops(model, (1, 1, 96, 96)) == d2l.expected_flops(spec)
+    assert model(nd.zeros((2, 1, 96, 96))).shape == (2, 10)
+
+
+def test_hybridized_block_cannot_be_counted():
+    block = _block()
+    block.hybridize()
+    block(nd.zeros((1, 192, 28, 28)))
+    with pytest.raises(ValueError, match="hybridize"):
+        d2l.count_flops(block, (1, 192, 28, 28))
+
+
+def test_time_forward_is_positive():
+    block = _block()
+    seconds = d2l.time_forward(block, (2, 192, 28, 28), repeats=3, warmup=1)
+    assert 0 < seconds < 60
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        d2l.count_flops(_block(), (192, 28, 28))
+    with pytest.raises(ValueError, match="input_size"):
+        d2l.expected_flops(A)
+    with pytest.raises(ValueError, match="GoogLeNetSpec"):
+        d2l.expected_flops("book")
+    with pytest.raises(ValueError, match="reduce"):
+        d2l.Inception(64, 96, 128, 16, 32, 32, reduce="no")
