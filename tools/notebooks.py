@@ -2,7 +2,8 @@
 
     python tools/notebooks.py sync [NOTEBOOK ...]     # Colab cell, kernelspec, metadata
     python tools/notebooks.py check [NOTEBOOK ...]    # exit 1 if sync would change anything
-    python tools/notebooks.py execute NOTEBOOK ...    # run in place (full scale), then sync
+    python tools/notebooks.py execute [--small] NOTEBOOK ...
+                                  # run in place (full scale, or D2L_SMALL_SCALE=1), then sync
 
 ``sync`` puts the standard first cell into every notebook (the Colab set-up,
 built from ``repository.url`` in ``_config.yml`` so the URL lives in one place),
@@ -106,12 +107,15 @@ def sync(path: Path) -> bool:
     return False
 
 
-def execute(path: Path) -> None:
+def execute(path: Path, small: bool = False) -> None:
     import nbformat
     from nbclient import NotebookClient
 
     env_backup = dict(os.environ)
-    os.environ.pop("D2L_SMALL_SCALE", None)
+    if small:
+        os.environ["D2L_SMALL_SCALE"] = "1"
+    else:
+        os.environ.pop("D2L_SMALL_SCALE", None)
     shared = ROOT.parent / "shared" / "data" / "fashion-mnist"
     if not os.environ.get("D2L_FASHION_MNIST_DIR") and shared.is_dir():
         os.environ["D2L_FASHION_MNIST_DIR"] = str(shared)
@@ -136,11 +140,13 @@ def main(argv) -> int:
     if not argv or argv[0] not in ("sync", "check", "execute"):
         print(__doc__)
         return 2
-    command, paths = argv[0], [Path(p).resolve() for p in argv[1:]] or all_notebooks()
+    small = "--small" in argv[1:]
+    command = argv[0]
+    paths = [Path(p).resolve() for p in argv[1:] if p != "--small"] or all_notebooks()
     paths = [p for p in paths if ".ipynb_checkpoints" not in p.parts]
     if command == "execute":
         for path in paths:
-            execute(path)
+            execute(path, small)
         return 0
     changed = []
     for path in paths:
