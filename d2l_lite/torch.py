@@ -11,7 +11,11 @@ the names every framework module of :mod:`d2l_lite` defines:
   ``head`` attributes;
 * :func:`count_parameters`, :func:`branch_parameters`, :func:`layer_summary`;
 * :func:`load_weights` and :func:`logits`, which port the canonical weights of
-  :mod:`d2l_lite.reference` and compare the logits with its NumPy forward pass.
+  :mod:`d2l_lite.reference` and compare the logits with its NumPy forward pass;
+* :func:`train` (with :func:`device_data` and :func:`prepare_batch`), the
+  training loop of the training chapter;
+* :func:`count_flops`, :func:`expected_flops` and :func:`time_forward`, for
+  the FLOPs chapter.
 
 PyTorch's layouts are the canonical ones (NCHW activations, OIHW convolution
 weights, ``(out, in)`` dense weights), so nothing is transposed here.
@@ -27,10 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import architecture, runtime, tables
+from . import architecture, counting, reference, runtime, tables, training
+from .data import minibatch_indices
 
 __all__ = ["try_gpu", "set_seed", "Inception", "GoogLeNet", "count_parameters",
-           "branch_parameters", "layer_summary", "load_weights", "logits"]
+           "branch_parameters", "layer_summary", "load_weights", "logits",
+           "device_data", "prepare_batch", "train", "count_flops", "expected_flops",
+           "time_forward"]
 
 _BRANCHES = ("branch1", "branch2", "branch3", "branch4")
 
@@ -60,10 +67,13 @@ class Inception(nn.Module):
     are given: each ``nn.LazyConv2d`` learns its input channels from the first
     batch, so a new block must see one input before its parameters exist.
     Layer names follow :meth:`d2l_lite.architecture.Inception.branches`.
+    ``reduce=False`` gives the naive block of the FLOPs chapter: the 3x3 and
+    5x5 convolutions read every input channel, without the 1x1 reductions
+    (``ch3x3red`` and ``ch5x5red`` are then unused).
     """
 
     def __init__(self, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int):
+                 ch5x5: int, pool_proj: int, *, reduce: bool = True):
         super().__init__()
         widths = dict(ch1x1=ch1x1, ch3x3red=ch3x3red, ch3x3=ch3x3, ch5x5red=ch5x5red,
                       ch5x5=ch5x5, pool_proj=pool_proj)
@@ -71,6 +81,9 @@ class Inception(nn.Module):
             if not isinstance(width, int) or isinstance(width, bool) or width < 1:
                 raise ValueError(f"{name} must be a positive int (a number of output "
                                  f"channels), got {width!r}")
+        if not isinstance(reduce, bool):
+            raise ValueError(f"reduce must be True or False, got {reduce!r}")
+        self.reduce = reduce
         # Branch 1: a 1x1 convolution
         self.branch1 = nn.Sequential(OrderedDict([
             ("1x1", nn.LazyConv2d(ch1x1, kernel_size=1)),
@@ -78,15 +91,13 @@ class Inception(nn.Module):
         ]))
         # Branch 2: a 1x1 convolution reduces the channels, then a 3x3 convolution
         self.branch2 = nn.Sequential(OrderedDict([
-            ("3x3_reduce", nn.LazyConv2d(ch3x3red, kernel_size=1)),
-            ("3x3_reduce_relu", nn.ReLU()),
+            *_reduction("3x3_reduce", ch3x3red, reduce),
             ("3x3", nn.LazyConv2d(ch3x3, kernel_size=3, padding=1)),
             ("3x3_relu", nn.ReLU()),
         ]))
         # Branch 3: a 1x1 convolution reduces the channels, then a 5x5 convolution
         self.branch3 = nn.Sequential(OrderedDict([
-            ("5x5_reduce", nn.LazyConv2d(ch5x5red, kernel_size=1)),
-            ("5x5_reduce_relu", nn.ReLU()),
+            *_reduction("5x5_reduce", ch5x5red, reduce),
             ("5x5", nn.LazyConv2d(ch5x5, kernel_size=5, padding=2)),
             ("5x5_relu", nn.ReLU()),
         ]))
@@ -106,6 +117,13 @@ class Inception(nn.Module):
         return torch.cat((branch1, branch2, branch3, branch4), dim=1)  # N x 256 x 28 x 28
 
 
+def _reduction(name: str, channels: int, reduce: bool) -> List[Tuple[str, nn.Module]]:
+    """A 1x1 reduction and its ReLU, or nothing for the naive block."""
+    if not reduce:
+        return []
+    return [(name, nn.LazyConv2d(channels, kernel_size=1)), (f"{name}_relu", nn.ReLU())]
+
+
 def _modules(layer) -> List[Tuple[str, nn.Module]]:
     """The (name, module) pairs of one layer of the spec, named as in the spec."""
     if isinstance(layer, architecture.Conv):
@@ -118,7 +136,8 @@ def _modules(layer) -> List[Tuple[str, nn.Module]]:
                                           padding=layer.padding))]
     if isinstance(layer, architecture.Inception):
         return [(layer.name, Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3,
-                                       layer.ch5x5red, layer.ch5x5, layer.pool_proj))]
+                                       layer.ch5x5red, layer.ch5x5, layer.pool_proj,
+                                       reduce=layer.reduce))]
     if isinstance(layer, architecture.GlobalAvgPool):
         return [(layer.name, nn.AdaptiveAvgPool2d((1, 1)))]
     if isinstance(layer, architecture.AvgPool):
@@ -281,3 +300,311 @@ def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
     finally:
         model.train(was_training)
     return Y.float().cpu().numpy()
+
+
+# Training ------------------------------------------------------------------------
+
+#: torch.compile's mode for the FAST recipe on a GPU. "reduce-overhead" replays
+#: each compiled graph as a CUDA graph: at 96x96 most of GoogLeNet's kernels
+#: are small, so launch overhead matters. "max-autotune-no-cudagraphs" would
+#: benchmark kernel choices instead, which costs minutes of compilation for a
+#: run of about a minute.
+COMPILE_MODE = "reduce-overhead"
+
+
+def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """``(train_images, train_labels, test_images, test_labels)`` of a
+    :class:`~d2l_lite.data.FashionMNIST` as tensors on ``device``, copied once.
+
+    Images stay uint8 ``(N, 28, 28)`` (47 MB for all 60,000): each batch is
+    converted and resized on the device by :func:`prepare_batch`.
+    """
+    return tuple(torch.tensor(array, dtype=dtype, device=device) for array, dtype in (
+        (data.train_images, torch.uint8), (data.train_labels, torch.int64),
+        (data.test_images, torch.uint8), (data.test_labels, torch.int64)))
+
+
+def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 96,
+                  channels_last: bool = False) -> torch.Tensor:
+    """Gather ``images[index]`` (uint8, N x 28 x 28) and make a float32
+    ``B x 1 x image_size x image_size`` batch in [0, 1], on the images' device."""
+    X = images[index].unsqueeze(1).float().div_(255)  # B x 1 x 28 x 28
+    X = nn.functional.interpolate(X, size=(image_size, image_size), mode="bilinear",
+                                  align_corners=False, antialias=False)
+    return X.contiguous(memory_format=torch.channels_last) if channels_last else X
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _optimizer(model: nn.Module, recipe, device: torch.device,
+               compiled: bool) -> torch.optim.Optimizer:
+    """The recipe's optimiser. A compiled step gets the learning rate as a
+    tensor, so changing it does not recompile; on a GPU the eager step uses
+    the fused CUDA kernels and the compiled one ``capturable`` state."""
+    lr = torch.tensor(recipe.lr, device=device) if compiled else recipe.lr
+    cuda = device.type == "cuda"
+    if recipe.optimizer == "sgd":
+        # weight_decay is coupled: added to the gradient as L2 regularisation
+        options = dict(momentum=recipe.momentum, nesterov=recipe.nesterov,
+                       weight_decay=recipe.weight_decay)
+        if cuda and not compiled:
+            options["fused"] = True
+        return torch.optim.SGD(model.parameters(), lr=lr, **options)
+    # AdamW: weight decay decoupled from the gradient (betas 0.9, 0.999; eps 1e-8)
+    options = dict(weight_decay=recipe.weight_decay)
+    if cuda:
+        options["capturable" if compiled else "fused"] = True
+    return torch.optim.AdamW(model.parameters(), lr=lr, **options)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)  # in place: the compiled step reads the same tensor
+        else:
+            group["lr"] = lr
+
+
+def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
+          image_size: int = 96, plot: bool = True, progress: bool = True) -> training.History:
+    """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
+
+    The model starts from :func:`d2l_lite.reference.xavier_weights` for its
+    spec and ``recipe.seed``, so every framework starts from the same point.
+    All images go to the device once, as uint8; each batch is gathered,
+    scaled to [0, 1] and resized to ``image_size`` there. Loss and accuracy are
+    summed on the device and read once per epoch.
+
+    On a GPU, ``recipe.mixed_precision`` means bfloat16 autocast with
+    channels-last tensors, and ``recipe.compile`` compiles the whole training
+    step (forward, loss, backward, optimiser step) with ``torch.compile``. On
+    the CPU both are skipped with a notice: float32, and eager execution,
+    because compiling GoogLeNet takes longer there than it saves at the scale
+    a CPU can train (see the training chapter).
+
+    Returns a :class:`~d2l_lite.training.History`; ``EpochStats.seconds`` is
+    the time of the epoch's training steps (device synchronised; compilation
+    included in the first epoch), without the evaluation that follows.
+    """
+    if not isinstance(model, GoogLeNet):
+        raise ValueError(f"train takes a GoogLeNet, got {type(model).__name__}")
+    if not isinstance(recipe, training.Recipe):
+        raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
+                         f"got {type(recipe).__name__}")
+    device = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    skipped = [what for what, asked in (("bfloat16 (float32 instead)", recipe.mixed_precision),
+                                        ("torch.compile (eager instead)", recipe.compile))
+               if asked and not cuda]
+    if skipped:
+        print(f"PyTorch on the CPU: {' and '.join(skipped)}; both are GPU options here.")
+    return _fit(model, data, recipe, device, image_size, plot, progress,
+                compiled=recipe.compile and cuda, bf16=recipe.mixed_precision and cuda,
+                channels_last=recipe.mixed_precision and cuda)
+
+
+def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
+         plot: bool, progress: bool, *, compiled: bool, bf16: bool,
+         channels_last: bool) -> training.History:
+    """The training loop of :func:`train`, with its choices made explicit."""
+    set_seed(recipe.seed)
+    model.to(device)
+    load_weights(model, reference.xavier_weights(model.spec, seed=recipe.seed))
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_images, train_labels, test_images, test_labels = device_data(data, device)
+    num_train, num_test = len(train_labels), len(test_labels)
+    batch_size = recipe.batch_size
+    steps_per_epoch = num_train // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{num_train} training images make no full batch of "
+                         f"{batch_size}; use more data or a smaller batch_size")
+    optimizer = _optimizer(model, recipe, device, compiled)
+    device_type = device.type
+
+    def train_step(index):
+        X = prepare_batch(train_images, index, image_size, channels_last)
+        y = train_labels[index]
+        # bfloat16 convolutions and matrix products if bf16; the loss in float32
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            y_hat = model(X)
+            loss = nn.functional.cross_entropy(y_hat, y,
+                                               label_smoothing=recipe.label_smoothing)
+        correct = (y_hat.argmax(dim=1) == y).sum()
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), correct
+
+    def eval_step(index, valid):
+        X = prepare_batch(test_images, index, image_size, channels_last)
+        with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            y_hat = model(X)
+        return ((y_hat.argmax(dim=1) == test_labels[index]) & valid).sum()
+
+    if compiled:
+        train_step = torch.compile(train_step, mode=COMPILE_MODE, dynamic=False)
+        eval_step = torch.compile(eval_step, mode=COMPILE_MODE, dynamic=False)
+
+    cuda_graphs = compiled and device.type == "cuda" and COMPILE_MODE == "reduce-overhead"
+
+    def run(step, *args):
+        if cuda_graphs:  # a new iteration: the last outputs have been added up
+            torch.compiler.cudagraph_mark_step_begin()
+        return step(*args)
+
+    # The test set in fixed-size batches: the last one is padded with image 0
+    # and masked, so a compiled evaluation sees one shape.
+    num_eval = -(-num_test // batch_size) * batch_size
+    eval_order = torch.arange(num_eval, device=device)
+    eval_valid = eval_order < num_test
+    eval_order = torch.where(eval_valid, eval_order, 0)
+
+    history = training.History("PyTorch", recipe, _device_name(device), num_train,
+                               num_test)
+    live = training.ProgressPlot(f"PyTorch, {recipe.name} recipe", recipe.num_epochs,
+                                 enabled=None if plot else False)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # one input shape: pick the fastest kernels once
+    try:
+        for epoch in range(recipe.num_epochs):
+            order = np.stack(list(minibatch_indices(
+                num_train, batch_size, shuffle=True, seed=recipe.seed, epoch=epoch,
+                drop_last=True)))  # steps_per_epoch x batch_size, one copy per epoch
+            order = torch.from_numpy(order).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct_sum = torch.zeros((), dtype=torch.int64, device=device)
+            model.train()
+            bar = training.batch_progress(steps_per_epoch, epoch + 1, recipe.num_epochs,
+                                          enabled=progress)
+            step_times = []
+            timer = training.Timer()
+            for i in range(steps_per_epoch):
+                _set_lr(optimizer, training.learning_rate(recipe, epoch * steps_per_epoch + i,
+                                                          steps_per_epoch))
+                start = training.Timer()
+                loss, correct = run(train_step, order[i])
+                optimizer.zero_grad(set_to_none=True)  # not traceable: outside the compiled step
+                loss_sum += loss.float() * batch_size
+                correct_sum += correct
+                if compiled and epoch == 0 and i < 4:  # time the first steps for compile_seconds
+                    _synchronize(device)
+                    step_times.append(start.elapsed())
+                bar.update(1)
+            _synchronize(device)
+            seconds = timer.elapsed()
+            bar.close()
+            model.eval()
+            test_correct = torch.zeros((), dtype=torch.int64, device=device)
+            eval_times = []
+            for start_index in range(0, num_eval, batch_size):
+                start = training.Timer()
+                test_correct += run(eval_step, eval_order[start_index:start_index + batch_size],
+                                    eval_valid[start_index:start_index + batch_size])
+                if compiled and epoch == 0 and start_index < 4 * batch_size:
+                    _synchronize(device)
+                    eval_times.append(start.elapsed())
+            if compiled and epoch == 0:
+                history.compile_seconds = _compile_seconds(step_times) + _compile_seconds(eval_times)
+            seen = steps_per_epoch * batch_size
+            history.epochs.append(training.EpochStats(
+                epoch=epoch + 1, train_loss=loss_sum.item() / seen,
+                train_acc=correct_sum.item() / seen, test_acc=test_correct.item() / num_test,
+                seconds=seconds, images_per_sec=seen / seconds))
+            live.update(history)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        model.eval()
+    return history
+
+
+def _compile_seconds(times: List[float]) -> float:
+    """Time of the first calls beyond a steady call: what compiling (and, with
+    CUDA graphs, recording) cost. The last time is the steady one."""
+    if len(times) < 2:
+        return 0.0
+    steady = times[-1]
+    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
+
+
+# FLOPs and timing ----------------------------------------------------------------
+
+def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
+    """FLOPs of one forward pass on an ``input_shape`` batch, as PyTorch counts them.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` watches the operators that
+    run and counts 2 FLOPs per multiply-accumulate of convolutions and matrix
+    products (``aten.convolution``, ``aten.addmm`` ...) and nothing else: bias
+    additions, ReLU, pooling and concatenation count zero.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be N x C x H x W, e.g. (1, 192, 28, 28), "
+                         f"got {tuple(input_shape)}")
+    X = torch.zeros(tuple(input_shape), device=_device(model_or_block))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model_or_block(X)
+    return counter.get_total_flops()
+
+
+def expected_flops(spec_or_block, input_size=None) -> int:
+    """What :func:`count_flops` should report for one image (a batch of 1).
+
+    PyTorch's counter counts exactly the multiply-accumulates of the analytic
+    counter, twice: ``2 x counting.total_macs``. ``spec_or_block`` is a
+    :class:`~d2l_lite.architecture.GoogLeNetSpec` (``input_size``: the image
+    side, default the spec's) or an :class:`~d2l_lite.architecture.Inception`
+    (``input_size``: its input as ``(channels, height, width)``).
+    """
+    if isinstance(spec_or_block, architecture.GoogLeNetSpec):
+        rows = counting.count_network(spec_or_block, input_size)
+    elif isinstance(spec_or_block, architecture.Inception):
+        if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
+            raise ValueError(f"an Inception block needs input_size=(channels, height, "
+                             f"width), e.g. (192, 28, 28), got {input_size!r}")
+        rows = counting.count_inception(spec_or_block, tuple(input_size))
+    else:
+        raise ValueError(f"expected_flops takes a GoogLeNetSpec or an "
+                         f"architecture.Inception, got {type(spec_or_block).__name__}")
+    return counting.flops(counting.total_macs(rows))
+
+
+def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
+                 repeats: int = 10, warmup: int = 2) -> float:
+    """Median seconds of one forward pass on an ``input_shape`` batch.
+
+    Eager PyTorch in eval mode without gradients, PyTorch's everyday inference
+    path, on the module's device. ``warmup`` passes run first (they build lazy
+    layers, pick cuDNN kernels and fill caches); the device is synchronised
+    around every timed pass.
+    """
+    import statistics
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    device = _device(model_or_block)
+    X = torch.rand(tuple(input_shape), device=device)
+    was_training = model_or_block.training
+    model_or_block.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                _synchronize(device)
+                timer = training.Timer()
+                model_or_block(X)
+                _synchronize(device)
+                if i >= warmup:
+                    times.append(timer.elapsed())
+    finally:
+        model_or_block.train(was_training)
+    return statistics.median(times)

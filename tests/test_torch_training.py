@@ -1,0 +1,96 @@
+"""d2l_lite.torch.train on a few Fashion-MNIST images: the start weights, the
+history it returns, and that the loss goes down. Small images (32x32) keep
+it to seconds on a CPU; the notebooks run the 96x96 model."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from d2l_lite import architecture, data, reference, training  # noqa: E402
+from d2l_lite import torch as d2l  # noqa: E402
+
+SPEC = architecture.BOOK
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """`make test` runs two pytest workers on two cores: one thread each keeps
+    PyTorch's many small operators from waiting on each other's threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return data.load_fashion_mnist(verbose=False).subset(32, 24)
+
+
+def test_prepare_batch_gathers_scales_and_resizes(tiny):
+    images, labels, test_images, test_labels = d2l.device_data(tiny, torch.device("cpu"))
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (32, 28, 28)
+    assert labels.dtype == torch.int64 and tuple(test_labels.shape) == (24,)
+    index = torch.tensor([5, 0, 31])
+    X = d2l.prepare_batch(images, index, image_size=96)
+    assert X.dtype == torch.float32 and tuple(X.shape) == (3, 1, 96, 96)
+    assert 0.0 <= X.min().item() and X.max().item() <= 1.0
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(tiny.train_images[[5, 0, 31]]).float()[:, None] / 255, size=(96, 96),
+        mode="bilinear", align_corners=False)
+    assert torch.allclose(X, expected, atol=1e-6)
+    assert d2l.prepare_batch(images, index, 96, channels_last=True).is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_training_starts_from_the_reference_xavier_weights(tiny):
+    """With a learning rate of 0 the weights stay where train put them."""
+    model = d2l.GoogLeNet(SPEC)
+    recipe = training.CLASSIC.with_(num_epochs=1, batch_size=16, lr=0.0, seed=3)
+    d2l.train(model, tiny, recipe, image_size=IMAGE_SIZE, plot=False, progress=False)
+    weights = reference.xavier_weights(SPEC, seed=3)
+    for name, param in d2l._canonical_parameters(model).items():
+        assert np.array_equal(param.detach().numpy(), weights[name]), name
+    X = reference.random_input(SPEC, batch_size=1, seed=0, input_size=IMAGE_SIZE)
+    assert np.abs(d2l.logits(model, X) - reference.forward(SPEC, weights, X)).max() < 1e-4
+
+
+@pytest.mark.parametrize("recipe", [
+    training.CLASSIC.with_(num_epochs=3, batch_size=16, lr=0.1, momentum=0.9),
+    training.FAST.with_(num_epochs=3, batch_size=16, lr=1e-3, schedule="constant",
+                        warmup_epochs=0.0),
+], ids=["sgd", "adamw"])
+def test_loss_decreases_and_history_is_complete(tiny, recipe, capsys):
+    model = d2l.GoogLeNet(SPEC)
+    history = d2l.train(model, tiny, recipe, image_size=IMAGE_SIZE, plot=False,
+                        progress=False)
+    out = capsys.readouterr().out
+    if recipe.compile and not torch.cuda.is_available():
+        assert "torch.compile (eager instead)" in out and "float32" in out
+    assert history.framework == "PyTorch" and history.recipe == recipe
+    assert history.device == ("cpu" if not torch.cuda.is_available()
+                              else torch.cuda.get_device_name())
+    assert (history.num_train, history.num_test) == (32, 24)
+    assert [e.epoch for e in history.epochs] == [1, 2, 3]
+    for e in history.epochs:
+        assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
+        assert 0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1
+        assert e.seconds > 0 and e.images_per_sec == pytest.approx(32 / e.seconds)
+        assert e.test_acc * 24 == pytest.approx(round(e.test_acc * 24))  # of all 24 images
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert history.compile_seconds >= 0
+
+
+def test_train_rejects_what_it_cannot_use(tiny):
+    model = d2l.GoogLeNet(SPEC)
+    with pytest.raises(ValueError, match="no full batch"):
+        d2l.train(model, tiny, training.CLASSIC.with_(batch_size=64), plot=False,
+                  progress=False)
+    with pytest.raises(ValueError, match="training.Recipe"):
+        d2l.train(model, tiny, "classic", plot=False, progress=False)
+    with pytest.raises(ValueError, match="takes a GoogLeNet"):
+        d2l.train(torch.nn.Linear(2, 2), tiny, plot=False, progress=False)
