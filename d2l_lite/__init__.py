@@ -6,6 +6,9 @@ Framework-neutral modules (import freely, they need only NumPy):
 * :mod:`d2l_lite.counting`: analytic parameter and MAC counts;
 * :mod:`d2l_lite.reference`: canonical weights and a NumPy forward pass;
 * :mod:`d2l_lite.data`: Fashion-MNIST loading and validation;
+* :mod:`d2l_lite.paper`: the paper's Table 1 and torchvision's count, as data;
+* :mod:`d2l_lite.training`: recipes, run scales, the history, the live plot;
+* :mod:`d2l_lite.plotting`, :mod:`d2l_lite.tables`: figures and text tables;
 * :mod:`d2l_lite.runtime`: small-scale mode and device notices.
 
 One module per framework, with the same names in each, imported the d2l way::
