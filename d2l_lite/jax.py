@@ -26,6 +26,9 @@ PyTorch module                            this module
 (the model holds its parameters)          ``init(model, input_shape, seed) -> variables``
 ``set_seed(seed)``                        ``set_seed(seed) -> key`` (JAX has no global
                                           random state; the key is what you pass on)
+``train(model, data, recipe) -> history`` ``train(model, data, recipe) -> (history,
+                                          variables)``, a :class:`TrainResult`
+``count_flops(model, input_shape)``       the same, counted by XLA's cost analysis
 ========================================  =========================================
 
 Layouts: Flax is channels-last. Batches are NHWC, convolution kernels HWIO
@@ -34,24 +37,36 @@ converts the canonical PyTorch layout (OIHW, dense ``(out, in)``) and
 :func:`logits` takes NCHW NumPy batches like the reference, transposing them.
 Input channels are inferred when the model is initialised (lazily, as in
 Keras), so layers are declared with their output widths only.
+
+Training (:func:`train`) is the Flax way: a pure ``train_step(state, images,
+labels) -> (state, metrics)`` with optax, jitted with the state donated and
+compiled ahead of time. FLOPs (:func:`count_flops`) are XLA's own count of
+the compiled forward pass, which :func:`expected_flops` derives from the spec
+term by term (:func:`xla_flop_terms`).
 """
 
 from __future__ import annotations
 
 import functools
 import random
-from typing import Any, Dict, Sequence, Tuple
+import statistics
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from . import architecture, runtime, tables
+from . import architecture, counting, reference, runtime, tables, training
+from .data import minibatch_indices
 
 __all__ = ["try_gpu", "set_seed", "Layers", "Inception", "Part", "GoogLeNet", "init",
            "count_parameters", "branch_parameters", "layer_summary", "load_weights",
-           "logits"]
+           "logits", "device_data", "prepare_batch", "TrainState", "TrainResult",
+           "optimizer", "make_train_step", "make_eval_step", "train", "count_flops",
+           "CPU_TRAIN_COMPILER_OPTIONS", "conv_taps", "xla_flop_terms",
+           "expected_flops_by_op", "expected_flops", "time_forward"]
 
 Variables = Dict[str, Any]  # {"params": nested dict of arrays}, as Flax returns it
 
@@ -103,7 +118,8 @@ def _apply_layer(layer: architecture.Layer, x: jax.Array) -> jax.Array:
                            padding=((p, p), (p, p)))
     if isinstance(layer, architecture.Inception):
         return Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
-                         layer.ch5x5, layer.pool_proj, name=layer.name)(x)
+                         layer.ch5x5, layer.pool_proj, reduce=layer.reduce,
+                         name=layer.name)(x)
     if isinstance(layer, architecture.GlobalAvgPool):
         return jnp.mean(x, axis=(1, 2), keepdims=True)
     if isinstance(layer, architecture.AvgPool):
@@ -144,6 +160,10 @@ class Inception(nn.Module):
 
     Every convolution is followed by ReLU. Input channels are inferred at
     ``init``; input and output are NHWC with the same height and width.
+
+    ``reduce=False`` builds the naive block of the FLOPs chapter: no 1x1
+    reductions, so the 3x3 and 5x5 convolutions read all input channels
+    (``ch3x3red`` and ``ch5x5red`` are then unused).
     """
 
     ch1x1: int
@@ -152,13 +172,14 @@ class Inception(nn.Module):
     ch5x5red: int
     ch5x5: int
     pool_proj: int
+    reduce: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         # x: N x H x W x C_in
         block = architecture.Inception(self.name or "inception", self.ch1x1,
                                        self.ch3x3red, self.ch3x3, self.ch5x5red,
-                                       self.ch5x5, self.pool_proj)
+                                       self.ch5x5, self.pool_proj, reduce=self.reduce)
         outputs = [Layers(layers, name=branch)(x)  # N x H x W x (its width)
                    for branch, layers in block.branches()]
         return jnp.concatenate(outputs, axis=-1)  # N x H x W x block.out_channels
@@ -366,3 +387,489 @@ def logits(model: GoogLeNet, X: np.ndarray, variables: Variables) -> np.ndarray:
                          "logits takes NCHW like the reference (it transposes itself).")
     y = _forward(model, variables, jnp.asarray(X.transpose(0, 2, 3, 1)))  # NCHW -> NHWC
     return np.asarray(y, dtype=np.float32)
+
+
+# Training ------------------------------------------------------------------------
+
+def device_data(data, device: Optional[jax.Device] = None) -> Tuple[jax.Array, ...]:
+    """``(train_images, train_labels, test_images, test_labels)`` of a
+    :class:`~d2l_lite.data.FashionMNIST` as arrays on ``device``, copied once.
+
+    Images stay uint8 ``(N, 28, 28)`` (47 MB for all 60,000) and labels
+    become int32: each batch is converted and resized on the device by
+    :func:`prepare_batch`, inside the compiled step.
+    """
+    device = device or jax.devices()[0]
+    return tuple(jax.device_put(np.asarray(array, dtype), device) for array, dtype in (
+        (data.train_images, np.uint8), (data.train_labels, np.int32),
+        (data.test_images, np.uint8), (data.test_labels, np.int32)))
+
+
+def prepare_batch(images: jax.Array, image_size: int = 96) -> jax.Array:
+    """uint8 ``B x 28 x 28`` images -> float32 NHWC ``B x image_size x image_size x 1``
+    in [0, 1], on the images' device (traced into the jitted step).
+
+    ``jax.image.resize(..., "bilinear")`` samples at pixel centres, like
+    PyTorch's ``F.interpolate(mode="bilinear", align_corners=False)`` and
+    ``tf.image.resize``. ``antialias=False``: antialiasing only matters when
+    shrinking an image, and PyTorch's default leaves it off.
+    """
+    X = images.astype(jnp.float32) / 255  # B x 28 x 28
+    X = jax.image.resize(X, (X.shape[0], image_size, image_size), method="bilinear",
+                         antialias=False)
+    return X[..., None]  # B x S x S x 1: Flax is channels-last
+
+
+class TrainState(NamedTuple):
+    """What changes from step to step: the parameters and the optimiser's state.
+
+    A NamedTuple is a pytree, so ``jax.jit`` takes and returns it whole, and
+    ``donate_argnums=0`` lets XLA write the new state into the old one's memory.
+    """
+
+    params: Any
+    opt_state: optax.OptState
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns: ``history, variables = d2l.train(...)``.
+
+    Flax models hold no parameters, so the trained ones come back beside the
+    :class:`~d2l_lite.training.History`, as a ``variables`` dict ready for
+    ``model.apply`` or :func:`logits`.
+    """
+
+    history: training.History
+    variables: Variables
+
+
+def optimizer(recipe: training.Recipe, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The recipe's optimiser as an optax transformation.
+
+    The learning rate of step ``t`` is ``training.learning_rate(recipe, t,
+    steps_per_epoch)``, the schedule all four frameworks share: computed once
+    per step into a table, which the compiled step indexes with optax's own
+    step counter. ``optax.inject_hyperparams`` keeps the current rate in the
+    optimiser's state (``opt_state.hyperparams["learning_rate"]``), where it
+    can be read.
+
+    * ``"sgd"``: ``add_decayed_weights`` *before* ``sgd`` adds
+      ``weight_decay * w`` to the gradient, the coupled L2 decay of
+      ``torch.optim.SGD``, which momentum then carries along;
+    * ``"adamw"``: ``optax.adamw`` (betas 0.9, 0.999, eps 1e-8), whose decay is
+      decoupled: ``w -= lr * (adam_step + weight_decay * w)``, as
+      ``torch.optim.AdamW``.
+    """
+    total = recipe.num_epochs * steps_per_epoch
+    table = jnp.asarray([training.learning_rate(recipe, step, steps_per_epoch)
+                         for step in range(total)], jnp.float32)
+
+    def schedule(count):
+        return table[jnp.minimum(count, total - 1)]
+
+    if recipe.optimizer == "sgd":
+        def sgd(learning_rate):
+            return optax.chain(
+                optax.add_decayed_weights(recipe.weight_decay),
+                optax.sgd(learning_rate, momentum=recipe.momentum or None,
+                          nesterov=recipe.nesterov))
+        return optax.inject_hyperparams(sgd)(learning_rate=schedule)
+    return optax.inject_hyperparams(optax.adamw)(
+        learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8,
+        weight_decay=recipe.weight_decay)
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
+                    image_size: int = 96, label_smoothing: float = 0.0,
+                    compute_dtype=jnp.float32) -> Callable:
+    """``train_step(state, images, labels) -> (state, metrics)``, to be jitted.
+
+    ``images`` is a uint8 ``B x 28 x 28`` batch: scaling and resizing happen
+    inside the step, on the device. With ``compute_dtype=jnp.bfloat16`` the
+    parameters and the batch are cast to bfloat16 for the forward and
+    backward pass, while the master weights, the optimiser and the loss stay
+    float32 (the gradients come back float32 through the cast).
+    ``metrics`` holds the batch's summed loss and its number of correct
+    predictions, as device scalars.
+    """
+    num_classes = model.spec.num_classes
+
+    def train_step(state: TrainState, images: jax.Array, labels: jax.Array):
+        X = prepare_batch(images, image_size).astype(compute_dtype)
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+
+        def loss_fn(params):
+            y_hat = model.apply({"params": _cast(params, compute_dtype)}, X)
+            y_hat = y_hat.astype(jnp.float32)
+            return optax.softmax_cross_entropy(y_hat, targets).mean(), y_hat
+
+        (loss, y_hat), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss_sum": loss * labels.shape[0],
+                   "correct": jnp.sum(jnp.argmax(y_hat, axis=-1) == labels)}
+        return TrainState(params, opt_state), metrics
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module, *, image_size: int = 96,
+                   compute_dtype=jnp.float32) -> Callable:
+    """``eval_step(params, images, labels, valid) -> correct``, to be jitted;
+    ``valid`` masks the padding of the last test batch."""
+
+    def eval_step(params, images, labels, valid):
+        X = prepare_batch(images, image_size).astype(compute_dtype)
+        y_hat = model.apply({"params": _cast(params, compute_dtype)}, X)
+        return jnp.sum((jnp.argmax(y_hat, axis=-1) == labels) & valid)
+
+    return eval_step
+
+
+#: XLA's CPU compiler (jaxlib 0.10) hands convolutions to YNNPACK by default;
+#: for the weight gradients of a training step that is several times slower
+#: here than XLA's own convolutions, so the CPU training step is compiled
+#: without it: half the time per step on this book's CPU. Ignored by jaxlibs
+#: that do not know the option.
+CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def _compile(lowered, options: Dict[str, Any]):
+    """``lowered.compile(compiler_options=options)``, or without the options
+    when this jaxlib's XLA does not know them."""
+    if options:
+        try:
+            return lowered.compile(compiler_options=options)
+        except Exception as err:  # jax.errors.JaxRuntimeError (XlaRuntimeError before)
+            if "No such compile option" not in str(err):
+                raise
+    return lowered.compile()
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _add(totals, metrics):
+    return jax.tree_util.tree_map(jnp.add, totals, metrics)
+
+
+def _device_name(device: jax.Device) -> str:
+    return "cpu" if device.platform == "cpu" else device.device_kind
+
+
+def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
+          device: Optional[jax.Device] = None, image_size: int = 96, plot: bool = True,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
+
+    Returns ``TrainResult(history, variables)``: the
+    :class:`~d2l_lite.training.History` and the trained variables (Flax keeps
+    parameters outside the model). Unpack it: ``history, variables = d2l.train(...)``.
+
+    The parameters start from :func:`d2l_lite.reference.xavier_weights` for the
+    model's spec and ``recipe.seed`` (through :func:`load_weights`), so every
+    framework starts from the same point. All images go to ``device`` (default:
+    JAX's first device) once, as uint8; each batch is gathered there, and
+    scaled and resized inside the compiled step. Loss and correct counts are
+    summed on the device and read once per epoch.
+
+    The step is always compiled: ``jax.jit`` with ``donate_argnums=0`` (the
+    old state's buffers are reused for the new one), compiled ahead of time
+    with ``.lower(...).compile()`` so that ``History.compile_seconds`` is the
+    compile time itself. Eager JAX, op by op, is not a way anyone trains, so
+    ``recipe.compile`` changes nothing here. ``recipe.mixed_precision`` means
+    bfloat16 compute on a GPU; on the CPU the run stays float32 and says so.
+
+    ``EpochStats.seconds`` is the time of the epoch's training steps (device
+    synchronised; the first epoch includes compiling, as in the other
+    frameworks), without the evaluation that follows.
+    """
+    if not isinstance(model, GoogLeNet):
+        raise ValueError(f"train takes a d2l.GoogLeNet, got {type(model).__name__}")
+    if not isinstance(recipe, training.Recipe):
+        raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
+                         f"got {type(recipe).__name__}")
+    device = device or jax.devices()[0]
+    gpu = device.platform == "gpu"
+    if recipe.mixed_precision and not gpu:
+        print("JAX on the CPU: bfloat16 skipped (float32 instead); it is a GPU option here.")
+    compute_dtype = jnp.bfloat16 if recipe.mixed_precision and gpu else jnp.float32
+
+    set_seed(recipe.seed)
+    variables = load_weights(model, reference.xavier_weights(model.spec, seed=recipe.seed))
+    params = jax.device_put(variables["params"], device)
+    train_images, train_labels, test_images, test_labels = device_data(data, device)
+    num_train, num_test = len(data.train_labels), len(data.test_labels)
+    batch_size = recipe.batch_size
+    steps_per_epoch = num_train // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{num_train} training images make no full batch of "
+                         f"{batch_size}; use more data or a smaller batch_size")
+    tx = optimizer(recipe, steps_per_epoch)
+    state = TrainState(params, jax.device_put(tx.init(params), device))
+    train_step = make_train_step(model, tx, image_size=image_size,
+                                 label_smoothing=recipe.label_smoothing,
+                                 compute_dtype=compute_dtype)
+    eval_step = make_eval_step(model, image_size=image_size, compute_dtype=compute_dtype)
+
+    # The test set in fixed-size batches: the last one is padded with image 0
+    # and masked, so the compiled evaluation sees one shape.
+    num_eval = -(-num_test // batch_size) * batch_size
+    eval_index = np.arange(num_eval)
+    eval_valid = jax.device_put((eval_index < num_test).reshape(-1, batch_size), device)
+    eval_index = jax.device_put(np.where(eval_index < num_test, eval_index, 0)
+                                .reshape(-1, batch_size), device)
+    eval_images = list(test_images[eval_index])  # one gather on the device, then B x 28 x 28 each
+    eval_labels = list(test_labels[eval_index])
+    eval_valid = list(eval_valid)
+
+    history = training.History("JAX", recipe, _device_name(device), num_train, num_test)
+    live = training.ProgressPlot(f"JAX, {recipe.name} recipe", recipe.num_epochs,
+                                 enabled=None if plot else False)
+    compiled_train = compiled_eval = None
+    for epoch in range(recipe.num_epochs):
+        order = np.stack(list(minibatch_indices(
+            num_train, batch_size, shuffle=True, seed=recipe.seed, epoch=epoch,
+            drop_last=True)))  # steps_per_epoch x batch_size
+        order = jax.device_put(order, device)
+        bar = training.batch_progress(steps_per_epoch, epoch + 1, recipe.num_epochs,
+                                      enabled=progress)
+        timer = training.Timer()
+        # One gather for the epoch on the device, then one B x 28 x 28 batch per step.
+        epoch_images, epoch_labels = train_images[order], train_labels[order]
+        if compiled_train is None:  # compile ahead of time: in epoch 1's time, and on its own
+            compile_timer = training.Timer()
+            compiled_train = _compile(
+                jax.jit(train_step, donate_argnums=0).lower(state, epoch_images[0],
+                                                            epoch_labels[0]),
+                CPU_TRAIN_COMPILER_OPTIONS if device.platform == "cpu" else {})
+            compiled_eval = jax.jit(eval_step).lower(
+                state.params, eval_images[0], eval_labels[0], eval_valid[0]).compile()
+            history.compile_seconds = compile_timer.elapsed()
+        totals = {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32)}
+        totals = jax.device_put(totals, device)
+        for images, labels in zip(epoch_images, epoch_labels):
+            state, metrics = compiled_train(state, images, labels)
+            totals = _add(totals, metrics)
+            bar.update(1)
+        totals = jax.device_get(totals)  # waits for the last step: the device is synchronised
+        seconds = timer.elapsed()
+        bar.close()
+        test_correct = jax.device_put(jnp.zeros((), jnp.int32), device)
+        for images, labels, valid in zip(eval_images, eval_labels, eval_valid):
+            test_correct = test_correct + compiled_eval(state.params, images, labels, valid)
+        seen = steps_per_epoch * batch_size
+        history.epochs.append(training.EpochStats(
+            epoch=epoch + 1, train_loss=float(totals["loss_sum"]) / seen,
+            train_acc=int(totals["correct"]) / seen,
+            test_acc=int(test_correct) / num_test,
+            seconds=seconds, images_per_sec=seen / seconds))
+        live.update(history)
+    return TrainResult(history, {"params": state.params})
+
+
+# FLOPs and timing ----------------------------------------------------------------
+
+def _abstract(model_or_block: nn.Module, input_shape: Sequence[int], device: jax.Device):
+    """Shapes-only ``variables`` and input for ``model_or_block`` on ``device``:
+    ``jax.eval_shape`` traces ``init`` without computing anything."""
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be N x H x W x C (channels last), e.g. "
+                         f"(1, 28, 28, 192), got {tuple(input_shape)}")
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32, sharding=sharding)
+    shapes = jax.eval_shape(model_or_block.init, jax.random.key(0), x)
+    variables = jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+    return variables, x
+
+
+def count_flops(model_or_block: nn.Module, input_shape: Sequence[int], *,
+                device: Optional[jax.Device] = None) -> int:
+    """FLOPs of one forward pass on an ``input_shape`` (NHWC) batch, as XLA counts them.
+
+    The forward pass ``model.apply(variables, X)`` is jitted, lowered and
+    compiled, and ``compiled.cost_analysis()["flops"]`` is XLA's own count
+    over the optimised program. The variables and the input are *arguments*
+    of that program, given as shapes only (nothing is computed); closed over
+    as constants, XLA could fold work away. What XLA counts per operation, and
+    why its total is not ``2 x MACs``, is :func:`xla_flop_terms`.
+
+    ``device``: whose compiler counts, by default the CPU's, so the count is
+    the same on every machine. (XLA's GPU compiler fuses convolutions with
+    their bias and ReLU into cuDNN calls and counts those differently.)
+    """
+    device = device or jax.devices("cpu")[0]
+    variables, x = _abstract(model_or_block, input_shape, device)
+    compiled = jax.jit(model_or_block.apply).lower(variables, x).compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jaxlibs: one dict per program
+        cost = cost[0]
+    return int(cost["flops"])
+
+
+def conv_taps(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Kernel taps, summed over the output positions along one axis, that land
+    on the input rather than on its zero padding: for output ``o``, the taps
+    ``k`` with ``0 <= o * stride - padding + k < size``. XLA counts a
+    convolution's multiply-adds over these taps only (2 FLOPs each, times
+    the taps of the other axis, the channels in and out and the batch)."""
+    out = architecture.conv_output_size(size, kernel, stride, padding)
+    return sum(1 for o in range(out) for k in range(kernel)
+               if 0 <= o * stride - padding + k < size)
+
+
+def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1
+                   ) -> List[Tuple[str, str, int]]:
+    """XLA's FLOP count of a forward pass, term by term, derived from the spec.
+
+    One ``(layer, kind, flops)`` row per operation XLA's CPU compiler keeps
+    after fusion, in the order its cost analysis visits them (the order of
+    the spec: each block's branches one after the other). XLA's rules
+    (``HloCostAnalysis``), checked op by op in the FLOPs chapter:
+
+    * ``"conv"``: 2 FLOPs per multiply-add, but only for kernel taps that
+      land on real input: along each axis ``conv_taps(size, k, stride, padding)``
+      taps instead of ``output size x k``, so a padded convolution costs less
+      than ``2 x MACs``; times input and output channels and the batch;
+    * ``"bias+relu"``: one add and one max per output element of every
+      convolution (fused into one loop);
+    * ``"maxpool"``: ``window - 1`` comparisons per output element (9 - 1 = 8
+      for 3x3), padding or not;
+    * ``"mean"`` (d2l's global average pool): ``H x W - 1`` adds per channel,
+      then ``"mean/scale"``, one multiply per channel; the paper's 7x7
+      average pool is the same pair (``"avgpool"``, ``"avgpool/scale"``);
+    * ``"dense"``: ``2 x in x out``; ``"dense bias"``: ``out``;
+    * concatenation, reshapes, padding: nothing.
+
+    ``spec_or_block``: a :class:`~d2l_lite.architecture.GoogLeNetSpec`
+    (``input_size``: the image side, default the spec's) or an
+    :class:`~d2l_lite.architecture.Inception` (``input_size``: its input as
+    ``(channels, height, width)``).
+    """
+    n = batch_size
+    terms: List[Tuple[str, str, int]] = []
+
+    def conv(layer: architecture.Conv, shape, name: str):
+        c, h, w = shape
+        out = (layer.out_channels,
+               architecture.conv_output_size(h, layer.kernel, layer.stride, layer.padding),
+               architecture.conv_output_size(w, layer.kernel, layer.stride, layer.padding))
+        taps = (conv_taps(h, layer.kernel, layer.stride, layer.padding)
+                * conv_taps(w, layer.kernel, layer.stride, layer.padding))
+        terms.append((name, "conv", 2 * n * c * layer.out_channels * taps))
+        terms.append((name, "bias+relu", 2 * n * int(np.prod(out))))
+        return out
+
+    def max_pool(layer: architecture.MaxPool, shape, name: str):
+        c, h, w = shape
+        out = (c, *(architecture.conv_output_size(side, layer.kernel, layer.stride,
+                                                  layer.padding) for side in (h, w)))
+        terms.append((name, "maxpool", n * int(np.prod(out)) * (layer.kernel ** 2 - 1)))
+        return out
+
+    def inception(block: architecture.Inception, shape):
+        for branch, layers in block.branches():
+            branch_shape = shape
+            for layer in layers:
+                name = f"{block.name}/{branch}/{layer.name}"
+                branch_shape = (conv if isinstance(layer, architecture.Conv)
+                                else max_pool)(layer, branch_shape, name)
+        return (block.out_channels, shape[1], shape[2])
+
+    if isinstance(spec_or_block, architecture.Inception):
+        if input_size is None or len(input_size) != 3:
+            raise ValueError(f"an Inception block needs input_size=(channels, height, "
+                             f"width), e.g. (192, 28, 28), got {input_size!r}")
+        inception(spec_or_block, tuple(input_size))
+        return terms
+    if not isinstance(spec_or_block, architecture.GoogLeNetSpec):
+        raise ValueError(f"xla_flop_terms takes a GoogLeNetSpec or an "
+                         f"architecture.Inception, got {type(spec_or_block).__name__}")
+    spec = spec_or_block
+    size = spec.input_size if input_size is None else input_size
+    spec.check_input(spec.in_channels, size, size)
+    shape = (spec.in_channels, size, size)
+    for stage in spec.stages:
+        for layer in stage.layers:
+            if isinstance(layer, architecture.Conv):
+                shape = conv(layer, shape, layer.name)
+            elif isinstance(layer, architecture.MaxPool):
+                shape = max_pool(layer, shape, layer.name)
+            elif isinstance(layer, architecture.Inception):
+                shape = inception(layer, shape)
+            elif isinstance(layer, architecture.GlobalAvgPool):
+                c, h, w = shape
+                terms.append((layer.name, "mean", n * c * (h * w - 1)))
+                terms.append((layer.name, "mean/scale", n * c))
+                shape = (c, 1, 1)
+            elif isinstance(layer, architecture.AvgPool):
+                c, h, w = shape
+                out = (c, *(architecture.conv_output_size(side, layer.kernel, layer.stride, 0)
+                            for side in (h, w)))
+                terms.append((layer.name, "avgpool",
+                              n * int(np.prod(out)) * (layer.kernel ** 2 - 1)))
+                terms.append((layer.name, "avgpool/scale", n * int(np.prod(out))))
+                shape = out
+            elif isinstance(layer, architecture.Dense):
+                fan_in = int(np.prod(shape))
+                terms.append((layer.name, "dense", 2 * n * fan_in * layer.out_features))
+                terms.append((layer.name, "dense bias", n * layer.out_features))
+                shape = (layer.out_features, 1, 1)
+    return terms
+
+
+def expected_flops_by_op(spec_or_block, input_size=None, batch_size: int = 1
+                         ) -> Dict[str, int]:
+    """:func:`xla_flop_terms` added up by kind (exact integers)."""
+    totals: Dict[str, int] = {}
+    for _, kind, flops in xla_flop_terms(spec_or_block, input_size, batch_size):
+        totals[kind] = totals.get(kind, 0) + flops
+    return totals
+
+
+def expected_flops(spec_or_block, input_size=None, batch_size: int = 1) -> int:
+    """What :func:`count_flops` reports, computed from the spec alone.
+
+    The terms of :func:`xla_flop_terms`, added up the way XLA adds them: its
+    cost analysis keeps its running total in a 32-bit float
+    (``HloCostAnalysis::Properties`` holds ``float``), so above 2^24 each
+    addition rounds to the nearest representable value, in the order XLA
+    visits the operations. The exact integer sum is
+    ``sum(expected_flops_by_op(...).values())``; the two differ by a few
+    hundred FLOPs in a few billion.
+    """
+    total = np.float32(0)
+    for _, _, flops in xla_flop_terms(spec_or_block, input_size, batch_size):
+        total = np.float32(total + np.float32(flops))
+    return int(total)
+
+
+def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
+                 repeats: int = 10, warmup: int = 2,
+                 variables: Optional[Variables] = None) -> float:
+    """Median seconds of one forward pass on an ``input_shape`` (NHWC) batch.
+
+    The forward pass is jitted (JAX's normal fast path) and runs on JAX's
+    default device; ``warmup`` passes run first (the first one compiles), and
+    each timed pass waits for its result (``block_until_ready``). Without
+    ``variables``, a GoogLeNet gets :func:`reference.xavier_weights` and
+    anything else :func:`init`'s.
+    """
+    if repeats < 1 or warmup < 1:
+        raise ValueError(f"repeats and warmup must be >= 1, got {repeats}, {warmup}")
+    if variables is None:
+        variables = (load_weights(model_or_block, reference.xavier_weights(model_or_block.spec))
+                     if isinstance(model_or_block, GoogLeNet)
+                     else init(model_or_block, input_shape))
+    forward = jax.jit(model_or_block.apply)
+    X = jax.random.uniform(jax.random.key(0), tuple(input_shape))
+    times = []
+    for i in range(warmup + repeats):
+        timer = training.Timer()
+        forward(variables, X).block_until_ready()
+        if i >= warmup:
+            times.append(timer.elapsed())
+    return statistics.median(times)

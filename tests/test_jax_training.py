@@ -1,0 +1,117 @@
+"""Training in d2l_lite.jax: a few steps of the real loop on tiny data.
+
+The loop is the one the training chapter runs, on a tiny spec-built network
+(one convolution, a pool and the head) at 32x32, so each test compiles its
+step in seconds; the book's GoogLeNet runs through the same code in the
+chapter's notebook.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from d2l_lite import architecture, data, reference, training
+from d2l_lite import jax as d2l
+
+TINY = architecture.GoogLeNetSpec(
+    in_channels=1, input_size=32, num_classes=10, head_pool="global",
+    stages=(architecture.Stage("b1", "stem", (architecture.Conv("conv1", 8, 3, padding=1),
+                                              architecture.MaxPool("maxpool1"))),
+            architecture.Stage("head", "head", (architecture.GlobalAvgPool(),
+                                                architecture.Dense("fc", 10)))))
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return data.load_fashion_mnist(verbose=False).subset(128, 40)
+
+
+def test_prepare_batch_resizes_on_the_device():
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 28, 28)), jnp.uint8)
+    X = d2l.prepare_batch(images, image_size=96)
+    assert X.shape == (3, 96, 96, 1) and X.dtype == jnp.float32
+    assert 0 <= float(X.min()) and float(X.max()) <= 1
+    # Bilinear at pixel centres: a constant image stays constant, and a 2x
+    # upsampling puts 0.25/0.75 mixtures of neighbours between the pixels.
+    flat = d2l.prepare_batch(jnp.full((1, 28, 28), 51, jnp.uint8), image_size=56)
+    np.testing.assert_allclose(np.asarray(flat), 0.2, atol=1e-6)
+    ramp = jnp.tile(jnp.arange(28, dtype=jnp.uint8)[None, :], (28, 1))[None]
+    row = np.asarray(d2l.prepare_batch(ramp, image_size=56))[0, 10, 1:5, 0] * 255
+    np.testing.assert_allclose(row, [0.25, 0.75, 1.25, 1.75], atol=1e-4)
+
+
+def test_learning_rate_follows_the_shared_schedule():
+    recipe = training.FAST.with_(num_epochs=2)
+    tx = d2l.optimizer(recipe, steps_per_epoch=5)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    for step in range(12):  # past the end: the last rate is kept
+        grads = {"w": jnp.ones(3)}
+        _, state = tx.update(grads, state, params)
+        # inject_hyperparams stores the rate used by the update just made
+        expected = training.learning_rate(recipe, min(step, 9), 5)
+        assert math.isclose(float(state.hyperparams["learning_rate"]), expected,
+                            rel_tol=1e-6)
+
+
+def test_sgd_weight_decay_is_coupled_like_torch():
+    recipe = training.Recipe("sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    tx = d2l.optimizer(recipe, steps_per_epoch=10)
+    w, g = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    params, state = {"w": jnp.asarray(w, jnp.float32)}, None
+    state = tx.init(params)
+    buf = np.zeros(2)
+    for _ in range(3):  # torch.optim.SGD, written out
+        d = g + 0.01 * w
+        buf = 0.9 * buf + d
+        w = w - 0.1 * (d + 0.9 * buf)
+        updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(np.asarray(params["w"]), w, rtol=1e-6)
+
+
+def test_train_starts_from_xavier_weights(fashion):
+    # A learning rate of zero leaves the start weights as they are.
+    recipe = training.Recipe("frozen", num_epochs=1, batch_size=32, lr=0.0)
+    history, variables = d2l.train(d2l.GoogLeNet(TINY), fashion, recipe, image_size=32,
+                                   plot=False, progress=False)
+    weights = reference.xavier_weights(TINY, seed=recipe.seed)
+    X = reference.random_input(TINY, batch_size=4, seed=1)
+    np.testing.assert_allclose(d2l.logits(d2l.GoogLeNet(TINY), X, variables),
+                               reference.forward(TINY, weights, X), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", [
+    training.Recipe("sgd", num_epochs=2, batch_size=16, lr=0.1, momentum=0.9),
+    training.FAST.with_(num_epochs=2, batch_size=16, lr=1e-2)], ids=["sgd", "adamw"])
+def test_a_few_steps_lower_the_loss(fashion, recipe, capsys):
+    result = d2l.train(d2l.GoogLeNet(TINY), fashion, recipe, image_size=32, plot=False,
+                       progress=False)
+    assert isinstance(result, d2l.TrainResult)
+    history, variables = result
+    assert history.framework == "JAX" and history.recipe == recipe
+    assert history.device == "cpu" or jax.default_backend() == "gpu"
+    assert (history.num_train, history.num_test) == (128, 40)
+    assert [e.epoch for e in history.epochs] == [1, 2]
+    for e in history.epochs:
+        assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc,
+                                                e.seconds, e.images_per_sec))
+        assert 0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1
+        assert e.test_acc * 40 == round(e.test_acc * 40)  # all 40 test images, padding masked
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert history.compile_seconds > 0
+    assert set(variables) == {"params"}
+    if recipe.mixed_precision and jax.default_backend() == "cpu":
+        assert "bfloat16 skipped" in capsys.readouterr().out
+
+
+def test_train_rejects_what_it_cannot_train(fashion):
+    with pytest.raises(ValueError, match="no full batch"):
+        d2l.train(d2l.GoogLeNet(TINY), fashion.subset(8, 8), training.CLASSIC,
+                  image_size=32, plot=False, progress=False)
+    with pytest.raises(ValueError, match="Recipe"):
+        d2l.train(d2l.GoogLeNet(TINY), fashion, "classic", plot=False, progress=False)

@@ -1,0 +1,148 @@
+"""d2l_lite.tensorflow.train on a few Fashion-MNIST images: the start weights, the
+history it returns, that the loss goes down, and the optimiser's arithmetic.
+Small images (32x32) keep it to seconds of compute on a CPU; the notebooks run
+the 96x96 model."""
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("keras")
+
+import tensorflow as tf  # noqa: E402
+
+from d2l_lite import architecture, data, reference, training  # noqa: E402
+from d2l_lite import tensorflow as d2l  # noqa: E402
+
+SPEC = architecture.BOOK
+IMAGE_SIZE = 32
+GPU = bool(tf.config.list_physical_devices("GPU"))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return data.load_fashion_mnist(verbose=False).subset(64, 48)
+
+
+def bilinear(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of N x h x w images sampling at pixel centres (PyTorch's
+    align_corners=False), written out in NumPy."""
+    n, h, w = images.shape
+
+    def axis(src: int):
+        x = np.maximum((np.arange(size) + 0.5) * src / size - 0.5, 0)
+        lo = np.minimum(np.floor(x).astype(int), src - 1)
+        return lo, np.minimum(lo + 1, src - 1), x - lo
+
+    (y0, y1, wy), (x0, x1, wx) = axis(h), axis(w)
+    rows = images[:, y0] * (1 - wy)[None, :, None] + images[:, y1] * wy[None, :, None]
+    return rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
+
+
+def test_prepare_batch_gathers_scales_and_resizes(tiny):
+    images, labels, test_images, test_labels = d2l.device_data(tiny, "/CPU:0")
+    assert images.dtype == tf.uint8 and tuple(images.shape) == (64, 28, 28)
+    assert labels.dtype == tf.int32 and tuple(test_labels.shape) == (48,)
+    index = tf.constant([5, 0, 63])
+    X = d2l.prepare_batch(images, index, image_size=96)
+    assert X.dtype == tf.float32 and tuple(X.shape) == (3, 96, 96, 1)
+    expected = bilinear(tiny.train_images[[5, 0, 63]].astype(np.float64) / 255, 96)
+    assert np.abs(X.numpy()[..., 0] - expected).max() < 1e-6
+
+
+def test_training_starts_from_the_reference_xavier_weights(tiny):
+    """With a learning rate of 0 the weights stay where train put them."""
+    model = d2l.GoogLeNet(SPEC)
+    recipe = training.CLASSIC.with_(num_epochs=1, batch_size=32, lr=0.0, seed=3)
+    d2l.train(model, tiny, recipe, image_size=IMAGE_SIZE, plot=False, progress=False)
+    weights = reference.xavier_weights(SPEC, seed=3)
+    for name, layer in d2l._weighted_layers(model):
+        kernel = layer.kernel.numpy()
+        kernel = kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T
+        assert np.array_equal(kernel, weights[f"{name}/weight"]), name
+        assert np.array_equal(layer.bias.numpy(), weights[f"{name}/bias"]), name
+    X = reference.random_input(SPEC, batch_size=2, seed=0)
+    assert np.abs(d2l.logits(model, X) - reference.forward(SPEC, weights, X)).max() < 1e-4
+
+
+@pytest.mark.parametrize("recipe", [
+    training.CLASSIC.with_(num_epochs=3, batch_size=16, lr=0.05, momentum=0.9,
+                           weight_decay=1e-4),
+    training.FAST.with_(num_epochs=3, batch_size=16),
+], ids=["sgd", "adamw"])
+def test_loss_decreases_and_history_is_complete(tiny, recipe, capsys):
+    model = d2l.GoogLeNet(SPEC)
+    history = d2l.train(model, tiny, recipe, image_size=IMAGE_SIZE, plot=False,
+                        progress=False)
+    out = capsys.readouterr().out
+    if recipe.compile and not GPU:
+        assert "XLA (tf.function without jit_compile instead)" in out and "float32" in out
+    assert history.framework == "TensorFlow" and history.recipe == recipe
+    assert history.device == "cpu" or GPU
+    assert (history.num_train, history.num_test) == (64, 48)
+    assert [e.epoch for e in history.epochs] == [1, 2, 3]
+    for e in history.epochs:
+        assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
+        assert 0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1
+        assert e.seconds > 0 and e.images_per_sec == pytest.approx(64 / e.seconds)
+        assert e.test_acc * 48 == pytest.approx(round(e.test_acc * 48))  # all 48, none twice
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert history.compile_seconds >= 0
+    assert {layer.dtype_policy.name for layer in d2l._sublayers(model)} == {"float32"}
+
+
+def test_adamw_is_pytorchs_adamw():
+    """Keras's AdamW with the per-step epsilon of d2l.train, against
+    torch.optim.AdamW's update written out in NumPy (epsilon added to the
+    bias-corrected sqrt(v)), over steps with very different gradient sizes."""
+    recipe = training.FAST.with_(weight_decay=0.5)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(6).astype(np.float32)
+    variable = tf.Variable(w)
+    optimizer = d2l._optimizer(recipe)
+    optimizer.build([variable])
+
+    @tf.function
+    def step(grad, lr):
+        optimizer.learning_rate.assign(lr)
+        optimizer.epsilon.assign(d2l._torch_epsilon(optimizer))
+        optimizer.apply([grad], [variable])
+
+    m = v = np.zeros(6)
+    w = w.astype(np.float64)
+    (beta1, beta2), eps = d2l.ADAM_BETAS, d2l.ADAM_EPSILON
+    for t, (scale, lr) in enumerate([(1e-7, 1e-3), (1e-3, 2e-3), (1.0, 1.5e-3), (1e-6, 1e-3)],
+                                    start=1):
+        grad = (rng.standard_normal(6) * scale).astype(np.float32)
+        step(tf.constant(grad), tf.constant(lr, tf.float32))
+        w = w * (1 - lr * recipe.weight_decay)
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad.astype(np.float64) ** 2
+        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    assert np.abs(variable.numpy() - w).max() < 1e-6
+
+
+def test_bfloat16_policy_is_set_and_restored():
+    model = d2l.GoogLeNet(SPEC)
+    model(tf.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))
+    with d2l._bfloat16(model, True):
+        fc = model.head.get_layer("head").get_layer("fc")
+        conv1 = model.stem.get_layer("b1").get_layer("conv1")
+        assert fc.dtype_policy.name == "float32"
+        assert conv1.dtype_policy.name == "mixed_bfloat16"
+        assert conv1.kernel.dtype == "float32"  # variables stay float32
+    assert {layer.dtype_policy.name for layer in d2l._sublayers(model)} == {"float32"}
+
+
+def test_train_rejects_what_it_cannot_use(tiny):
+    model = d2l.GoogLeNet(SPEC)
+    with pytest.raises(ValueError, match="no full batch"):
+        d2l.train(model, tiny, training.CLASSIC.with_(batch_size=128), plot=False,
+                  progress=False)
+    with pytest.raises(ValueError, match="training.Recipe"):
+        d2l.train(model, tiny, "classic", plot=False, progress=False)
+    with pytest.raises(ValueError, match="takes a GoogLeNet"):
+        d2l.train(d2l.Inception(8, 8, 8, 8, 8, 8), tiny, plot=False, progress=False)
