@@ -567,17 +567,7 @@ def expected_flops(spec_or_block, input_size=None) -> int:
     side, default the spec's) or an :class:`~d2l_lite.architecture.Inception`
     (``input_size``: its input as ``(channels, height, width)``).
     """
-    if isinstance(spec_or_block, architecture.GoogLeNetSpec):
-        rows = counting.count_network(spec_or_block, input_size)
-    elif isinstance(spec_or_block, architecture.Inception):
-        if input_size is None or len(input_size) != 3:
-            raise ValueError(f"an Inception block needs input_size=(channels, height, "
-                             f"width), e.g. (192, 28, 28), got {input_size!r}")
-        rows = counting.count_inception(spec_or_block, tuple(input_size))
-    else:
-        raise ValueError(f"expected_flops takes a GoogLeNetSpec or an "
-                         f"architecture.Inception, got {type(spec_or_block).__name__}")
-    return counting.flops(counting.total_macs(rows))
+    return counting.analytic_flops(spec_or_block, input_size)
 
 
 def time_forward(model_or_block: gluon.HybridBlock, input_shape: Sequence[int],
