@@ -494,6 +494,9 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     if not isinstance(recipe, training.Recipe):
         raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
                          f"got {type(recipe).__name__}")
+    if len(data.train_labels) < recipe.batch_size:
+        raise ValueError(f"{len(data.train_labels)} training images make no full batch of "
+                         f"{recipe.batch_size}; use more data or a smaller batch_size")
     if device is None:
         device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
     gpu = "GPU" in device.upper()
@@ -517,10 +520,7 @@ def _fit(model: GoogLeNet, data, recipe: training.Recipe, device: str, image_siz
         train_images, train_labels, test_images, test_labels = device_data(data, device)
         num_train, num_test = int(train_labels.shape[0]), int(test_labels.shape[0])
         batch_size = recipe.batch_size
-        steps_per_epoch = num_train // batch_size
-        if steps_per_epoch == 0:
-            raise ValueError(f"{num_train} training images make no full batch of "
-                             f"{batch_size}; use more data or a smaller batch_size")
+        steps_per_epoch = num_train // batch_size  # >= 1, checked by train
         optimizer = _optimizer(recipe)
         variables = model.trainable_variables
         optimizer.build(variables)
@@ -723,7 +723,7 @@ def expected_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
         return (block.out_channels, shape[1], shape[2])
 
     if isinstance(spec_or_block, architecture.Inception):
-        if input_size is None or len(input_size) != 3:
+        if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
             raise ValueError(f"an Inception block needs input_size=(channels, height, "
                              f"width), e.g. (192, 28, 28), got {input_size!r}")
         inception(spec_or_block, tuple(input_size))

@@ -114,7 +114,7 @@ class RunScale:
 FULL_SCALE_ENV = "D2L_FULL_SCALE"
 
 
-def run_scale(has_gpu: bool) -> RunScale:
+def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
     """The scale of a training run, decided once per notebook.
 
     * ``D2L_SMALL_SCALE=1`` (``make test``, CI): 512 train and 256 test
@@ -125,10 +125,12 @@ def run_scale(has_gpu: bool) -> RunScale:
       32 (about 125 optimiser steps), so a CPU finishes in minutes
       (``D2L_FULL_SCALE=1`` forces the full run anyway);
     * a GPU: the full data set and the recipe's own epochs and batch size.
+
+    ``small`` overrides ``D2L_SMALL_SCALE`` (None: read the variable).
     """
     import os
 
-    if small_scale():
+    if small_scale() if small is None else small:
         return RunScale("small", 512, 256, 2, 32,
                         "small-scale mode (D2L_SMALL_SCALE=1): 512 train / 256 test "
                         "images, at most 2 epochs, batches of at most 32")

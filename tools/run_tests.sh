@@ -9,6 +9,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 workers=${D2L_TEST_WORKERS:-2}
+# Each worker (and each notebook kernel it starts) gets one compute thread:
+# with 2 workers on a 2-core CI machine, the frameworks' default thread pools
+# oversubscribe the cores and PyTorch's CPU training slows down several-fold.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1} TF_NUM_INTEROP_THREADS=${TF_NUM_INTEROP_THREADS:-1}
 
 status=0
 .venv/bin/python -m pytest tests chapters --ignore=tests/mxnet \
