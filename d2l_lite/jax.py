@@ -603,10 +603,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     train_images, train_labels, test_images, test_labels = device_data(data, device)
     num_train, num_test = len(data.train_labels), len(data.test_labels)
     batch_size = recipe.batch_size
-    steps_per_epoch = num_train // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{num_train} training images make no full batch of "
-                         f"{batch_size}; use more data or a smaller batch_size")
+    steps_per_epoch = training.steps_per_epoch(num_train, batch_size)
     tx = optimizer(recipe, steps_per_epoch)
     state = TrainState(params, jax.device_put(tx.init(params), device))
     train_step = make_train_step(model, tx, image_size=image_size,

@@ -411,10 +411,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
     train_images, train_labels, test_images, test_labels = device_data(data, ctx)
     num_train, num_test = len(data.train_labels), len(data.test_labels)
     batch_size = recipe.batch_size
-    steps_per_epoch = num_train // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{num_train} training images make no full batch of "
-                         f"{batch_size}; use more data or a smaller batch_size")
+    steps_per_epoch = training.steps_per_epoch(num_train, batch_size)
     trainer = _trainer(model, recipe)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     num_classes, smoothing = model.spec.num_classes, recipe.label_smoothing

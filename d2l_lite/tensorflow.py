@@ -494,9 +494,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     if not isinstance(recipe, training.Recipe):
         raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
                          f"got {type(recipe).__name__}")
-    if len(data.train_labels) < recipe.batch_size:
-        raise ValueError(f"{len(data.train_labels)} training images make no full batch of "
-                         f"{recipe.batch_size}; use more data or a smaller batch_size")
+    training.steps_per_epoch(len(data.train_labels), recipe.batch_size)  # raises if none
     if device is None:
         device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
     gpu = "GPU" in device.upper()

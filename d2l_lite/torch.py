@@ -423,10 +423,7 @@ def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
     train_images, train_labels, test_images, test_labels = device_data(data, device)
     num_train, num_test = len(train_labels), len(test_labels)
     batch_size = recipe.batch_size
-    steps_per_epoch = num_train // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{num_train} training images make no full batch of "
-                         f"{batch_size}; use more data or a smaller batch_size")
+    steps_per_epoch = training.steps_per_epoch(num_train, batch_size)
     optimizer = _optimizer(model, recipe, device, compiled)
     device_type = device.type
 

@@ -15,7 +15,8 @@ from typing import Dict, List, Optional
 from .runtime import small_scale
 
 __all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
-           "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate"]
+           "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate",
+           "steps_per_epoch"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,15 @@ CLASSIC = Recipe("classic", num_epochs=10, batch_size=128, lr=0.01, optimizer="s
 FAST = Recipe("fast", num_epochs=10, batch_size=256, lr=2e-3, optimizer="adamw",
               weight_decay=0.05, schedule="cosine", warmup_epochs=1.0,
               label_smoothing=0.1, mixed_precision=True, compile=True)
+
+
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+    """Full batches per epoch (trainers drop the last partial one); at least one."""
+    steps = num_train // batch_size
+    if steps == 0:
+        raise ValueError(f"{num_train} training images make no full batch of "
+                         f"{batch_size}; use more data or a smaller batch_size")
+    return steps
 
 
 def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
