@@ -54,7 +54,7 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the
         f"KERAS_BACKEND=tensorflow before anything imports keras (or restart the kernel)."
     )
 
-__all__ = ["try_gpu", "set_seed", "Inception", "GoogLeNet", "count_parameters",
+__all__ = ["try_gpu", "set_seed", "Inception", "AuxHead", "GoogLeNet", "count_parameters",
            "branch_parameters", "layer_summary", "load_weights", "logits",
            "device_data", "prepare_batch", "train", "count_flops", "flops_by_op",
            "expected_flops", "expected_flops_by_op", "time_forward"]
@@ -104,10 +104,28 @@ def _padding(layer) -> Tuple[List[keras.layers.Layer], str]:
 
 
 def _conv(conv: architecture.Conv) -> List[keras.layers.Layer]:
-    """A convolution with bias, followed by ReLU (plus its padding layer, if any)."""
+    """Conv-ReLU (a convolution with bias and ReLU), or for ``conv.batch_norm``
+    Conv-BN-ReLU: a convolution without bias (BatchNorm's shift replaces it),
+    ``BatchNormalization`` named ``<name>_bn`` and ``ReLU`` named ``<name>_relu``.
+    Plus the padding layer in front, if any.
+
+    Keras's BatchNormalization defaults (epsilon 1e-3, momentum 0.99) are not
+    PyTorch's, so both are set from :data:`~d2l_lite.architecture.BN_EPS` and
+    :data:`~d2l_lite.architecture.BN_MOMENTUM` (Keras's momentum is the weight
+    of the old running value: ``1 - BN_MOMENTUM``).
+    """
     pad, mode = _padding(conv)
-    return pad + [keras.layers.Conv2D(conv.out_channels, conv.kernel, strides=conv.stride,
-                                      padding=mode, activation="relu", name=conv.name)]
+    if not conv.batch_norm:
+        return pad + [keras.layers.Conv2D(conv.out_channels, conv.kernel, strides=conv.stride,
+                                          padding=mode, activation="relu", name=conv.name)]
+    return pad + [
+        keras.layers.Conv2D(conv.out_channels, conv.kernel, strides=conv.stride,
+                            padding=mode, use_bias=False, name=conv.name),
+        keras.layers.BatchNormalization(axis=-1, epsilon=architecture.BN_EPS,
+                                        momentum=1.0 - architecture.BN_MOMENTUM,
+                                        name=f"{conv.name}_bn"),
+        keras.layers.ReLU(name=f"{conv.name}_relu"),
+    ]
 
 
 def _max_pool(pool: architecture.MaxPool) -> List[keras.layers.Layer]:
@@ -127,16 +145,23 @@ def _keras_layers(layer: architecture.Layer) -> List[keras.layers.Layer]:
         return _max_pool(layer)
     if isinstance(layer, architecture.Inception):
         return [Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
-                          layer.ch5x5, layer.pool_proj, reduce=layer.reduce, name=layer.name)]
+                          layer.ch5x5, layer.pool_proj, reduce=layer.reduce,
+                          batch_norm=layer.batch_norm, factorize=layer.factorize,
+                          name=layer.name)]
     if isinstance(layer, architecture.GlobalAvgPool):
         return [keras.layers.GlobalAveragePooling2D(keepdims=True, name=layer.name)]
     if isinstance(layer, architecture.AvgPool):
         return [keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride,
                                               padding="valid", name=layer.name)]
     if isinstance(layer, architecture.Dense):
-        return [keras.layers.Flatten(name="flatten"),
-                keras.layers.Dense(layer.out_features, name=layer.name)]
+        return [keras.layers.Flatten(name="flatten"), _dense(layer)]
     raise TypeError(f"unknown layer type {type(layer).__name__}")  # pragma: no cover
+
+
+def _dense(layer: architecture.Dense) -> keras.layers.Dense:
+    """A dense layer, with ReLU for a hidden layer (``layer.relu``)."""
+    return keras.layers.Dense(layer.out_features, activation="relu" if layer.relu else None,
+                              name=layer.name)
 
 
 class Inception(keras.layers.Layer):
@@ -644,7 +669,13 @@ def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
     _, concrete = _forward_graph(model_or_block, input_shape)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"  # return the numbers, print nothing
-    return tf.compat.v1.profiler.profile(graph=concrete.graph, cmd="op", options=options)
+    logger = tf.get_logger()  # the v1 profiler warns that it is deprecated, once per
+    level = logger.level      # process, naming a path inside site-packages: not news
+    logger.setLevel("ERROR")  # to a reader, and it would differ from machine to machine
+    try:
+        return tf.compat.v1.profiler.profile(graph=concrete.graph, cmd="op", options=options)
+    finally:
+        logger.setLevel(level)
 
 
 def count_flops(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> int:
