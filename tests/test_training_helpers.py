@@ -1,0 +1,54 @@
+"""Framework-neutral pieces of d2l_lite.training: schedules and the checks the
+training notebooks run on their histories."""
+
+import math
+
+import pytest
+
+from d2l_lite import training
+
+
+def test_step_schedule_divides_by_ten_twice():
+    recipe = training.Recipe("r", num_epochs=4, lr=0.1, schedule="step")
+    rates = [training.learning_rate(recipe, step, steps_per_epoch=10) for step in range(40)]
+    assert rates[0] == rates[19] == pytest.approx(0.1)
+    assert rates[20] == rates[29] == pytest.approx(0.01)
+    assert rates[30] == rates[39] == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="'step'"):
+        training.Recipe("r", schedule="linear")
+
+
+def _history(recipe, losses, accs):
+    history = training.History("X", recipe, "cpu", 100, 50)
+    for i, (loss, acc) in enumerate(zip(losses, accs)):
+        history.epochs.append(training.EpochStats(i + 1, loss, acc, acc, 1.0, 100.0))
+    return history
+
+
+SMALL = training.run_scale(has_gpu=False, small=True)
+FULL = training.run_scale(has_gpu=True, small=False)
+
+
+def test_check_history_at_small_scale_accepts_a_plateau():
+    recipe = training.CLASSIC.with_(num_epochs=2)
+    checked = training.check_history(_history(recipe, [2.302, 2.303], [0.1, 0.1]),
+                                     recipe, SMALL)
+    assert checked == ["2 epochs recorded", "all finite", "no divergence"]
+
+
+@pytest.mark.parametrize("losses, accs, scale, message", [
+    ([2.3, 2.9], [0.1, 0.1], SMALL, "rose to 2.900"),
+    ([2.3, math.nan], [0.1, 0.1], SMALL, ""),
+    ([2.3, 2.2], [0.1, 0.3], FULL, "fast: 0.300"),
+    ([1.0, 1.2], [0.8, 0.8], FULL, "1.000 -> 1.200"),
+])
+def test_check_history_catches_what_must_not_happen(losses, accs, scale, message):
+    recipe = training.FAST.with_(num_epochs=2)
+    with pytest.raises(AssertionError, match=message):
+        training.check_history(_history(recipe, losses, accs), recipe, scale)
+
+
+def test_check_history_at_full_scale():
+    recipe = training.FAST.with_(num_epochs=2)
+    checked = training.check_history(_history(recipe, [1.0, 0.4], [0.8, 0.9]), recipe, FULL)
+    assert checked[-2:] == ["loss fell", "beat chance"]
