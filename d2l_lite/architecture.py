@@ -6,6 +6,11 @@ counter in :mod:`d2l_lite.counting` reads the same list. Nothing about the
 network's shape is written down twice, so the four models and the FLOP tables
 cannot drift apart.
 
+Variants are options of the same description, not copies: Conv-BN-ReLU
+instead of Conv-ReLU (``batch_norm``), the paper's two auxiliary classifiers
+(``aux_heads``), the Inception-v3 factorisation of the 5x5 branch into two
+3x3 convolutions (``factorize``), and a stem for 28x28 inputs (``stem``).
+
 The network is split the way the GoogLeNet paper made common:
 
 * **stem**: plain convolutions and pooling that shrink the image quickly;
@@ -31,25 +36,47 @@ __all__ = [
     "AvgPool",
     "Dense",
     "Stage",
+    "AuxHead",
+    "NetworkSpec",
     "GoogLeNetSpec",
+    "BN_EPS",
+    "BN_MOMENTUM",
+    "AUX_LOSS_WEIGHT",
     "INCEPTION_3A",
     "INCEPTION_TABLE",
     "googlenet_spec",
     "BOOK",
     "PAPER",
+    "VARIANTS",
+    "PAPER_BN_AUX",
     "conv_output_size",
 ]
 
 
+#: BatchNorm settings shared by the four frameworks: epsilon, and the weight of
+#: the newest batch in the running statistics (PyTorch's ``momentum``; Keras,
+#: Flax and Gluon call ``1 - BN_MOMENTUM`` their momentum).
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+#: The paper's weight of each auxiliary classifier's loss during training.
+AUX_LOSS_WEIGHT = 0.3
+
+
 @dataclass(frozen=True)
 class Conv:
-    """A convolution followed by ReLU (``kernel`` x ``kernel``, square)."""
+    """A convolution followed by ReLU (``kernel`` x ``kernel``, square).
+
+    With ``batch_norm`` it is Conv-BN-ReLU: the convolution has no bias (the
+    BatchNorm's shift would make it redundant) and BatchNorm (:data:`BN_EPS`,
+    :data:`BN_MOMENTUM`) sits between it and the ReLU.
+    """
 
     name: str
     out_channels: int
     kernel: int
     stride: int = 1
     padding: int = 0
+    batch_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,10 +107,17 @@ class GlobalAvgPool:
 
 @dataclass(frozen=True)
 class Dense:
-    """A fully connected layer after flattening (no activation)."""
+    """A fully connected layer after flattening.
+
+    ``relu``: followed by ReLU (hidden layers; the classifier has none).
+    ``flatten``: reads a map of any size (``C x H x W`` inputs, as in AlexNet);
+    otherwise the map before it must be 1x1.
+    """
 
     name: str
     out_features: int
+    relu: bool = False
+    flatten: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +134,12 @@ class Inception:
     Every convolution is followed by ReLU. With ``reduce=False`` the block is
     the "naive" counterfactual: the 3x3 and 5x5 convolutions read all input
     channels directly (no 1x1 reductions), with the same output widths.
+
+    ``batch_norm``: every convolution is Conv-BN-ReLU (see :class:`Conv`).
+    ``factorize``: the Inception-v3 factorisation of branch 3: the 5x5
+    convolution becomes two 3x3 convolutions (``5x5a``, ``5x5b``, padding 1
+    each), which see the same 5x5 window. The first keeps the reduced width
+    ``ch5x5red``, the second widens to ``ch5x5``.
     """
 
     name: str
@@ -110,6 +150,8 @@ class Inception:
     ch5x5: int
     pool_proj: int
     reduce: bool = True
+    batch_norm: bool = False
+    factorize: bool = False
 
     @property
     def out_channels(self) -> int:
@@ -117,14 +159,21 @@ class Inception:
 
     def branches(self) -> Tuple[Tuple[str, Tuple[Union[Conv, MaxPool], ...]], ...]:
         """The four branches as layer sequences, named as in the paper."""
-        reduce3 = (Conv("3x3_reduce", self.ch3x3red, 1),) if self.reduce else ()
-        reduce5 = (Conv("5x5_reduce", self.ch5x5red, 1),) if self.reduce else ()
+        bn = self.batch_norm
+        reduce3 = (Conv("3x3_reduce", self.ch3x3red, 1, batch_norm=bn),) if self.reduce else ()
+        reduce5 = (Conv("5x5_reduce", self.ch5x5red, 1, batch_norm=bn),) if self.reduce else ()
+        if self.factorize:
+            middle = self.ch5x5red if self.reduce else self.ch5x5
+            five = (Conv("5x5a", middle, 3, padding=1, batch_norm=bn),
+                    Conv("5x5b", self.ch5x5, 3, padding=1, batch_norm=bn))
+        else:
+            five = (Conv("5x5", self.ch5x5, 5, padding=2, batch_norm=bn),)
         return (
-            ("branch1", (Conv("1x1", self.ch1x1, 1),)),
-            ("branch2", reduce3 + (Conv("3x3", self.ch3x3, 3, padding=1),)),
-            ("branch3", reduce5 + (Conv("5x5", self.ch5x5, 5, padding=2),)),
+            ("branch1", (Conv("1x1", self.ch1x1, 1, batch_norm=bn),)),
+            ("branch2", reduce3 + (Conv("3x3", self.ch3x3, 3, padding=1, batch_norm=bn),)),
+            ("branch3", reduce5 + five),
             ("branch4", (MaxPool("pool", 3, stride=1, padding=1),
-                         Conv("pool_proj", self.pool_proj, 1))),
+                         Conv("pool_proj", self.pool_proj, 1, batch_norm=bn))),
         )
 
 
@@ -138,6 +187,29 @@ class Stage:
     name: str
     part: str  # "stem", "body" or "head"
     layers: Tuple[Layer, ...]
+
+
+@dataclass(frozen=True)
+class AuxHead:
+    """An auxiliary classifier of the paper, branching off after block ``after``.
+
+    5x5 average pool with stride 3, a 1x1 convolution to 128 channels (with
+    ReLU, BatchNorm when ``batch_norm``), a dense layer of 1024 with ReLU,
+    dropout 0.7, and a dense layer to the classes. During training its loss is
+    added with weight :data:`AUX_LOSS_WEIGHT`; at inference it is not run.
+    """
+
+    name: str       # "aux1", "aux2"
+    after: str      # "inception4a", "inception4d"
+    num_classes: int
+    batch_norm: bool = False
+    dropout: float = 0.7
+
+    def layers(self) -> Tuple[Union[AvgPool, Conv, Dense], ...]:
+        return (AvgPool("pool", kernel=5, stride=3),
+                Conv("conv", 128, 1, batch_norm=self.batch_norm),
+                Dense("fc1", 1024, relu=True, flatten=True),
+                Dense("fc2", self.num_classes))
 
 
 # The paper's Table 1, one row per Inception block:
@@ -160,14 +232,26 @@ INCEPTION_3A = _BLOCKS["inception3a"]
 
 
 @dataclass(frozen=True)
-class GoogLeNetSpec:
-    """A whole GoogLeNet: input description plus its stages in order."""
+class NetworkSpec:
+    """A whole network: input description plus its stages in order.
+
+    GoogLeNet is one (:class:`GoogLeNetSpec`); the exercises describe AlexNet,
+    VGG-11 and NiN the same way (:mod:`d2l_lite.classic_nets`) so the same
+    counter counts all of them.
+    """
 
     in_channels: int
     input_size: int
     num_classes: int
     head_pool: str
     stages: Tuple[Stage, ...]
+    aux_heads: Tuple[AuxHead, ...] = ()
+
+    @property
+    def batch_norm(self) -> bool:
+        """True when the convolutions are Conv-BN-ReLU."""
+        return any(isinstance(layer, Conv) and layer.batch_norm
+                   for stage in self.stages for layer in stage.layers)
 
     def part(self, part: str) -> Tuple[Stage, ...]:
         """The stages of one part: ``"stem"``, ``"body"`` or ``"head"``."""
@@ -235,9 +319,17 @@ class GoogLeNetSpec:
         empty.
         """
         out = []
+        aux = {head.after: head for head in self.aux_heads}
         for stage in self.stages:
             for layer in stage.layers:
                 size = _layer_output_size(layer, size)
+                if layer.name in aux:
+                    pool = aux[layer.name].layers()[0]
+                    if conv_output_size(size, pool.kernel, pool.stride, 0) < 1:
+                        raise ValueError(
+                            f"auxiliary head {aux[layer.name].name!r} after {layer.name} "
+                            f"gets a {size}x{size} map; its 5x5 average pool needs at "
+                            f"least 5x5")
             out.append((stage.name, size))
         return tuple(out)
 
@@ -249,6 +341,11 @@ class GoogLeNetSpec:
                 "ceil(n / 32) >= 7."
             )
         return "Every layer needs a non-empty output."
+
+
+@dataclass(frozen=True)
+class GoogLeNetSpec(NetworkSpec):
+    """A whole GoogLeNet (what :func:`googlenet_spec` returns)."""
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -264,7 +361,7 @@ def _layer_output_size(layer: Layer, size: int) -> int:
     elif isinstance(layer, GlobalAvgPool):
         new = 1
     elif isinstance(layer, Dense):
-        if size != 1:
+        if size != 1 and not layer.flatten:
             raise ValueError(f"layer {layer.name!r} expects a 1x1 map, gets {size}x{size}")
         new = 1
     elif isinstance(layer, Inception):
@@ -277,7 +374,9 @@ def _layer_output_size(layer: Layer, size: int) -> int:
 
 
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
-                   head_pool: str = "global", reduce: bool = True) -> GoogLeNetSpec:
+                   head_pool: str = "global", reduce: bool = True, *,
+                   batch_norm: bool = False, aux_heads: bool = False,
+                   factorize: bool = False, stem: str = "standard") -> GoogLeNetSpec:
     """Describe GoogLeNet for a given input and class count.
 
     ``head_pool="global"`` is d2l's adaptive average pool, which accepts any
@@ -285,24 +384,42 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
     map before it to be at least 7x7 (224x224 input gives exactly 7x7).
     ``reduce=False`` builds the naive counterfactual without the 1x1
     reductions in the Inception blocks (see :class:`Inception`).
+
+    The variants of the last chapter:
+
+    * ``batch_norm``: every convolution (auxiliary heads included) is Conv-BN-ReLU;
+    * ``aux_heads``: the paper's two auxiliary classifiers after inception4a
+      and inception4d (:class:`AuxHead`);
+    * ``factorize``: branch 3's 5x5 convolution as two 3x3 convolutions;
+    * ``stem="small"``: for 28x28 images without resizing: conv1 becomes a 3x3
+      convolution with stride 1 and the stem's first max pool goes, so the
+      body sees a 14x14 map (the standard stem would shrink 28x28 to 4x4
+      before the first Inception block).
     """
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg} must be a positive int, got {value!r}")
+    if stem not in ("standard", "small"):
+        raise ValueError(f"stem must be 'standard' or 'small', got {stem!r}")
     if head_pool == "global":
         pool: Layer = GlobalAvgPool("avgpool")
     elif head_pool == "avg7":
         pool = AvgPool("avgpool", kernel=7, stride=1)
     else:
         raise ValueError(f"head_pool must be 'global' or 'avg7', got {head_pool!r}")
-    b = _BLOCKS if reduce else {name: replace(block, reduce=False)
-                                for name, block in _BLOCKS.items()}
+    bn = batch_norm
+    b = {name: replace(block, reduce=reduce, batch_norm=bn, factorize=factorize)
+         for name, block in _BLOCKS.items()}
+    if stem == "standard":
+        b1: Tuple[Layer, ...] = (Conv("conv1", 64, 7, stride=2, padding=3, batch_norm=bn),
+                                 MaxPool("maxpool1"))
+    else:
+        b1 = (Conv("conv1", 64, 3, stride=1, padding=1, batch_norm=bn),)
     stages = (
-        Stage("b1", "stem", (Conv("conv1", 64, 7, stride=2, padding=3),
-                             MaxPool("maxpool1"))),
-        Stage("b2", "stem", (Conv("conv2", 64, 1),
-                             Conv("conv3", 192, 3, padding=1),
+        Stage("b1", "stem", b1),
+        Stage("b2", "stem", (Conv("conv2", 64, 1, batch_norm=bn),
+                             Conv("conv3", 192, 3, padding=1, batch_norm=bn),
                              MaxPool("maxpool2"))),
         Stage("b3", "body", (b["inception3a"], b["inception3b"], MaxPool("maxpool3"))),
         Stage("b4", "body", (b["inception4a"], b["inception4b"], b["inception4c"],
@@ -310,7 +427,9 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
         Stage("b5", "body", (b["inception5a"], b["inception5b"])),
         Stage("head", "head", (pool, Dense("fc", num_classes))),
     )
-    spec = GoogLeNetSpec(in_channels, input_size, num_classes, head_pool, stages)
+    heads = (AuxHead("aux1", "inception4a", num_classes, batch_norm=bn),
+             AuxHead("aux2", "inception4d", num_classes, batch_norm=bn)) if aux_heads else ()
+    spec = GoogLeNetSpec(in_channels, input_size, num_classes, head_pool, stages, heads)
     spec.check_input(in_channels, input_size, input_size)
     return spec
 
@@ -319,3 +438,16 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
 BOOK = googlenet_spec(in_channels=1, input_size=96, num_classes=10, head_pool="global")
 #: The paper's ImageNet model (no auxiliary heads, no LRN, no dropout).
 PAPER = googlenet_spec(in_channels=3, input_size=224, num_classes=1000, head_pool="avg7")
+
+#: The variants compared in the last chapter, all for Fashion-MNIST.
+VARIANTS = {
+    "baseline": BOOK,
+    "batch norm": googlenet_spec(batch_norm=True),
+    "aux heads": googlenet_spec(aux_heads=True),
+    "factorized 5x5": googlenet_spec(factorize=True),
+    "28x28": googlenet_spec(input_size=28, stem="small"),
+}
+#: Conv-BN-ReLU with auxiliary heads at 224x224x3 and 1000 classes, as in the
+#: PyTorch tutorials that report 13.39M parameters with torchinfo.
+PAPER_BN_AUX = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
+                              head_pool="avg7", batch_norm=True, aux_heads=True)

@@ -7,7 +7,11 @@ Weights are kept in one canonical layout, PyTorch's:
 
 * convolution ``"<layer>/weight"``: ``(out_channels, in_channels, kh, kw)`` (OIHW);
 * dense ``"fc/weight"``: ``(out_features, in_features)``;
-* every layer has ``"<layer>/bias"``: ``(out_channels,)``.
+* every layer has ``"<layer>/bias"``: ``(out_channels,)``, except a
+  Conv-BN-ReLU convolution, whose BatchNorm has ``"<layer>_bn/weight"`` (scale),
+  ``"<layer>_bn/bias"`` (shift) and the state ``"<layer>_bn/running_mean"``,
+  ``"<layer>_bn/running_var"``;
+* auxiliary heads: ``"aux1/conv/weight"``, ``"aux1/fc1/weight"`` ... .
 
 Layer names come from the spec: ``conv1``, ``conv2``, ``conv3``,
 ``inception3a/branch2/3x3`` ... ``fc``. The framework modules' ``load_weights``
@@ -21,46 +25,50 @@ from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
-from .architecture import (AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
+from . import counting
+from .architecture import (BN_EPS, AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
                            Inception, MaxPool)
 
-__all__ = ["parameter_shapes", "random_weights", "xavier_weights", "forward",
+__all__ = ["parameter_shapes", "state_shapes", "random_weights", "xavier_weights", "forward",
            "inception_forward", "random_input"]
 
 
 def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
-    """Canonical name -> shape for every parameter of ``spec``, in layer order."""
+    """Canonical name -> shape for every trainable parameter of ``spec``, in layer
+    order (auxiliary heads after the block they branch off).
+
+    Read off the analytic counter's rows, so it follows the one description.
+    """
     shapes: Dict[str, Tuple[int, ...]] = {}
-    channels = spec.in_channels
-    for stage in spec.stages:
-        for layer in stage.layers:
-            if isinstance(layer, Conv):
-                _conv_shapes(shapes, layer.name, layer, channels)
-                channels = layer.out_channels
-            elif isinstance(layer, Inception):
-                for path, conv, c_in in _inception_convs(layer, channels):
-                    _conv_shapes(shapes, path, conv, c_in)
-                channels = layer.out_channels
-            elif isinstance(layer, Dense):
-                shapes[f"{layer.name}/weight"] = (layer.out_features, channels)
-                shapes[f"{layer.name}/bias"] = (layer.out_features,)
-                channels = layer.out_features
+    for row in counting.count_network(spec, detail=True):
+        c_in, h, w = row.in_shape
+        out = row.out_shape[0]
+        if row.kind in ("conv", "conv-bn"):
+            bn = row.kind == "conv-bn"
+            weights = row.params - (2 if bn else 1) * out
+            kernel = int(round(np.sqrt(weights // (out * c_in))))
+            shapes[f"{row.name}/weight"] = (out, c_in, kernel, kernel)
+            if bn:
+                shapes[f"{row.name}_bn/weight"] = (out,)
+                shapes[f"{row.name}_bn/bias"] = (out,)
+            else:
+                shapes[f"{row.name}/bias"] = (out,)
+        elif row.kind == "dense":
+            shapes[f"{row.name}/weight"] = (out, c_in * h * w)
+            shapes[f"{row.name}/bias"] = (out,)
     return shapes
 
 
-def _conv_shapes(shapes, path, conv: Conv, c_in: int) -> None:
-    shapes[f"{path}/weight"] = (conv.out_channels, c_in, conv.kernel, conv.kernel)
-    shapes[f"{path}/bias"] = (conv.out_channels,)
-
-
-def _inception_convs(block: Inception, c_in: int) -> Iterator[Tuple[str, Conv, int]]:
-    """(canonical path, conv, its input channels) for each conv of a block."""
-    for branch, layers in block.branches():
-        channels = c_in
-        for layer in layers:
-            if isinstance(layer, Conv):
-                yield f"{block.name}/{branch}/{layer.name}", layer, channels
-                channels = layer.out_channels
+def state_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
+    """Canonical name -> shape of the non-trainable state: BatchNorm's running
+    mean and variance (empty without BatchNorm)."""
+    state: Dict[str, Tuple[int, ...]] = {}
+    for name, shape in parameter_shapes(spec).items():
+        if name.endswith("_bn/weight"):
+            base = name[:-len("/weight")]
+            state[f"{base}/running_mean"] = shape
+            state[f"{base}/running_var"] = shape
+    return state
 
 
 def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
@@ -72,11 +80,16 @@ def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in parameter_shapes(spec).items():
-        if name.endswith("/bias"):
+        if name.endswith("_bn/weight"):
+            weights[name] = rng.uniform(0.5, 1.5, size=shape).astype(np.float32)
+        elif name.endswith("/bias"):
             weights[name] = rng.uniform(-0.1, 0.1, size=shape).astype(np.float32)
         else:
             fan_in = int(np.prod(shape[1:]))
             weights[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    for name, shape in state_shapes(spec).items():  # BatchNorm statistics near 0 and 1
+        low, high = (-0.1, 0.1) if name.endswith("running_mean") else (0.5, 1.5)
+        weights[name] = rng.uniform(low, high, size=shape).astype(np.float32)
     return weights
 
 
@@ -90,13 +103,18 @@ def xavier_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in parameter_shapes(spec).items():
-        if name.endswith("/bias"):
+        if name.endswith("_bn/weight"):  # BatchNorm starts as the identity
+            weights[name] = np.ones(shape, np.float32)
+        elif name.endswith("/bias"):
             weights[name] = np.zeros(shape, np.float32)
         else:
             receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
             fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             weights[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
+    for name, shape in state_shapes(spec).items():
+        weights[name] = (np.zeros if name.endswith("running_mean") else np.ones)(
+            shape, np.float32)
     return weights
 
 
@@ -139,6 +157,18 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
+def _conv_layer(conv: Conv, path: str, x: np.ndarray, weights) -> np.ndarray:
+    """Conv-ReLU, or Conv-BN-ReLU with BatchNorm in inference mode (running statistics)."""
+    w = weights[f"{path}/weight"].astype(np.float64)
+    if not conv.batch_norm:
+        return _relu(_conv2d(x, w, weights[f"{path}/bias"].astype(np.float64),
+                             conv.stride, conv.padding))
+    y = _conv2d(x, w, np.zeros(w.shape[0]), conv.stride, conv.padding)
+    gamma, beta, mean, var = (weights[f"{path}_bn/{k}"].astype(np.float64)[None, :, None, None]
+                              for k in ("weight", "bias", "running_mean", "running_var"))
+    return _relu((y - mean) / np.sqrt(var + BN_EPS) * gamma + beta)
+
+
 def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.ndarray]) -> np.ndarray:
     """One Inception block in float64: the four branches, concatenated on channels."""
     outputs = []
@@ -146,10 +176,7 @@ def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.nda
         y = x
         for layer in layers:
             if isinstance(layer, Conv):
-                path = f"{block.name}/{branch}/{layer.name}"
-                y = _relu(_conv2d(y, weights[f"{path}/weight"].astype(np.float64),
-                                  weights[f"{path}/bias"].astype(np.float64),
-                                  layer.stride, layer.padding))
+                y = _conv_layer(layer, f"{block.name}/{branch}/{layer.name}", y, weights)
             else:
                 y = _max_pool(y, layer.kernel, layer.stride, layer.padding)
         outputs.append(y)
@@ -157,15 +184,14 @@ def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.nda
 
 
 def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Logits of GoogLeNet for an NCHW batch ``x``, computed in float64."""
+    """Logits of GoogLeNet for an NCHW batch ``x``, computed in float64, as at
+    inference (auxiliary heads are not run; BatchNorm uses its running statistics)."""
     spec.check_input(x.shape[1], x.shape[2], x.shape[3])
     y = x.astype(np.float64)
     for stage in spec.stages:
         for layer in stage.layers:
             if isinstance(layer, Conv):
-                y = _relu(_conv2d(y, weights[f"{layer.name}/weight"].astype(np.float64),
-                                  weights[f"{layer.name}/bias"].astype(np.float64),
-                                  layer.stride, layer.padding))
+                y = _conv_layer(layer, layer.name, y, weights)
             elif isinstance(layer, MaxPool):
                 y = _max_pool(y, layer.kernel, layer.stride, layer.padding)
             elif isinstance(layer, Inception):
@@ -178,6 +204,7 @@ def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) 
                 y = y.reshape(len(y), -1)
                 y = y @ weights[f"{layer.name}/weight"].astype(np.float64).T \
                     + weights[f"{layer.name}/bias"].astype(np.float64)
+                y = _relu(y) if layer.relu else y
     return y
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 from . import architecture, counting, reference, runtime, tables, training
 from .data import minibatch_indices
 
-__all__ = ["try_gpu", "set_seed", "Inception", "GoogLeNet", "count_parameters",
+__all__ = ["try_gpu", "set_seed", "Inception", "AuxHead", "GoogLeNet", "count_parameters",
            "branch_parameters", "layer_summary", "load_weights", "logits",
            "device_data", "prepare_batch", "train", "count_flops", "expected_flops",
            "time_forward"]
@@ -69,11 +69,14 @@ class Inception(nn.Module):
     Layer names follow :meth:`d2l_lite.architecture.Inception.branches`.
     ``reduce=False`` gives the naive block of the FLOPs chapter: the 3x3 and
     5x5 convolutions read every input channel, without the 1x1 reductions
-    (``ch3x3red`` and ``ch5x5red`` are then unused).
+    (``ch3x3red`` and ``ch5x5red`` are then unused). ``batch_norm=True`` makes
+    every convolution Conv-BN-ReLU; ``factorize=True`` replaces the 5x5
+    convolution by two 3x3 ones (the variants chapter).
     """
 
     def __init__(self, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, *, reduce: bool = True):
+                 ch5x5: int, pool_proj: int, *, reduce: bool = True,
+                 batch_norm: bool = False, factorize: bool = False):
         super().__init__()
         widths = dict(ch1x1=ch1x1, ch3x3red=ch3x3red, ch3x3=ch3x3, ch5x5red=ch5x5red,
                       ch5x5=ch5x5, pool_proj=pool_proj)
@@ -81,31 +84,34 @@ class Inception(nn.Module):
             if not isinstance(width, int) or isinstance(width, bool) or width < 1:
                 raise ValueError(f"{name} must be a positive int (a number of output "
                                  f"channels), got {width!r}")
-        if not isinstance(reduce, bool):
-            raise ValueError(f"reduce must be True or False, got {reduce!r}")
+        for name, flag in (("reduce", reduce), ("batch_norm", batch_norm),
+                           ("factorize", factorize)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.reduce = reduce
+        bn = batch_norm
         # Branch 1: a 1x1 convolution
-        self.branch1 = nn.Sequential(OrderedDict([
-            ("1x1", nn.LazyConv2d(ch1x1, kernel_size=1)),
-            ("1x1_relu", nn.ReLU()),
-        ]))
+        self.branch1 = nn.Sequential(OrderedDict(_conv("1x1", ch1x1, 1, batch_norm=bn)))
         # Branch 2: a 1x1 convolution reduces the channels, then a 3x3 convolution
         self.branch2 = nn.Sequential(OrderedDict([
-            *_reduction("3x3_reduce", ch3x3red, reduce),
-            ("3x3", nn.LazyConv2d(ch3x3, kernel_size=3, padding=1)),
-            ("3x3_relu", nn.ReLU()),
+            *(_conv("3x3_reduce", ch3x3red, 1, batch_norm=bn) if reduce else []),
+            *_conv("3x3", ch3x3, 3, padding=1, batch_norm=bn),
         ]))
         # Branch 3: a 1x1 convolution reduces the channels, then a 5x5 convolution
+        # (factorised: two 3x3 convolutions, which see the same 5x5 window)
+        if factorize:
+            five = [*_conv("5x5a", ch5x5red if reduce else ch5x5, 3, padding=1, batch_norm=bn),
+                    *_conv("5x5b", ch5x5, 3, padding=1, batch_norm=bn)]
+        else:
+            five = _conv("5x5", ch5x5, 5, padding=2, batch_norm=bn)
         self.branch3 = nn.Sequential(OrderedDict([
-            *_reduction("5x5_reduce", ch5x5red, reduce),
-            ("5x5", nn.LazyConv2d(ch5x5, kernel_size=5, padding=2)),
-            ("5x5_relu", nn.ReLU()),
+            *(_conv("5x5_reduce", ch5x5red, 1, batch_norm=bn) if reduce else []),
+            *five,
         ]))
         # Branch 4: 3x3 max pooling, then a 1x1 convolution
         self.branch4 = nn.Sequential(OrderedDict([
             ("pool", nn.MaxPool2d(kernel_size=3, stride=1, padding=1)),
-            ("pool_proj", nn.LazyConv2d(pool_proj, kernel_size=1)),
-            ("pool_proj_relu", nn.ReLU()),
+            *_conv("pool_proj", pool_proj, 1, batch_norm=bn),
         ]))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -117,19 +123,39 @@ class Inception(nn.Module):
         return torch.cat((branch1, branch2, branch3, branch4), dim=1)  # N x 256 x 28 x 28
 
 
-def _reduction(name: str, channels: int, reduce: bool) -> List[Tuple[str, nn.Module]]:
-    """A 1x1 reduction and its ReLU, or nothing for the naive block."""
-    if not reduce:
-        return []
-    return [(name, nn.LazyConv2d(channels, kernel_size=1)), (f"{name}_relu", nn.ReLU())]
+def _conv(name: str, channels: int, kernel: int, stride: int = 1, padding: int = 0,
+          batch_norm: bool = False) -> List[Tuple[str, nn.Module]]:
+    """Conv-ReLU, or Conv-BN-ReLU (no conv bias: BatchNorm's shift replaces it)."""
+    modules = [(name, nn.LazyConv2d(channels, kernel, stride=stride, padding=padding,
+                                    bias=not batch_norm))]
+    if batch_norm:
+        modules.append((f"{name}_bn", nn.LazyBatchNorm2d(eps=architecture.BN_EPS,
+                                                         momentum=architecture.BN_MOMENTUM)))
+    return modules + [(f"{name}_relu", nn.ReLU())]
+
+
+class AuxHead(nn.Module):
+    """An auxiliary classifier (:class:`d2l_lite.architecture.AuxHead`): 5x5/3
+    average pool, 1x1 conv to 128, dense 1024 with ReLU, dropout, dense to classes."""
+
+    def __init__(self, num_classes: int, *, batch_norm: bool = False, dropout: float = 0.7):
+        super().__init__()
+        self.pool = nn.AvgPool2d(5, stride=3)
+        self.conv = nn.Sequential(OrderedDict(_conv("conv", 128, 1, batch_norm=batch_norm)))
+        self.fc1 = nn.LazyLinear(1024)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.LazyLinear(num_classes)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = self.conv(self.pool(X)).flatten(1)  # N x 128 x 1 x 1 at 96x96 (4 x 4 at 224)
+        return self.fc2(self.dropout(torch.relu(self.fc1(X))))
 
 
 def _modules(layer) -> List[Tuple[str, nn.Module]]:
     """The (name, module) pairs of one layer of the spec, named as in the spec."""
     if isinstance(layer, architecture.Conv):
-        return [(layer.name, nn.LazyConv2d(layer.out_channels, layer.kernel,
-                                           stride=layer.stride, padding=layer.padding)),
-                (f"{layer.name}_relu", nn.ReLU())]
+        return _conv(layer.name, layer.out_channels, layer.kernel, layer.stride,
+                     layer.padding, layer.batch_norm)
     if isinstance(layer, architecture.MaxPool):
         # PyTorch pads max pooling with -inf, so the padding is never selected.
         return [(layer.name, nn.MaxPool2d(layer.kernel, stride=layer.stride,
@@ -137,7 +163,8 @@ def _modules(layer) -> List[Tuple[str, nn.Module]]:
     if isinstance(layer, architecture.Inception):
         return [(layer.name, Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3,
                                        layer.ch5x5red, layer.ch5x5, layer.pool_proj,
-                                       reduce=layer.reduce))]
+                                       reduce=layer.reduce, batch_norm=layer.batch_norm,
+                                       factorize=layer.factorize))]
     if isinstance(layer, architecture.GlobalAvgPool):
         return [(layer.name, nn.AdaptiveAvgPool2d((1, 1)))]
     if isinstance(layer, architecture.AvgPool):
@@ -166,6 +193,10 @@ class GoogLeNet(nn.Module):
     (``conv1``, ``inception3a``, ``fc`` ...). The layers are lazy, so the
     constructor runs one zero batch of the spec's input size through the
     model: afterwards every parameter exists and can be counted or loaded.
+
+    With auxiliary heads (``spec.aux_heads``) they live in ``aux``; in
+    training mode ``forward`` returns ``(logits, [aux1_logits, aux2_logits])``,
+    in eval mode the logits alone (the heads are not run).
     """
 
     def __init__(self, spec: architecture.GoogLeNetSpec = architecture.BOOK):
@@ -177,8 +208,15 @@ class GoogLeNet(nn.Module):
         self.stem = _part(spec, "stem")
         self.body = _part(spec, "body")
         self.head = _part(spec, "head")
-        with torch.no_grad():  # materialise the lazy layers
-            self(torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size))
+        self.aux = nn.ModuleDict({h.name: AuxHead(h.num_classes, batch_norm=h.batch_norm,
+                                                  dropout=h.dropout)
+                                  for h in spec.aux_heads})
+        self._aux_after = {h.after: h.name for h in spec.aux_heads}
+        with torch.no_grad():  # materialise the lazy layers (aux heads: in training mode)
+            self(torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size))
+        for module in self.modules():  # forget the zero batch's statistics
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if X.dim() != 4:
@@ -188,11 +226,17 @@ class GoogLeNet(nn.Module):
         # N x 1 x 96 x 96 (the paper: N x 3 x 224 x 224)
         X = self.stem(X)
         # N x 192 x 12 x 12 (N x 192 x 28 x 28)
-        X = self.body(X)
-        # N x 1024 x 3 x 3 (N x 1024 x 7 x 7)
-        X = self.head(X)
-        # N x 10 (N x 1000)
-        return X
+        if not (self.training and self.aux):
+            X = self.body(X)
+            # N x 1024 x 3 x 3 (N x 1024 x 7 x 7)
+            return self.head(X)  # N x 10 (N x 1000)
+        aux_logits = []  # training with auxiliary heads: tap the body after 4a and 4d
+        for stage in self.body:
+            for name, layer in stage.named_children():
+                X = layer(X)
+                if name in self._aux_after:
+                    aux_logits.append(self.aux[self._aux_after[name]](X))
+        return self.head(X), aux_logits
 
 
 def _require_built(module: nn.Module) -> None:
@@ -236,10 +280,22 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 
 
 def _canonical_parameters(model: GoogLeNet) -> Dict[str, nn.Parameter]:
-    """Canonical name -> parameter: ``body.b3.inception3a.branch1.1x1.weight``
-    becomes ``inception3a/branch1/1x1/weight`` (the part and stage are dropped)."""
-    return {"/".join(name.split(".")[2:]): param
-            for name, param in model.named_parameters()}
+    """Canonical name -> parameter or BatchNorm statistic:
+    ``body.b3.inception3a.branch1.1x1.weight`` becomes
+    ``inception3a/branch1/1x1/weight`` (the part and stage are dropped),
+    ``aux.aux1.conv.conv.weight`` becomes ``aux1/conv/weight``."""
+    tensors = dict(model.named_parameters())
+    tensors.update((name, buffer) for name, buffer in model.named_buffers()
+                   if name.endswith(("running_mean", "running_var")))
+    out = {}
+    for name, tensor in tensors.items():
+        parts = name.split(".")
+        if parts[0] == "aux":  # aux.aux1.conv.conv.weight or aux.aux1.fc1.weight
+            parts = [parts[1]] + parts[-2:]
+        else:
+            parts = parts[2:]
+        out["/".join(parts)] = tensor
+    return out
 
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
@@ -373,13 +429,15 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
-          image_size: int = 96, plot: bool = True, progress: bool = True) -> training.History:
+          image_size: Optional[int] = None, plot: bool = True,
+          progress: bool = True) -> training.History:
     """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
 
     The model starts from :func:`d2l_lite.reference.xavier_weights` for its
     spec and ``recipe.seed``, so every framework starts from the same point.
     All images go to the device once, as uint8; each batch is gathered,
-    scaled to [0, 1] and resized to ``image_size`` there. Loss and accuracy are
+    scaled to [0, 1] and resized to ``image_size`` (default: the spec's
+    input size; 28 means no resizing) there. Loss and accuracy are
     summed on the device and read once per epoch.
 
     On a GPU, ``recipe.mixed_precision`` means bfloat16 autocast with
@@ -406,6 +464,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
                if asked and not cuda]
     if skipped:
         print(f"PyTorch on the CPU: {' and '.join(skipped)}; both are GPU options here.")
+    image_size = model.spec.input_size if image_size is None else image_size
     return _fit(model, data, recipe, device, image_size, plot, progress,
                 compiled=recipe.compile and cuda, bf16=recipe.mixed_precision and cuda,
                 channels_last=recipe.mixed_precision and cuda)
@@ -432,11 +491,15 @@ def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
         y = train_labels[index]
         # bfloat16 convolutions and matrix products if bf16; the loss in float32
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            y_hat = model(X)
+            y_hat, aux_logits = _split_aux(model(X))
             loss = nn.functional.cross_entropy(y_hat, y,
                                                label_smoothing=recipe.label_smoothing)
+            # auxiliary heads: their losses join with weight 0.3 (the logged loss
+            # stays the main head's, comparable with models without them)
+            aux_loss = sum(nn.functional.cross_entropy(a, y, label_smoothing=recipe.label_smoothing)
+                           for a in aux_logits)
         correct = (y_hat.argmax(dim=1) == y).sum()
-        loss.backward()
+        (loss + architecture.AUX_LOSS_WEIGHT * aux_loss).backward()
         optimizer.step()
         return loss.detach(), correct
 
@@ -520,6 +583,11 @@ def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
         torch.backends.cudnn.benchmark = benchmark
         model.eval()
     return history
+
+
+def _split_aux(output):
+    """``(logits, [aux logits...])`` from what a model returns in training mode."""
+    return output if isinstance(output, tuple) else (output, [])
 
 
 def _compile_seconds(times: List[float]) -> float:

@@ -138,3 +138,82 @@ def test_count_any_and_branch_params():
         counting.count_any(architecture.INCEPTION_3A, 28)
     with pytest.raises(ValueError, match="expected a GoogLeNetSpec"):
         counting.count_any("googlenet")
+
+
+# Variants (last chapter) -------------------------------------------------------
+
+VARIANT_PARAMS = {"baseline": 5_977_530, "batch norm": 5_984_810, "aux heads": 6_395_598,
+                  "factorized 5x5": 5_669_434, "28x28": 5_974_970}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANT_PARAMS))
+def test_variant_parameter_counts(name):
+    rows = counting.count_network(architecture.VARIANTS[name])
+    assert counting.total_params(rows) == VARIANT_PARAMS[name]
+
+
+def test_batch_norm_trades_each_conv_bias_for_a_scale_and_a_shift():
+    plain = counting.count_network(architecture.BOOK, detail=True)
+    bn = counting.count_network(architecture.VARIANTS["batch norm"], detail=True)
+    channels = sum(r.out_shape[0] for r in plain if r.kind == "conv")
+    assert counting.total_params(bn) - counting.total_params(plain) == channels
+    assert counting.total_macs(bn) == counting.total_macs(plain)  # BN is not a MAC
+
+
+def test_aux_heads_are_trained_but_not_run_at_inference():
+    spec = architecture.VARIANTS["aux heads"]
+    rows = counting.count_network(spec, detail=True)
+    aux = [r for r in rows if r.part == "aux"]
+    assert [r.name for r in aux] == ["aux1/pool", "aux1/conv", "aux1/fc1", "aux1/fc2",
+                                     "aux2/pool", "aux2/conv", "aux2/fc1", "aux2/fc2"]
+    assert aux[0].in_shape == (512, 6, 6) and aux[1].out_shape == (128, 1, 1)
+    assert counting.inference_macs(rows) == counting.total_macs(
+        counting.count_network(architecture.BOOK))
+    assert counting.analytic_flops(spec) == counting.analytic_flops(architecture.BOOK)
+    assert spec.min_input_size() == 65  # inception4a must leave a 5x5 map for the pool
+    with pytest.raises(ValueError, match="too small"):
+        spec.check_input(1, 64, 64)
+
+
+def test_factorized_branch_sees_a_5x5_window_with_fewer_weights():
+    block = architecture.replace(architecture.INCEPTION_3A, factorize=True)
+    layers = dict(block.branches())["branch3"]
+    assert [(c.name, c.kernel, c.out_channels) for c in layers] == [
+        ("5x5_reduce", 1, 16), ("5x5a", 3, 16), ("5x5b", 3, 32)]
+    params = counting.branch_params(block, (192, 28, 28))
+    assert params["branch3"] == (192 * 16 + 16) + (16 * 16 * 9 + 16) + (16 * 32 * 9 + 32)
+
+
+def test_paper_bn_aux_counts_match_the_torchinfo_figures():
+    """13.39M parameters and 3.17 G mult-adds: torchinfo counts a (2, 3, 224, 224)
+    batch in eval mode (aux heads not run, their parameters still counted)."""
+    spec = architecture.PAPER_BN_AUX
+    assert counting.total_params(counting.count_network(spec)) == 13_385_816
+    assert counting.torchinfo_mult_adds(spec, batch_size=2) == 3_165_374_864
+    assert round(counting.torchinfo_mult_adds(spec, batch_size=2) / 1e9, 2) == 3.17
+    # PAPER without BN: each conv's bias costs C x H x W mult-adds in torchinfo's rule
+    rows = counting.count_network(architecture.PAPER, detail=True)
+    bias_adds = sum(r.out_shape[0] * r.out_shape[1] * r.out_shape[2]
+                    for r in rows if r.kind == "conv")
+    assert counting.torchinfo_mult_adds(architecture.PAPER) == (
+        counting.total_macs(rows) + bias_adds + 1000)
+
+
+def test_small_stem_keeps_28x28_images_large_enough():
+    spec = architecture.VARIANTS["28x28"]
+    assert dict(spec.spatial_sizes(28))["b2"] == 14
+    assert dict(architecture.BOOK.spatial_sizes(28))["b2"] == 4
+    with pytest.raises(ValueError, match="stem"):
+        architecture.googlenet_spec(stem="tiny")
+
+
+def test_classic_networks_counts():
+    from d2l_lite import classic_nets
+
+    vgg = counting.count_network(classic_nets.vgg11_spec())
+    assert counting.total_params(vgg) == 132_863_336  # torchvision's vgg11
+    assert counting.total_macs(vgg) == 7_609_090_048  # its 7.61 GFLOPS (MACs)
+    alexnet = counting.count_network(classic_nets.alexnet_spec(input_size=227))
+    assert counting.total_params(alexnet) == 62_378_344  # the paper's AlexNet, one tower
+    nin = classic_nets.nin_spec()
+    assert not any(r.kind == "dense" for r in counting.count_network(nin))

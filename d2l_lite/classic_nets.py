@@ -1,0 +1,80 @@
+"""AlexNet, VGG-11 and NiN, described like GoogLeNet so the same counter counts them.
+
+The exercises of the variants chapter compare GoogLeNet's parameters and
+compute with the networks before it. Each function returns an
+:class:`~d2l_lite.architecture.NetworkSpec` that :func:`d2l_lite.counting.count_network`
+reads; nothing here builds a framework model. Configurations follow the papers
+(as d2l writes them), for 224x224 inputs by default:
+
+* **AlexNet** (Krizhevsky et al., 2012, one tower): 11x11/4 conv 96, 5x5 conv 256,
+  three 3x3 convs (384, 384, 256), three 3x3/2 max pools, dense 4096, 4096, classes;
+* **VGG-11** (Simonyan and Zisserman, 2014, configuration A): eight 3x3 convs
+  (64, 128, 256, 256, 512, 512, 512, 512) in five blocks, each ending in a 2x2/2
+  max pool, dense 4096, 4096, classes;
+* **NiN** (Lin et al., 2013, d2l's version): four NiN blocks (a conv then two
+  1x1 convs) of 96 (11x11/4), 256 (5x5), 384 (3x3) and ``num_classes`` (3x3)
+  channels with 3x3/2 max pools between, then global average pooling: no dense
+  layer at all.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from .architecture import (Conv, Dense, GlobalAvgPool, Layer, MaxPool, NetworkSpec,
+                           Stage)
+
+__all__ = ["alexnet_spec", "vgg11_spec", "nin_spec"]
+
+
+def _spec(in_channels: int, input_size: int, num_classes: int, stages) -> NetworkSpec:
+    spec = NetworkSpec(in_channels, input_size, num_classes, "none", tuple(stages))
+    spec.spatial_sizes(input_size)  # raises if the input is too small
+    return spec
+
+
+def alexnet_spec(in_channels: int = 3, input_size: int = 224,
+                 num_classes: int = 1000) -> NetworkSpec:
+    """AlexNet as d2l writes it (padding 1 on the first conv, so 224 works)."""
+    return _spec(in_channels, input_size, num_classes, (
+        Stage("features", "body", (
+            Conv("conv1", 96, 11, stride=4, padding=1), MaxPool("pool1", 3, 2, 0),
+            Conv("conv2", 256, 5, padding=2), MaxPool("pool2", 3, 2, 0),
+            Conv("conv3", 384, 3, padding=1), Conv("conv4", 384, 3, padding=1),
+            Conv("conv5", 256, 3, padding=1), MaxPool("pool3", 3, 2, 0))),
+        Stage("classifier", "head", (
+            Dense("fc6", 4096, relu=True, flatten=True), Dense("fc7", 4096, relu=True),
+            Dense("fc8", num_classes))),
+    ))
+
+
+def vgg11_spec(in_channels: int = 3, input_size: int = 224,
+               num_classes: int = 1000) -> NetworkSpec:
+    """VGG-11: five blocks of 3x3 convs ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))."""
+    stages: List[Stage] = []
+    for i, (convs, channels) in enumerate(((1, 64), (1, 128), (2, 256), (2, 512),
+                                           (2, 512)), start=1):
+        layers: List[Layer] = [Conv(f"conv{i}_{j}", channels, 3, padding=1)
+                               for j in range(1, convs + 1)]
+        stages.append(Stage(f"block{i}", "body", (*layers, MaxPool(f"pool{i}", 2, 2, 0))))
+    stages.append(Stage("classifier", "head", (
+        Dense("fc6", 4096, relu=True, flatten=True), Dense("fc7", 4096, relu=True),
+        Dense("fc8", num_classes))))
+    return _spec(in_channels, input_size, num_classes, stages)
+
+
+def nin_spec(in_channels: int = 3, input_size: int = 224,
+             num_classes: int = 1000) -> NetworkSpec:
+    """NiN: conv + two 1x1 convs per block, global average pooling as the head."""
+    def block(i: int, channels: int, kernel: int, stride: int, padding: int):
+        return (Conv(f"nin{i}_conv", channels, kernel, stride, padding),
+                Conv(f"nin{i}_1x1a", channels, 1), Conv(f"nin{i}_1x1b", channels, 1))
+
+    return _spec(in_channels, input_size, num_classes, (
+        Stage("features", "body", (
+            *block(1, 96, 11, 4, 0), MaxPool("pool1", 3, 2, 0),
+            *block(2, 256, 5, 1, 2), MaxPool("pool2", 3, 2, 0),
+            *block(3, 384, 3, 1, 1), MaxPool("pool3", 3, 2, 0),
+            *block(4, num_classes, 3, 1, 1))),
+        Stage("head", "head", (GlobalAvgPool("avgpool"),)),
+    ))
