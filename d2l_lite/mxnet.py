@@ -6,8 +6,10 @@ What this module holds, with the same names as ``d2l_lite.torch``,
 * :func:`try_gpu`, :func:`set_seed`: where to run, and reproducible runs;
 * :class:`Inception`: the block, built from the branches of
   :class:`d2l_lite.architecture.Inception`;
+* :class:`AuxHead`: an auxiliary classifier of the paper (the variants);
 * :class:`GoogLeNet`: the whole network, built by walking ``spec.stages``,
-  with ``stem``, ``body`` and ``head`` as ``nn.HybridSequential`` attributes;
+  with ``stem``, ``body`` and ``head`` as ``nn.HybridSequential`` attributes
+  (and ``aux``, the auxiliary heads of ``spec.aux_heads``, if any);
 * :func:`count_parameters`, :func:`branch_parameters`, :func:`layer_summary`:
   what the book counts and prints;
 * :func:`load_weights`, :func:`logits`: the parity check against
@@ -34,9 +36,11 @@ environment: MXNet 1.9.1 needs ``numpy<1.24``).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import subprocess
-from typing import Dict, List, Sequence, Tuple
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mxnet as mx
 import numpy as np
@@ -46,7 +50,7 @@ from mxnet.gluon import nn
 from . import architecture, counting, reference, runtime, tables, training
 from .data import minibatch_indices
 
-__all__ = ["try_gpu", "set_seed", "Inception", "GoogLeNet", "count_parameters",
+__all__ = ["try_gpu", "set_seed", "Inception", "AuxHead", "GoogLeNet", "count_parameters",
            "branch_parameters", "layer_summary", "load_weights", "logits",
            "device_data", "prepare_batch", "AdamW", "train", "count_flops", "expected_flops",
            "time_forward"]
@@ -68,33 +72,59 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _layer(layer) -> nn.HybridBlock:
-    """One Gluon layer for one layer of the spec, named after it.
+def _conv(name: str, channels: int, kernel: int, stride: int = 1, padding: int = 0,
+          batch_norm: bool = False) -> List[nn.HybridBlock]:
+    """Conv-ReLU (one ``Conv2D`` with its ReLU fused), or Conv-BN-ReLU.
+
+    Conv-BN-ReLU is three blocks named as in ``d2l_lite.torch``: the
+    convolution ``name`` without bias (BatchNorm's shift replaces it),
+    ``name_bn`` and ``name_relu``. Gluon's ``momentum`` is the weight of the
+    old running statistics, ``1 - architecture.BN_MOMENTUM``; its
+    ``running_mean`` and ``running_var`` are parameters with ``grad_req="null"``
+    (state, never trained).
+    """
+    # No in_channels: Gluon infers it from the first batch (deferred init).
+    if not batch_norm:
+        return [nn.Conv2D(channels, kernel_size=kernel, strides=stride, padding=padding,
+                          activation="relu", prefix=f"{name}_")]
+    return [nn.Conv2D(channels, kernel_size=kernel, strides=stride, padding=padding,
+                      use_bias=False, prefix=f"{name}_"),
+            nn.BatchNorm(momentum=1 - architecture.BN_MOMENTUM,
+                         epsilon=architecture.BN_EPS, prefix=f"{name}_bn_"),
+            nn.Activation("relu", prefix=f"{name}_relu_")]
+
+
+def _layers(layer) -> List[nn.HybridBlock]:
+    """The Gluon blocks for one layer of the spec, named after it.
 
     The Gluon prefix is the spec's name (``conv1_``, ``3x3_reduce_`` ...), so a
     parameter's name reads like its canonical path: ``googlenet_conv1_weight``,
-    ``googlenet_inception3a_branch2_3x3_weight``.
+    ``googlenet_inception3a_branch2_3x3_weight``; BatchNorm's scale and shift
+    are ``gamma`` and ``beta`` (``googlenet_conv1_bn_gamma``).
     """
     prefix = f"{layer.name}_"
     if isinstance(layer, architecture.Conv):
-        # No in_channels: Gluon infers it from the first batch (deferred init).
-        return nn.Conv2D(layer.out_channels, kernel_size=layer.kernel, strides=layer.stride,
-                         padding=layer.padding, activation="relu", prefix=prefix)
+        return _conv(layer.name, layer.out_channels, layer.kernel, layer.stride,
+                     layer.padding, layer.batch_norm)
     if isinstance(layer, architecture.MaxPool):
         # MXNet pads max pooling with -inf and rounds the output size down
         # (pooling_convention="valid"), exactly the spec's rule.
-        return nn.MaxPool2D(pool_size=layer.kernel, strides=layer.stride,
-                            padding=layer.padding, prefix=prefix)
+        return [nn.MaxPool2D(pool_size=layer.kernel, strides=layer.stride,
+                             padding=layer.padding, prefix=prefix)]
     if isinstance(layer, architecture.AvgPool):
-        return nn.AvgPool2D(pool_size=layer.kernel, strides=layer.stride, prefix=prefix)
+        return [nn.AvgPool2D(pool_size=layer.kernel, strides=layer.stride, prefix=prefix)]
     if isinstance(layer, architecture.GlobalAvgPool):
-        return nn.GlobalAvgPool2D(prefix=prefix)
+        return [nn.GlobalAvgPool2D(prefix=prefix)]
     if isinstance(layer, architecture.Dense):
-        # flatten=True (the default) turns N x C x 1 x 1 into N x C first.
-        return nn.Dense(layer.out_features, prefix=prefix)
+        # flatten=True (the default) turns N x C x H x W into N x (C * H * W)
+        # first, in PyTorch's order: the canonical (out, in) weight fits as it is.
+        return [nn.Dense(layer.out_features, activation="relu" if layer.relu else None,
+                         prefix=prefix)]
     if isinstance(layer, architecture.Inception):
-        return Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
-                         layer.ch5x5, layer.pool_proj, reduce=layer.reduce, prefix=prefix)
+        return [Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
+                          layer.ch5x5, layer.pool_proj, reduce=layer.reduce,
+                          batch_norm=layer.batch_norm, factorize=layer.factorize,
+                          prefix=prefix)]
     raise TypeError(f"unknown layer type {type(layer).__name__}")
 
 
@@ -109,27 +139,33 @@ class Inception(nn.HybridBlock):
 
     ``reduce=False`` gives the naive block of the FLOPs chapter: the 3x3 and
     5x5 convolutions read every input channel, without the 1x1 reductions
-    (``ch3x3red`` and ``ch5x5red`` are then unused).
+    (``ch3x3red`` and ``ch5x5red`` are then unused). ``batch_norm=True`` makes
+    every convolution Conv-BN-ReLU; ``factorize=True`` replaces the 5x5
+    convolution by two 3x3 ones, ``5x5a`` and ``5x5b`` (the variants chapter).
     """
 
     def __init__(self, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, *, reduce: bool = True, **kwargs):
+                 ch5x5: int, pool_proj: int, *, reduce: bool = True,
+                 batch_norm: bool = False, factorize: bool = False, **kwargs):
         super().__init__(**kwargs)
         widths = (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
         if not all(isinstance(w, (int, np.integer)) and w > 0 for w in widths):
             raise ValueError(f"Inception widths must be positive ints (the paper's "
                              f"ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), "
                              f"got {widths}")
-        if not isinstance(reduce, bool):
-            raise ValueError(f"reduce must be True or False, got {reduce!r}")
+        for name, flag in (("reduce", reduce), ("batch_norm", batch_norm),
+                           ("factorize", factorize)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.reduce = reduce
-        spec = architecture.Inception("inception", *widths, reduce=reduce)
+        spec = architecture.Inception("inception", *widths, reduce=reduce,
+                                      batch_norm=batch_norm, factorize=factorize)
         with self.name_scope():
             for name, layers in spec.branches():
                 branch = nn.HybridSequential(prefix=f"{name}_")
                 with branch.name_scope():
                     for layer in layers:
-                        branch.add(_layer(layer))
+                        branch.add(*_layers(layer))
                 setattr(self, name, branch)  # self.branch1 ... self.branch4
 
     def hybrid_forward(self, F, x):
@@ -141,6 +177,29 @@ class Inception(nn.HybridBlock):
         return F.concat(b1, b2, b3, b4, dim=1)  # N x 256 x 28 x 28
 
 
+class AuxHead(nn.HybridSequential):
+    """An auxiliary classifier (:class:`d2l_lite.architecture.AuxHead`): 5x5/3
+    average pool, 1x1 conv to 128 (Conv-BN-ReLU with ``batch_norm``), dense
+    1024 with ReLU, dropout, dense to the classes.
+
+    The layers are those of :meth:`d2l_lite.architecture.AuxHead.layers`,
+    named ``pool``, ``conv`` (``conv_bn``), ``fc1``, ``dropout``, ``fc2``;
+    :class:`GoogLeNet` gives each head the prefix ``aux1_``, ``aux2_``, so
+    its parameters read ``googlenet_aux1_fc1_weight``.
+    """
+
+    def __init__(self, num_classes: int, *, batch_norm: bool = False,
+                 dropout: float = 0.7, **kwargs):
+        super().__init__(**kwargs)
+        spec = architecture.AuxHead("aux", "", num_classes, batch_norm=batch_norm,
+                                    dropout=dropout)
+        with self.name_scope():
+            for layer in spec.layers():
+                self.add(*_layers(layer))
+                if isinstance(layer, architecture.Dense) and layer.relu:  # after fc1
+                    self.add(nn.Dropout(dropout, prefix="dropout_"))
+
+
 class GoogLeNet(nn.HybridBlock):
     """GoogLeNet built by walking ``spec.stages`` (default: the book's model).
 
@@ -148,9 +207,24 @@ class GoogLeNet(nn.HybridBlock):
     ``nn.HybridSequential`` per stage of that part (``b1``, ``b2`` | ``b3``,
     ``b4``, ``b5`` | ``head``); layers carry the spec's names.
 
+    With auxiliary heads (``spec.aux_heads``) they are the :class:`AuxHead`
+    blocks of ``aux`` (empty otherwise). In training mode
+    (``autograd.is_training()``, e.g. inside ``autograd.record()``) the model
+    then returns ``(logits, [aux1_logits, aux2_logits])``; in prediction mode
+    the logits alone, and the heads do not run.
+
+    The output structure of a hybridized block is fixed when Gluon traces its
+    graph, so the heads are not part of that graph: the model's one cached
+    graph is the inference network (stem, body, head). In training mode with
+    heads, :meth:`forward` instead calls the stages' layers and the heads one
+    by one; ``hybridize`` acts on every child too, so each of them still runs
+    as its own cached graph.
+
     The model initialises its parameters (Xavier, on ``ctx``, default the
-    CPU) and runs one dummy batch of ``spec``'s input size, so every parameter
-    has its real shape as soon as the model exists. Re-initialise with
+    CPU) and runs one dummy batch of ``spec``'s input size (in training mode
+    when there are heads, so that they are built too), so every parameter
+    has its real shape as soon as the model exists; BatchNorm's running
+    statistics are then reset to 0 and 1. Re-initialise with
     ``model.initialize(init, ctx=..., force_reinit=True)``.
 
     Every NDArray input is checked with ``spec.check_input`` before the first
@@ -165,6 +239,8 @@ class GoogLeNet(nn.HybridBlock):
         kwargs.setdefault("prefix", "googlenet_")
         super().__init__(**kwargs)
         self.spec = spec
+        aux_index = {head.after: i for i, head in enumerate(spec.aux_heads)}
+        self._aux_after: Dict[str, int] = {}  # name of the block a head reads -> head
         with self.name_scope():
             # prefix="": stages add nothing to parameter names.
             self.stem = nn.HybridSequential(prefix="")
@@ -177,12 +253,25 @@ class GoogLeNet(nn.HybridBlock):
                         block = nn.HybridSequential(prefix="")
                         with block.name_scope():
                             for layer in stage.layers:
-                                block.add(_layer(layer))
+                                blocks = _layers(layer)
+                                block.add(*blocks)
+                                if layer.name in aux_index:
+                                    self._aux_after[blocks[-1].name] = aux_index[layer.name]
                         sequence.add(block)
+            self.aux = nn.HybridSequential(prefix="")
+            with self.aux.name_scope():
+                for head in spec.aux_heads:
+                    self.aux.add(AuxHead(head.num_classes, batch_norm=head.batch_norm,
+                                         dropout=head.dropout, prefix=f"{head.name}_"))
         ctx = mx.cpu() if ctx is None else ctx
         self.initialize(mx.init.Xavier(), ctx=ctx)
         size = spec.input_size
-        self(nd.zeros((1, spec.in_channels, size, size), ctx=ctx))  # materialise shapes
+        with autograd.train_mode() if spec.aux_heads else autograd.predict_mode():
+            self(nd.zeros((2, spec.in_channels, size, size), ctx=ctx))  # materialise shapes
+        for name, param in self.collect_params().items():  # forget the zero batch
+            if name.endswith(("_running_mean", "_running_var")):
+                param.set_data(param.data().ones_like() if name.endswith("var")
+                               else param.data().zeros_like())
 
     def forward(self, x, *args):
         # Runs before hybrid_forward and before the cached graph of a
@@ -192,13 +281,37 @@ class GoogLeNet(nn.HybridBlock):
                 raise ValueError(f"GoogLeNet takes an N x C x H x W batch, got shape "
                                  f"{x.shape}. Add a batch axis with x.expand_dims(0).")
             self.spec.check_input(*x.shape[1:])
+            if len(self.aux) and autograd.is_training():
+                return self._forward_with_aux(x)
         return super().forward(x, *args)
 
+    def _forward_with_aux(self, x):
+        """Training with auxiliary heads: ``(logits, [aux logits...])``, the
+        heads reading the body after the blocks they follow."""
+        aux_logits = []
+        for part in (self.stem, self.body, self.head):
+            for stage in part:
+                for layer in stage:
+                    x = layer(x)
+                    if layer.name in self._aux_after:
+                        aux_logits.append(self.aux[self._aux_after[layer.name]](x))
+        return x, aux_logits
+
     def hybrid_forward(self, F, x):
+        # Inference (and training without auxiliary heads).
         # Shapes for architecture.BOOK (x: N x 1 x 96 x 96).
         x = self.stem(x)  # N x 192 x 12 x 12
         x = self.body(x)  # N x 1024 x 3 x 3
         return self.head(x)  # N x 10
+
+    def _build_cache(self, *args):
+        # The cached graph is the inference network: the auxiliary heads'
+        # parameters are not in it, by design (see the class docstring).
+        # Gluon warns about unused parameters; say nothing about those.
+        with warnings.catch_warnings():
+            aux_names = rf"({re.escape(self.prefix)}aux\d+_\w+(, )?)+"
+            warnings.filterwarnings("ignore", message=rf"Parameter {aux_names} is not used")
+            return super()._build_cache(*args)
 
 
 def _context(model: gluon.Block) -> mx.Context:
@@ -208,9 +321,15 @@ def _context(model: gluon.Block) -> mx.Context:
 
 
 def count_parameters(model: gluon.Block) -> int:
-    """Total number of parameters of a built model or block."""
+    """Total number of trainable parameters of a built model or block.
+
+    BatchNorm's running mean and variance are Gluon parameters too, with
+    ``grad_req="null"``: state, not counted (as in :mod:`d2l_lite.counting`).
+    """
     total = 0
     for name, param in model.collect_params().items():
+        if param.grad_req == "null":
+            continue
         if param.shape is None or any(d <= 0 for d in param.shape):
             raise ValueError(f"parameter {name} has no shape yet ({param.shape}): Gluon "
                              f"infers input channels on the first forward pass. Call "
@@ -241,15 +360,33 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     tables.print_table(("stage", "part", "output shape", "parameters"), rows)
 
 
+_BN_NAMES = {"weight": "gamma", "bias": "beta",
+             "running_mean": "running_mean", "running_var": "running_var"}
+
+
+def _gluon_name(model: GoogLeNet, key: str) -> str:
+    """The Gluon parameter name of a canonical one: ``conv1/weight`` is
+    ``googlenet_conv1_weight``, ``aux1/conv_bn/weight`` is
+    ``googlenet_aux1_conv_bn_gamma``."""
+    path, _, kind = key.rpartition("/")
+    if path.endswith("_bn"):
+        kind = _BN_NAMES.get(kind, kind)
+    return model.prefix + f"{path}/{kind}".replace("/", "_")
+
+
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> None:
     """Copy canonical weights (:func:`d2l_lite.reference.random_weights`) into ``model``.
 
     Canonical names map to Gluon names by prefix: ``inception3a/branch2/3x3/weight``
-    is ``googlenet_inception3a_branch2_3x3_weight``. The layouts already agree
-    (convolutions OIHW, dense ``(out, in)``), so values are copied as they are.
+    is ``googlenet_inception3a_branch2_3x3_weight``, ``aux1/fc1/weight`` is
+    ``googlenet_aux1_fc1_weight``; a BatchNorm's ``weight`` and ``bias`` are
+    Gluon's ``gamma`` and ``beta``, its ``running_mean`` and ``running_var``
+    keep their names. The layouts already agree (convolutions OIHW, dense
+    ``(out, in)``, the aux heads' first dense layer reading C x H x W in
+    PyTorch's order), so values are copied as they are.
     """
     params = model.collect_params()
-    names = {model.prefix + key.replace("/", "_"): key for key in weights}
+    names = {_gluon_name(model, key): key for key in weights}
     missing = sorted(set(params.keys()) - set(names))
     unknown = sorted(key for name, key in names.items() if name not in params)
     if missing or unknown:
@@ -265,11 +402,15 @@ def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> None:
 
 
 def logits(model: gluon.Block, X: np.ndarray) -> np.ndarray:
-    """Run an NCHW float32 NumPy batch through ``model``; return NumPy logits."""
+    """Run an NCHW float32 NumPy batch through ``model`` at inference
+    (prediction mode: BatchNorm's running statistics, no auxiliary heads);
+    return NumPy logits."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 4:
         raise ValueError(f"X must be an N x C x H x W batch, got shape {X.shape}")
-    return model(nd.array(X, ctx=_context(model))).asnumpy().astype(np.float32)
+    with autograd.predict_mode():
+        out = model(nd.array(X, ctx=_context(model)))
+    return out.asnumpy().astype(np.float32)
 
 
 # Training ------------------------------------------------------------------------
@@ -375,14 +516,23 @@ def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
 
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
-          image_size: int = 96, plot: bool = True, progress: bool = True) -> training.History:
+          image_size: Optional[int] = None, plot: bool = True,
+          progress: bool = True) -> training.History:
     """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
 
     The model starts from :func:`d2l_lite.reference.xavier_weights` for its
     spec and ``recipe.seed``, so every framework starts from the same point.
     All images go to the device once, as uint8; each batch is gathered,
-    scaled to [0, 1] and resized to ``image_size`` there. Loss and accuracy are
-    summed on the device and read once per epoch.
+    scaled to [0, 1] and resized to ``image_size`` (default: the spec's input
+    size) there. Loss and accuracy are summed on the device and read once per
+    epoch.
+
+    Each step runs inside ``autograd.record()``, i.e. in training mode:
+    BatchNorm normalises with the batch's statistics and updates its running
+    ones, which evaluation (prediction mode) then uses. With auxiliary heads
+    the loss that is minimised is the main head's plus
+    ``architecture.AUX_LOSS_WEIGHT`` times each head's; the logged loss is the
+    main head's alone, comparable with models without heads.
 
     ``recipe.compile`` hybridizes the model with ``static_alloc=True,
     static_shape=True``: Gluon turns it into one cached graph with its memory
@@ -402,6 +552,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
         raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
                          f"got {type(recipe).__name__}")
     ctx = _context(model) if device is None else device
+    image_size = model.spec.input_size if image_size is None else image_size
     if recipe.mixed_precision:
         print("MXNet 1.9 has no bfloat16 training on GPUs: this run uses float32.")
     model.collect_params().reset_ctx(ctx)
@@ -422,9 +573,12 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
         # Label smoothing: 1 - s + s/K on the true class, s/K on the others.
         target = nd.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
         with autograd.record():
-            y_hat = model(X)
+            y_hat, aux_logits = _split_aux(model(X))
             loss = loss_fn(y_hat, target)  # one loss per example
-        loss.backward()  # gradients of the sum over the batch
+            total = loss  # auxiliary heads: their losses join with weight 0.3
+            for a in aux_logits:
+                total = total + architecture.AUX_LOSS_WEIGHT * loss_fn(a, target)
+        total.backward()  # gradients of the sum over the batch
         trainer.set_learning_rate(lr)
         trainer.step(batch_size)  # rescales the gradients by 1 / batch_size
         return loss.sum(), (y_hat.argmax(axis=1) == y).sum()
@@ -498,6 +652,11 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
     return history
 
 
+def _split_aux(output):
+    """``(logits, [aux logits...])`` from what a model returns in training mode."""
+    return output if isinstance(output, tuple) else (output, [])
+
+
 def _compile_seconds(times: List[float]) -> float:
     """Time of the first calls beyond a steady call: what building the cached
     graph (and planning its memory) cost. The last time is the steady one."""
@@ -514,6 +673,7 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
 
     MXNet 1.9 has no FLOP counter (and this build no profiler). So this runs
     one forward pass with a forward hook on every ``Conv2D`` and ``Dense``
+    (but those of auxiliary heads, which do not run at inference)
     and counts, from the shapes MXNet actually produced, 2 FLOPs per
     multiply-accumulate: a layer's output elements times the weights that feed
     one output (``weight.shape[1:]``: input channels x kernel area, or input
@@ -540,11 +700,15 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
                                  f"weight {weight}")
         macs.append(output.size * int(np.prod(weight[1:])))
 
+    heads: List[gluon.Block] = []  # auxiliary heads do not run at inference
+    model_or_block.apply(lambda b: heads.append(b) if isinstance(b, AuxHead) else None)
+    skip = {id(b) for head in heads for b in _blocks(head)}
     model_or_block.apply(lambda b: layers.append(b) if isinstance(b, (nn.Conv2D, nn.Dense))
-                         else None)
+                         and id(b) not in skip else None)
     handles = [layer.register_forward_hook(hook) for layer in layers]
     try:
-        model_or_block(nd.zeros(tuple(input_shape), ctx=_context(model_or_block)))
+        with autograd.predict_mode():
+            model_or_block(nd.zeros(tuple(input_shape), ctx=_context(model_or_block)))
     finally:
         for handle in handles:
             handle.detach()
@@ -553,6 +717,13 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
                          f"their hooks: is the block hybridized? Call "
                          f"block.hybridize(False) before counting.")
     return 2 * sum(macs)
+
+
+def _blocks(block: gluon.Block) -> List[gluon.Block]:
+    """``block`` and all its descendants."""
+    found: List[gluon.Block] = []
+    block.apply(found.append)
+    return found
 
 
 def expected_flops(spec_or_block, input_size=None) -> int:

@@ -1,0 +1,176 @@
+"""The GoogLeNet variants in d2l_lite.mxnet (run in the MXNet environment only).
+
+    .venv-mxnet/bin/python -m pytest tests/mxnet/test_mxnet_variants.py -q -p no:cacheprovider
+
+Conv-BN-ReLU, auxiliary heads, the factorised 5x5 branch and the 28x28 stem:
+parameter counts against the analytic counter, logits against the NumPy
+reference, and tiny training runs.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+mx = pytest.importorskip("mxnet")
+
+from mxnet import autograd, gluon, nd  # noqa: E402
+
+from d2l_lite import architecture, counting, data, reference, training  # noqa: E402
+from d2l_lite import mxnet as d2l  # noqa: E402
+from d2l_lite.data import minibatch_indices  # noqa: E402
+
+TOLERANCE = 1e-4
+SPECS = {**architecture.VARIANTS, "paper bn aux": architecture.PAPER_BN_AUX}
+BN_AUX = architecture.googlenet_spec(batch_norm=True, aux_heads=True)
+SMALL_BN_AUX = architecture.googlenet_spec(input_size=28, stem="small", batch_norm=True,
+                                           aux_heads=True)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    try:
+        full = data.load_fashion_mnist(verbose=False)
+    except data.DataError as error:
+        pytest.skip(f"no Fashion-MNIST here: {error}")
+    return full.subset(64, 32)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_parameter_counts_match_counting(name):
+    spec = SPECS[name]
+    model = d2l.GoogLeNet(spec)
+    assert d2l.count_parameters(model) == counting.total_params(counting.count_network(spec))
+
+
+def test_known_counts():
+    expected = {"baseline": 5_977_530, "batch norm": 5_984_810, "aux heads": 6_395_598,
+                "factorized 5x5": 5_669_434, "28x28": 5_974_970, "paper bn aux": 13_385_816}
+    assert {name: counting.total_params(counting.count_network(spec))
+            for name, spec in SPECS.items()} == expected
+
+
+@pytest.mark.parametrize("name", list(architecture.VARIANTS))
+def test_logits_match_reference(name):
+    spec = architecture.VARIANTS[name]
+    model = d2l.GoogLeNet(spec)
+    weights = reference.random_weights(spec, seed=1)
+    d2l.load_weights(model, weights)
+    x = reference.random_input(spec, batch_size=2, seed=1)
+    y = d2l.logits(model, x)
+    assert y.dtype == np.float32 and y.shape == (2, spec.num_classes)
+    np.testing.assert_allclose(y, reference.forward(spec, weights, x), atol=TOLERANCE, rtol=0)
+
+
+def test_canonical_names_cover_every_parameter_and_statistic():
+    model = d2l.GoogLeNet(BN_AUX)
+    weights = reference.random_weights(BN_AUX)
+    assert {d2l._gluon_name(model, key) for key in weights} == set(model.collect_params())
+    assert d2l._gluon_name(model, "aux1/conv_bn/weight") == "googlenet_aux1_conv_bn_gamma"
+    assert d2l._gluon_name(model, "inception3a/branch3/5x5_bn/running_var") == \
+        "googlenet_inception3a_branch3_5x5_bn_running_var"
+    d2l.load_weights(model, weights)
+    params = model.collect_params()
+    for key in ("conv1_bn/bias", "aux2/fc1/weight",
+                "inception4d/branch4/pool_proj_bn/running_mean"):
+        np.testing.assert_array_equal(params[d2l._gluon_name(model, key)].data().asnumpy(),
+                                      weights[key])
+
+
+def test_batch_norm_layers():
+    model = d2l.GoogLeNet(BN_AUX)
+    conv, bn, relu = list(model.stem[0])[:3]
+    assert isinstance(conv, gluon.nn.Conv2D) and conv.bias is None  # no conv bias
+    assert isinstance(bn, gluon.nn.BatchNorm) and isinstance(relu, gluon.nn.Activation)
+    assert bn._kwargs["eps"] == architecture.BN_EPS
+    assert bn._kwargs["momentum"] == pytest.approx(1 - architecture.BN_MOMENTUM)
+    # Running statistics: state (not trained, not counted), 0 and 1 after building.
+    stats = {name: p for name, p in model.collect_params().items() if "running" in name}
+    assert stats and all(p.grad_req == "null" for p in stats.values())
+    for name, param in stats.items():
+        value = 0.0 if name.endswith("mean") else 1.0
+        np.testing.assert_array_equal(param.data().asnumpy(), value)
+
+
+def test_factorized_branch_names():
+    spec = architecture.INCEPTION_3A
+    block = d2l.Inception(spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
+                          spec.pool_proj, batch_norm=True, factorize=True, prefix="inception3a_")
+    block.initialize()
+    assert block(nd.zeros((1, 192, 28, 28))).shape == (1, 256, 28, 28)
+    names = {name[len("inception3a_branch3_"):] for name in block.branch3.collect_params()}
+    assert names == {f"{layer}_{kind}" for layer in ("5x5_reduce", "5x5a", "5x5b")
+                     for kind in ("weight", "bn_gamma", "bn_beta", "bn_running_mean",
+                                  "bn_running_var")}
+    assert block.branch3.collect_params()["inception3a_branch3_5x5a_weight"].shape == \
+        (16, 16, 3, 3)
+    with pytest.raises(ValueError, match="factorize"):
+        d2l.Inception(64, 96, 128, 16, 32, 32, factorize=1)
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["eager", "hybridized"])
+def test_training_mode_returns_aux_logits(hybridize):
+    spec = architecture.VARIANTS["aux heads"]
+    model = d2l.GoogLeNet(spec)
+    weights = reference.random_weights(spec, seed=2)
+    d2l.load_weights(model, weights)
+    x = reference.random_input(spec, batch_size=2, seed=2)
+    model.hybridize(hybridize)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Parameter ... is not used" from Gluon
+        with autograd.record():
+            out = model(nd.array(x))
+        assert isinstance(out, tuple) and len(out) == 2
+        main, aux = out
+        assert [a.shape for a in (main, *aux)] == [(2, 10)] * 3
+        # Prediction mode: logits only, the inference network, after training mode
+        y = d2l.logits(model, x)
+    assert y.shape == (2, 10)
+    np.testing.assert_allclose(y, reference.forward(spec, weights, x), atol=TOLERANCE, rtol=0)
+    # In training mode the main head is the same function (no BatchNorm here).
+    np.testing.assert_allclose(main.asnumpy(), y, atol=TOLERANCE, rtol=0)
+
+
+def test_count_flops_leaves_out_aux_heads():
+    spec = architecture.VARIANTS["aux heads"]
+    model = d2l.GoogLeNet(spec)
+    assert d2l.count_flops(model, (1, 1, 96, 96)) == d2l.expected_flops(spec)
+
+
+def _check_history(history, recipe):
+    assert [e.epoch for e in history.epochs] == list(range(1, recipe.num_epochs + 1))
+    for e in history.epochs:
+        for value in (e.train_loss, e.train_acc, e.test_acc, e.seconds, e.images_per_sec):
+            assert math.isfinite(value)
+        assert 0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1
+
+
+def test_train_batch_norm_aux_heads(tiny):
+    model = d2l.GoogLeNet(BN_AUX)
+    recipe = training.FAST.with_(num_epochs=1, batch_size=16, warmup_epochs=0.5)
+    history = d2l.train(model, tiny, recipe, plot=False, progress=False)
+    _check_history(history, recipe)
+    # BatchNorm trained in training mode: its running statistics moved.
+    mean = model.collect_params()["googlenet_conv1_bn_running_mean"].data().asnumpy()
+    assert np.abs(mean).max() > 0
+
+
+def test_train_28x28_logs_the_main_head_loss(tiny):
+    """lr 0: the weights stay put, so the logged loss can be recomputed. It is
+    the main head's cross-entropy alone (the aux heads' losses are only trained on)."""
+    model = d2l.GoogLeNet(SMALL_BN_AUX)
+    recipe = training.CLASSIC.with_(lr=0.0, num_epochs=1, batch_size=16, seed=4)
+    history = d2l.train(model, tiny, recipe, plot=False, progress=False)  # 28x28: no resize
+    _check_history(history, recipe)
+    images = nd.array(tiny.train_images, dtype="uint8")
+    total = 0.0
+    for index in minibatch_indices(64, 16, shuffle=True, seed=4, epoch=0, drop_last=True):
+        X = d2l.prepare_batch(images, nd.array(index, dtype="int32"), image_size=28)
+        assert X.shape == (16, 1, 28, 28)
+        with autograd.train_mode():  # batch statistics, as in the training step
+            main, aux = model(X)
+        assert len(aux) == 2
+        logp = main.log_softmax(axis=1).asnumpy()
+        total += -logp[np.arange(16), tiny.train_labels[index]].sum()
+    assert history.epochs[0].train_loss == pytest.approx(total / 64, rel=1e-5)
