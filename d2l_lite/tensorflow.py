@@ -7,8 +7,9 @@ Import it the d2l way::
 What it holds (the same names as the PyTorch, JAX and MXNet modules):
 
 * :func:`try_gpu`, :func:`set_seed`: device and random state;
-* :class:`Inception`, :class:`GoogLeNet`: Keras layers, created in
-  ``__init__`` (never in ``call``), channels-last (NHWC);
+* :class:`Inception`, :class:`AuxHead`, :class:`GoogLeNet`: Keras layers,
+  created in ``__init__`` (never in ``call``), channels-last (NHWC), with the
+  spec's variants (Conv-BN-ReLU, auxiliary heads, factorised 5x5 branch);
 * :func:`count_parameters`, :func:`branch_parameters`, :func:`layer_summary`:
   counts and shapes;
 * :func:`load_weights`, :func:`logits`: canonical weights in (PyTorch layout,
@@ -173,10 +174,16 @@ class Inception(keras.layers.Layer):
     channels is inferred on the first call. ``reduce=False`` gives the naive
     block: no 1x1 reductions, so the 3x3 and 5x5 convolutions read every input
     channel (``ch3x3red`` and ``ch5x5red`` are then unused).
+
+    ``batch_norm=True`` makes every convolution Conv-BN-ReLU (no conv bias;
+    the BatchNorm layer is named ``<conv>_bn``, e.g. ``5x5_bn``);
+    ``factorize=True`` replaces branch 3's 5x5 convolution by two 3x3 ones,
+    ``5x5a`` and ``5x5b`` (the variants chapter).
     """
 
     def __init__(self, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, reduce: bool = True, **kwargs):
+                 ch5x5: int, pool_proj: int, reduce: bool = True, batch_norm: bool = False,
+                 factorize: bool = False, **kwargs):
         super().__init__(**kwargs)
         widths = dict(ch1x1=ch1x1, ch3x3red=ch3x3red, ch3x3=ch3x3, ch5x5red=ch5x5red,
                       ch5x5=ch5x5, pool_proj=pool_proj)
@@ -184,10 +191,13 @@ class Inception(keras.layers.Layer):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Inception: {arg} must be a positive int (a channel "
                                  f"count from the paper's Table 1), got {value!r}")
-        if not isinstance(reduce, bool):
-            raise ValueError(f"Inception: reduce must be True or False, got {reduce!r}")
+        for arg, flag in (("reduce", reduce), ("batch_norm", batch_norm),
+                          ("factorize", factorize)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"Inception: {arg} must be True or False, got {flag!r}")
         self.spec = architecture.Inception(self.name, **{k: int(v) for k, v in widths.items()},
-                                           reduce=reduce)
+                                           reduce=reduce, batch_norm=batch_norm,
+                                           factorize=factorize)
         self.branches = [
             keras.Sequential([k for layer in layers for k in _keras_layers(layer)], name=branch)
             for branch, layers in self.spec.branches()
@@ -203,7 +213,58 @@ class Inception(keras.layers.Layer):
         config.update(ch1x1=self.spec.ch1x1, ch3x3red=self.spec.ch3x3red,
                       ch3x3=self.spec.ch3x3, ch5x5red=self.spec.ch5x5red,
                       ch5x5=self.spec.ch5x5, pool_proj=self.spec.pool_proj,
-                      reduce=self.spec.reduce)
+                      reduce=self.spec.reduce, batch_norm=self.spec.batch_norm,
+                      factorize=self.spec.factorize)
+        return config
+
+
+class AuxHead(keras.layers.Layer):
+    """An auxiliary classifier (:class:`d2l_lite.architecture.AuxHead`): 5x5
+    average pool with stride 3, 1x1 convolution to 128 channels (Conv-BN-ReLU
+    with ``batch_norm``), flatten, dense 1024 with ReLU, dropout, dense to the
+    classes. Its layers are named as in the spec: ``pool``, ``conv`` (and
+    ``conv_bn``), ``fc1``, ``dropout``, ``fc2``.
+    """
+
+    def __init__(self, num_classes: int, *, batch_norm: bool = False, dropout: float = 0.7,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.spec = architecture.AuxHead(self.name, "", num_classes, batch_norm=batch_norm,
+                                         dropout=dropout)
+        pool, conv, fc1, fc2 = self.spec.layers()
+        self.pool = keras.layers.AveragePooling2D(pool.kernel, strides=pool.stride,
+                                                  padding="valid", name=pool.name)
+        self.conv = _conv(conv)  # [Conv2D, ReLU] fused, or [Conv2D, BN, ReLU]
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.fc1 = _dense(fc1)
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.fc2 = _dense(fc2)
+
+    def build(self, input_shape):
+        # The layers' weights, from the input shape alone (N x H x W x C).
+        n, h, w, _ = input_shape
+        shape = (n, *(architecture.conv_output_size(side, self.spec.layers()[0].kernel,
+                                                    self.spec.layers()[0].stride, 0)
+                      for side in (h, w)), input_shape[-1])
+        for layer in self.conv:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.fc1.build((n, int(np.prod(shape[1:]))))
+        self.fc2.build((n, self.fc1.units))
+
+    def sublayers(self) -> List[keras.layers.Layer]:
+        return [self.pool, *self.conv, self.flatten, self.fc1, self.dropout, self.fc2]
+
+    def call(self, X):
+        # X: N x 12 x 12 x 512 after inception4a at 96x96 (N x 14 x 14 x 512 at 224)
+        for layer in self.sublayers():
+            X = layer(X)  # dropout only in training: Keras passes `training` down
+        return X          # N x num_classes
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.spec.num_classes, batch_norm=self.spec.batch_norm,
+                      dropout=self.spec.dropout)
         return config
 
 
@@ -240,6 +301,12 @@ class GoogLeNet(keras.Model):
     ``head``); layers are named as in the spec (``conv1``, ``inception3a``,
     ``fc``). Inputs are NHWC; ``spec.check_input`` runs on every call, before
     the first layer.
+
+    With auxiliary heads (``spec.aux_heads``) they live in ``aux`` (a dict
+    ``{"aux1": AuxHead, ...}``). Called with ``training=True`` the model then
+    returns ``(logits, [aux1_logits, aux2_logits])``; otherwise the logits
+    alone, and the heads are not run. Building the model (its first call)
+    creates the heads' weights too.
     """
 
     def __init__(self, spec: architecture.GoogLeNetSpec = architecture.BOOK, **kwargs):
@@ -252,6 +319,10 @@ class GoogLeNet(keras.Model):
         self.stem = keras.Sequential([_stage(s) for s in spec.part("stem")], name="stem")
         self.body = keras.Sequential([_stage(s) for s in spec.part("body")], name="body")
         self.head = keras.Sequential([_stage(s) for s in spec.part("head")], name="head")
+        self.aux = {h.name: AuxHead(h.num_classes, batch_norm=h.batch_norm, dropout=h.dropout,
+                                    name=h.name)
+                    for h in spec.aux_heads}
+        self._aux_after = {h.after: h.name for h in spec.aux_heads}
 
     def __call__(self, X, *args, **kwargs):
         # spec.check_input runs here, before Keras's own __call__ and so before
@@ -260,12 +331,28 @@ class GoogLeNet(keras.Model):
         _check_input(self.spec, X.shape if hasattr(X, "shape") else np.shape(X))
         return super().__call__(X, *args, **kwargs)
 
-    def call(self, X):
+    def build(self, input_shape):
+        # Trace the training path symbolically: that creates every weight, the
+        # auxiliary heads' included, which an inference call would never reach.
+        n, h, w, c = input_shape
+        size = self.spec.input_size
+        self.call(keras.KerasTensor((n, size if h is None else h, size if w is None else w, c)),
+                  training=True)
+
+    def call(self, X, training=None):
         # The book's sizes (architecture.BOOK); the paper's in brackets.
         # X: N x 96 x 96 x 1       [N x 224 x 224 x 3]
-        X = self.stem(X)     # N x 12 x 12 x 192   [N x 28 x 28 x 192]
-        X = self.body(X)     # N x 3 x 3 x 1024    [N x 7 x 7 x 1024]
-        return self.head(X)  # N x 10              [N x 1000]
+        X = self.stem(X)         # N x 12 x 12 x 192   [N x 28 x 28 x 192]
+        if not (training and self.aux):
+            X = self.body(X)     # N x 3 x 3 x 1024    [N x 7 x 7 x 1024]
+            return self.head(X)  # N x 10              [N x 1000]
+        aux_logits = []  # training with auxiliary heads: tap the body after 4a and 4d
+        for stage in self.body.layers:
+            for layer in stage.layers:
+                X = layer(X)
+                if layer.name in self._aux_after:
+                    aux_logits.append(self.aux[self._aux_after[layer.name]](X))
+        return self.head(X), aux_logits
 
 
 def _require_built(model: keras.layers.Layer, what: str) -> None:
@@ -276,9 +363,18 @@ def _require_built(model: keras.layers.Layer, what: str) -> None:
 
 
 def count_parameters(model: keras.layers.Layer) -> int:
-    """Total number of parameters (weights and biases) of a built model or layer."""
+    """Number of trainable parameters (weights, biases, BatchNorm's scale and
+    shift) of a built model or layer.
+
+    BatchNorm's moving mean and variance are state, not parameters, so they
+    are left out (Keras's own ``count_params()`` counts them), as PyTorch's
+    ``parameters()`` leaves out its running statistics.
+    """
     _require_built(model, type(model).__name__)
-    return int(sum(np.prod(w.shape) for w in model.weights))
+    stats = {id(v) for layer in _sublayers(model)
+                   if isinstance(layer, keras.layers.BatchNormalization)
+                   for v in (layer.moving_mean, layer.moving_variance)}
+    return int(sum(np.prod(w.shape) for w in model.weights if id(w) not in stats))
 
 
 def branch_parameters(block: Inception) -> Dict[str, int]:
@@ -307,50 +403,86 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     tables.print_table(("stage", "part", "output shape (NHWC)", "parameters"), rows)
 
 
-def _weighted_layers(model: GoogLeNet):
-    """(canonical name, Keras layer) for each Conv2D and Dense, in spec order."""
+_WEIGHTED = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization)
+
+
+def _named_layers(model: GoogLeNet):
+    """(canonical name, Keras layer) for each Conv2D, BatchNormalization and
+    Dense, in spec order, then the auxiliary heads' (``aux1/conv``, ``aux1/conv_bn``,
+    ``aux1/fc1`` ...)."""
     for part in PARTS:
         for stage in getattr(model, part).layers:
             for layer in stage.layers:
                 if isinstance(layer, Inception):
                     for branch in layer.branches:
-                        for conv in branch.layers:
-                            if isinstance(conv, keras.layers.Conv2D):
-                                yield f"{layer.name}/{branch.name}/{conv.name}", conv
-                elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+                        for sub in branch.layers:
+                            if isinstance(sub, _WEIGHTED):
+                                yield f"{layer.name}/{branch.name}/{sub.name}", sub
+                elif isinstance(layer, _WEIGHTED):
                     yield layer.name, layer
+    for name, head in model.aux.items():
+        for sub in head.sublayers():
+            if isinstance(sub, _WEIGHTED):
+                yield f"{name}/{sub.name}", sub
+
+
+def _weighted_layers(model: GoogLeNet):
+    """(canonical name, Keras layer) for each Conv2D and Dense, in spec order."""
+    for name, layer in _named_layers(model):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            yield name, layer
+
+
+def _canonical_variables(model: GoogLeNet) -> Dict[str, keras.Variable]:
+    """Canonical name (:mod:`d2l_lite.reference`) -> Keras variable: kernels
+    and biases (``conv1/weight``, ``fc/bias``), BatchNorm's ``gamma``, ``beta``,
+    ``moving_mean`` and ``moving_variance`` as ``conv1_bn/weight``, ``/bias``,
+    ``/running_mean`` and ``/running_var`` (PyTorch's names)."""
+    out = {}
+    for name, layer in _named_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            out.update({f"{name}/weight": layer.gamma, f"{name}/bias": layer.beta,
+                        f"{name}/running_mean": layer.moving_mean,
+                        f"{name}/running_var": layer.moving_variance})
+        else:
+            out[f"{name}/weight"] = layer.kernel
+            if layer.use_bias:
+                out[f"{name}/bias"] = layer.bias
+    return out
 
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> None:
     """Copy canonical weights (PyTorch layout) into ``model``.
 
     Convolution kernels go from OIHW to Keras's HWIO, dense kernels from
-    ``(out, in)`` to ``(in, out)``; biases are copied as they are. An unbuilt
-    model is first built on a zero batch of the spec's input size.
+    ``(out, in)`` to ``(in, out)``; biases and BatchNorm's scale, shift and
+    running statistics are copied as they are. An unbuilt model is first built
+    on a zero batch of the spec's input size.
     """
     spec = model.spec
     if not model.built:
         model(tf.zeros((1, spec.input_size, spec.input_size, spec.in_channels)))
-    layers = dict(_weighted_layers(model))
-    expected = {f"{name}/{p}" for name in layers for p in ("weight", "bias")}
-    if set(weights) != expected:
-        missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    variables = _canonical_variables(model)
+    if set(weights) != set(variables):
+        missing = sorted(set(variables) - set(weights))
+        extra = sorted(set(weights) - set(variables))
         raise ValueError(f"weights do not match this model: missing {missing[:5]}, "
                          f"unexpected {extra[:5]}. Make them with "
                          f"reference.random_weights(spec) for the model's spec.")
-    for name, layer in layers.items():
-        weight = np.asarray(weights[f"{name}/weight"])
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = weight.transpose(2, 3, 1, 0)  # O x I x H x W -> H x W x I x O
-        else:
-            kernel = weight.T                      # out x in -> in x out
-        bias = np.asarray(weights[f"{name}/bias"])
-        for value, variable in ((kernel, layer.kernel), (bias, layer.bias)):
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(f"{name}: weight of shape {tuple(value.shape)} (after "
-                                 f"layout conversion) does not fit the variable of shape "
-                                 f"{tuple(variable.shape)}")
-        layer.set_weights([kernel, bias])
+    values = {}
+    for name, variable in variables.items():
+        value = np.asarray(weights[name], dtype=np.float32)
+        if value.ndim == 4:
+            value = value.transpose(2, 3, 1, 0)  # O x I x H x W -> H x W x I x O
+        elif value.ndim == 2:
+            value = value.T                      # out x in -> in x out
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{name}: weight of shape {tuple(value.shape)} (after "
+                             f"layout conversion) does not fit the variable of shape "
+                             f"{tuple(variable.shape)}")
+        values[name] = value
+    for name, variable in variables.items():  # all checked first: nothing half-loaded
+        variable.assign(values[name])
 
 
 def logits(model: GoogLeNet, X: np.ndarray) -> np.ndarray:
@@ -413,7 +545,12 @@ def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> 
 def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """``layer`` and every layer inside it (stages, blocks, branches)."""
     yield layer
-    children = layer.branches if isinstance(layer, Inception) else getattr(layer, "layers", [])
+    if isinstance(layer, Inception):
+        children = layer.branches
+    elif isinstance(layer, AuxHead):
+        children = layer.sublayers()
+    else:
+        children = getattr(layer, "layers", [])
     for child in children:
         yield from _sublayers(child)
 
@@ -489,7 +626,7 @@ def _compiled(fn, mode: str):
 
 
 def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
-          device: Optional[str] = None, image_size: int = 96, plot: bool = True,
+          device: Optional[str] = None, image_size: Optional[int] = None, plot: bool = True,
           progress: bool = True) -> training.History:
     """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
 
@@ -498,8 +635,14 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     :func:`d2l_lite.reference.xavier_weights` for its spec and ``recipe.seed``,
     so every framework starts from the same point. All images go to the device
     once, as uint8; each batch is gathered, scaled to [0, 1] and resized to
-    ``image_size`` there. Loss and accuracy are summed in variables on the
-    device and read once per epoch.
+    ``image_size`` there (default: the spec's ``input_size``). Loss and
+    accuracy are summed in variables on the device and read once per epoch.
+
+    The step calls the model with ``training=True``: BatchNorm normalises with
+    the batch's statistics and updates its moving ones, dropout is on, and
+    with auxiliary heads their cross-entropy joins the loss with weight
+    :data:`~d2l_lite.architecture.AUX_LOSS_WEIGHT` (the logged loss is the
+    main head's alone, comparable across variants).
 
     The step runs as a ``tf.function`` graph (:data:`CLASSIC_MODE`). On a GPU,
     ``recipe.compile`` compiles it with XLA (``jit_compile=True``) and
@@ -530,6 +673,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     if skipped:
         print(f"TensorFlow on the CPU: {' and '.join(skipped)}; both are GPU options here.")
     mode = "xla" if recipe.compile and gpu else CLASSIC_MODE
+    image_size = model.spec.input_size if image_size is None else image_size
     return _fit(model, data, recipe, device, image_size, plot, progress, mode=mode,
                 bf16=recipe.mixed_precision and gpu)
 
@@ -561,10 +705,17 @@ def _fit(model: GoogLeNet, data, recipe: training.Recipe, device: str, image_siz
         def train_step(images, labels, index, lr):
             X = prepare_batch(images, index, image_size)
             y = tf.gather(labels, index)
+            Y = tf.one_hot(y, num_classes)
             with tf.GradientTape() as tape:
-                y_hat = tf.cast(model(X, training=True), tf.float32)
-                loss = loss_fn(tf.one_hot(y, num_classes), y_hat)
-            grads = tape.gradient(loss, variables)
+                y_hat, aux_logits = _split_aux(model(X, training=True))
+                y_hat = tf.cast(y_hat, tf.float32)
+                loss = loss_fn(Y, y_hat)
+                # auxiliary heads: their losses join with weight 0.3 (the logged
+                # loss stays the main head's)
+                total = loss
+                for aux in aux_logits:
+                    total += architecture.AUX_LOSS_WEIGHT * loss_fn(Y, tf.cast(aux, tf.float32))
+            grads = tape.gradient(total, variables)
             if l2:  # coupled L2, as torch.optim.SGD's weight_decay
                 grads = [g + l2 * v for g, v in zip(grads, variables)]
             optimizer.learning_rate.assign(lr)
@@ -637,6 +788,11 @@ def _fit(model: GoogLeNet, data, recipe: training.Recipe, device: str, image_siz
                     seconds=seconds, images_per_sec=seen / seconds))
                 live.update(history)
     return history
+
+
+def _split_aux(output):
+    """``(logits, [aux logits...])`` from what a model returns in training mode."""
+    return output if isinstance(output, tuple) else (output, [])
 
 
 def _compile_seconds(times: List[float]) -> float:
