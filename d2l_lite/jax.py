@@ -40,7 +40,12 @@ Keras), so layers are declared with their output widths only.
 
 Training (:func:`train`) is the Flax way: a pure ``train_step(state, images,
 labels) -> (state, metrics)`` with optax, jitted with the state donated and
-compiled ahead of time. FLOPs (:func:`count_flops`) are XLA's own count of
+compiled ahead of time. The variants of the spec (Conv-BN-ReLU, auxiliary
+heads) follow Flax's conventions: ``model.apply(variables, X, train=True,
+mutable=["batch_stats"], rngs={"dropout": key})`` normalises with the batch's
+statistics and returns the updated running ones, which the train step
+carries in its state; ``train=False`` (the default) uses them and skips the
+auxiliary heads. FLOPs (:func:`count_flops`) are XLA's own count of
 the compiled forward pass, which :func:`expected_flops` derives from the spec
 term by term (:func:`xla_flop_terms`).
 """
@@ -61,14 +66,17 @@ import optax
 from . import architecture, counting, reference, runtime, tables, training
 from .data import minibatch_indices
 
-__all__ = ["try_gpu", "set_seed", "Layers", "Inception", "Part", "GoogLeNet", "init",
+__all__ = ["try_gpu", "set_seed", "Layers", "Inception", "Part", "AuxHead", "AuxHeads",
+           "GoogLeNet", "init",
            "count_parameters", "branch_parameters", "layer_summary", "load_weights",
            "logits", "device_data", "prepare_batch", "TrainState", "TrainResult",
            "optimizer", "make_train_step", "make_eval_step", "train", "count_flops",
            "CPU_TRAIN_COMPILER_OPTIONS", "conv_taps", "xla_flop_terms",
            "expected_flops_by_op", "expected_flops", "time_forward"]
 
-Variables = Dict[str, Any]  # {"params": nested dict of arrays}, as Flax returns it
+# {"params": nested dict of arrays, "batch_stats": BatchNorm's running statistics
+# (only for Conv-BN-ReLU specs)}, as Flax returns it
+Variables = Dict[str, Any]
 
 
 def try_gpu() -> jax.Device:
@@ -95,20 +103,30 @@ def set_seed(seed: int) -> jax.Array:
     return jax.random.key(seed)
 
 
-def _apply_layer(layer: architecture.Layer, x: jax.Array) -> jax.Array:
+def _apply_layer(layer: architecture.Layer, x: jax.Array, train: bool = False) -> jax.Array:
     """Run one layer of the spec on an NHWC batch (called inside ``@nn.compact``).
 
     Modules created here belong to the calling module and are named as in the
     spec (``conv1``, ``inception3a``, ``fc``), which :func:`load_weights` relies
-    on. Pooling has no parameters and is a plain function.
+    on; a Conv-BN-ReLU convolution's BatchNorm is ``<name>_bn``, as in PyTorch.
+    Pooling has no parameters and is a plain function. ``train``: BatchNorm
+    normalises with the batch's statistics (and updates its running ones, the
+    ``batch_stats`` collection), otherwise with the running statistics.
     """
     if isinstance(layer, architecture.Conv):
         p = layer.padding
         # Explicit, symmetric padding: "SAME" would pad (2, 3) for the stride-2
         # 7x7 conv1 on an even input, a different function from the paper's.
+        # Conv-BN-ReLU: no bias, BatchNorm's shift replaces it.
         x = nn.Conv(layer.out_channels, (layer.kernel, layer.kernel),
                     strides=(layer.stride, layer.stride),
-                    padding=((p, p), (p, p)), name=layer.name)(x)
+                    padding=((p, p), (p, p)), use_bias=not layer.batch_norm,
+                    name=layer.name)(x)
+        if layer.batch_norm:
+            # Flax's momentum is the weight of the *old* running statistics.
+            x = nn.BatchNorm(use_running_average=not train,
+                             momentum=1.0 - architecture.BN_MOMENTUM,
+                             epsilon=architecture.BN_EPS, name=f"{layer.name}_bn")(x)
         return nn.relu(x)
     if isinstance(layer, architecture.MaxPool):
         p = layer.padding
@@ -119,15 +137,19 @@ def _apply_layer(layer: architecture.Layer, x: jax.Array) -> jax.Array:
     if isinstance(layer, architecture.Inception):
         return Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
                          layer.ch5x5, layer.pool_proj, reduce=layer.reduce,
-                         name=layer.name)(x)
+                         batch_norm=layer.batch_norm, factorize=layer.factorize,
+                         name=layer.name)(x, train)
     if isinstance(layer, architecture.GlobalAvgPool):
         return jnp.mean(x, axis=(1, 2), keepdims=True)
     if isinstance(layer, architecture.AvgPool):
         return nn.avg_pool(x, (layer.kernel, layer.kernel),
                            strides=(layer.stride, layer.stride))  # no padding
     if isinstance(layer, architecture.Dense):
-        x = x.reshape(x.shape[0], -1)  # N x 1 x 1 x C -> N x C
-        return nn.Dense(layer.out_features, name=layer.name)(x)
+        # N x H x W x C -> N x (H * W * C): channels-last order (1x1 maps but for
+        # the auxiliary heads; load_weights reorders PyTorch's C x H x W inputs).
+        x = x.reshape(x.shape[0], -1)
+        x = nn.Dense(layer.out_features, name=layer.name)(x)
+        return nn.relu(x) if layer.relu else x
     raise TypeError(f"unknown layer type {type(layer).__name__}")
 
 
@@ -136,15 +158,22 @@ class Layers(nn.Module):
 
     Flax's ``nn.Sequential`` would rename its layers ``layers_0``, ``layers_1``
     ...; this keeps the spec's names in the parameter tree.
+
+    ``taps``: names of layers whose outputs are wanted as well (the auxiliary
+    heads'); when one of them is here, the call returns ``(x, {name: output})``.
     """
 
     layers: Tuple[architecture.Layer, ...]
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, taps: Tuple[str, ...] = ()):
+        mine = {layer.name for layer in self.layers} & set(taps)
+        tapped = {}
         for layer in self.layers:
-            x = _apply_layer(layer, x)
-        return x
+            x = _apply_layer(layer, x, train)
+            if layer.name in mine:
+                tapped[layer.name] = x
+        return (x, tapped) if mine else x
 
 
 class Inception(nn.Module):
@@ -163,7 +192,11 @@ class Inception(nn.Module):
 
     ``reduce=False`` builds the naive block of the FLOPs chapter: no 1x1
     reductions, so the 3x3 and 5x5 convolutions read all input channels
-    (``ch3x3red`` and ``ch5x5red`` are then unused).
+    (``ch3x3red`` and ``ch5x5red`` are then unused). ``batch_norm=True``
+    makes every convolution Conv-BN-ReLU (call the block with ``train=True``
+    to normalise with the batch's statistics, ``mutable=["batch_stats"]``);
+    ``factorize=True`` replaces the 5x5 convolution by two 3x3 ones, ``5x5a``
+    and ``5x5b`` (the variants chapter).
     """
 
     ch1x1: int
@@ -173,14 +206,17 @@ class Inception(nn.Module):
     ch5x5: int
     pool_proj: int
     reduce: bool = True
+    batch_norm: bool = False
+    factorize: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         # x: N x H x W x C_in
         block = architecture.Inception(self.name or "inception", self.ch1x1,
                                        self.ch3x3red, self.ch3x3, self.ch5x5red,
-                                       self.ch5x5, self.pool_proj, reduce=self.reduce)
-        outputs = [Layers(layers, name=branch)(x)  # N x H x W x (its width)
+                                       self.ch5x5, self.pool_proj, reduce=self.reduce,
+                                       batch_norm=self.batch_norm, factorize=self.factorize)
+        outputs = [Layers(layers, name=branch)(x, train)  # N x H x W x (its width)
                    for branch, layers in block.branches()]
         return jnp.concatenate(outputs, axis=-1)  # N x H x W x block.out_channels
 
@@ -190,16 +226,54 @@ class Part(nn.Module):
 
     Each stage (``b1`` ... ``b5``, ``head``) is a :class:`Layers` submodule
     named as in the spec, so parameters sit at ``part/stage/layer``, e.g.
-    ``body/b3/inception3a/branch2/3x3/kernel``.
+    ``body/b3/inception3a/branch2/3x3/kernel``. With ``taps`` (layer names)
+    the call returns ``(x, {name: output})``, as :class:`Layers` does.
     """
 
     stages: Tuple[architecture.Stage, ...]
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, taps: Tuple[str, ...] = ()):
+        tapped = {}
         for stage in self.stages:
-            x = Layers(stage.layers, name=stage.name)(x)
-        return x
+            x = Layers(stage.layers, name=stage.name)(x, train, taps)
+            if isinstance(x, tuple):
+                x, found = x
+                tapped.update(found)
+        return (x, tapped) if taps else x
+
+
+class AuxHead(nn.Module):
+    """An auxiliary classifier (:class:`d2l_lite.architecture.AuxHead`): 5x5/3
+    average pool, 1x1 conv to 128 (Conv-BN-ReLU with ``batch_norm``), dense
+    1024 with ReLU, dropout, dense to the classes. Dropout needs a ``"dropout"``
+    random key when ``train`` is true."""
+
+    num_classes: int
+    batch_norm: bool = False
+    dropout: float = 0.7
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        head = architecture.AuxHead(self.name or "aux", "", self.num_classes,
+                                    batch_norm=self.batch_norm, dropout=self.dropout)
+        *hidden, classifier = head.layers()  # pool, conv, fc1 | fc2
+        for layer in hidden:
+            x = _apply_layer(layer, x, train)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return _apply_layer(classifier, x, train)  # N x num_classes
+
+
+class AuxHeads(nn.Module):
+    """The spec's auxiliary heads, each a submodule named as in the spec
+    (``aux/aux1/fc1/kernel``); takes the tapped body outputs by block name."""
+
+    heads: Tuple[architecture.AuxHead, ...]
+
+    @nn.compact
+    def __call__(self, tapped: Dict[str, jax.Array], train: bool = False) -> List[jax.Array]:
+        return [AuxHead(h.num_classes, batch_norm=h.batch_norm, dropout=h.dropout,
+                        name=h.name)(tapped[h.after], train) for h in self.heads]
 
 
 class GoogLeNet(nn.Module):
@@ -209,6 +283,14 @@ class GoogLeNet(nn.Module):
     on a bound model: ``model.bind(variables).stem``). The input is checked
     with ``spec.check_input`` before any layer runs; under ``jax.jit`` that
     happens once, at trace time, since shapes are static.
+
+    ``train``: BatchNorm (``spec.batch_norm``) uses the batch's statistics and
+    updates the running ones, so apply with ``mutable=["batch_stats"]``; with
+    auxiliary heads (``spec.aux_heads``, submodule ``aux``) the call returns
+    ``(logits, [aux1_logits, aux2_logits])`` and their dropout needs a
+    ``"dropout"`` key. At inference (``train=False``, the default) the heads do
+    not run and the logits come alone; ``init`` runs them once to create
+    their parameters.
     """
 
     spec: architecture.GoogLeNetSpec = architecture.BOOK
@@ -217,14 +299,22 @@ class GoogLeNet(nn.Module):
         self.stem = Part(self.spec.part("stem"))
         self.body = Part(self.spec.part("body"))
         self.head = Part(self.spec.part("head"))
+        if self.spec.aux_heads:
+            self.aux = AuxHeads(self.spec.aux_heads)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False):
         _check_nhwc(x.shape, self.spec.in_channels)
         self.spec.check_input(x.shape[3], x.shape[1], x.shape[2])
         # Shapes for the book's 96 x 96 input (the paper's 224 x 224: 28, 7, 1000).
-        x = self.stem(x)  # N x 12 x 12 x 192
-        x = self.body(x)  # N x 3 x 3 x 1024
-        return self.head(x)  # N x num_classes
+        x = self.stem(x, train)  # N x 12 x 12 x 192
+        if not self.spec.aux_heads or not (train or self.is_initializing()):
+            x = self.body(x, train)  # N x 3 x 3 x 1024
+            return self.head(x, train)  # N x num_classes
+        # Auxiliary heads: tap the body after inception4a and inception4d.
+        x, tapped = self.body(x, train, tuple(h.after for h in self.spec.aux_heads))
+        aux_logits = self.aux(tapped, train)  # each N x num_classes
+        y = self.head(x, train)
+        return (y, aux_logits) if train else y
 
 
 def _check_nhwc(shape: Sequence[int], in_channels: int) -> None:
@@ -265,7 +355,9 @@ def _size(tree) -> int:
 
 
 def count_parameters(variables: Variables) -> int:
-    """Total number of parameters in ``variables``; Flax models hold none themselves.
+    """Total number of trainable parameters in ``variables`` (the ``params``
+    collection; BatchNorm's running statistics, ``batch_stats``, are not
+    counted, as in the analytic count). Flax models hold none themselves.
 
     ``variables`` is what :func:`init` or :func:`load_weights` returned, or just
     its shapes: ``jax.eval_shape(model.init, key, x)`` counts without computing.
@@ -303,56 +395,89 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     rows = []
     for stage in model.spec.stages:
         output = variables["intermediates"][stage.part][stage.name]["__call__"][0]
+        if isinstance(output, tuple):  # a stage an auxiliary head taps: (x, tapped)
+            output = output[0]
         params = variables["params"][stage.part].get(stage.name, {})
         rows.append((stage.name, stage.part, str(tuple(output.shape)), _size(params)))
     tables.print_table(("stage", "part", "output shape (NHWC)", "parameters"), rows)
 
 
-def _param_shapes(model: GoogLeNet) -> Dict[Tuple[str, ...], Tuple[int, ...]]:
-    """Flax parameter path -> shape, from a shape-only trace of ``init``."""
+def _variable_shapes(model: GoogLeNet) -> Dict[Tuple[str, ...], Tuple[int, ...]]:
+    """``(collection, *Flax path)`` -> shape for every variable (``params`` and
+    ``batch_stats``), from a shape-only trace of ``init``."""
     size = model.spec.input_size
     x = jax.ShapeDtypeStruct((1, size, size, model.spec.in_channels), jnp.float32)
-    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    flat, _ = jax.tree_util.tree_flatten_with_path(dict(variables))
     return {tuple(key.key for key in path): leaf.shape for path, leaf in flat}
+
+
+#: Canonical BatchNorm names -> Flax's (collection, name).
+_BN_NAMES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
+             "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> Variables:
     """Variables for ``model`` from canonical weights (``reference.random_weights``).
 
     Canonical names map to Flax paths through the spec, e.g.
-    ``inception3a/branch2/3x3/weight`` -> ``body/b3/inception3a/branch2/3x3/kernel``.
-    Canonical weights use PyTorch's layout; Flax wants channels-last:
+    ``inception3a/branch2/3x3/weight`` -> ``body/b3/inception3a/branch2/3x3/kernel``,
+    ``aux1/fc1/weight`` -> ``aux/aux1/fc1/kernel``. BatchNorm's
+    ``<layer>_bn/weight`` and ``bias`` become its ``scale`` and ``bias``
+    parameters; ``running_mean`` and ``running_var`` its ``mean`` and ``var``
+    in the ``batch_stats`` collection. Canonical weights use PyTorch's
+    layout; Flax wants channels-last:
 
     * convolution kernel OIHW -> HWIO: ``w.transpose(2, 3, 1, 0)``;
-    * dense kernel ``(out, in)`` -> ``(in, out)``: ``w.T``;
-    * biases as they are.
+    * dense kernel ``(out, in)`` -> ``(in, out)``: ``w.T``. A dense layer that
+      flattens a map larger than 1x1 (an auxiliary head's ``fc1`` at 224x224)
+      reads it in NHWC order, H x W x C, where PyTorch's reads C x H x W: its
+      rows are reordered to match;
+    * biases and BatchNorm vectors as they are.
 
-    Every parameter of the model must be given, with the right shape.
+    Every parameter (and running statistic) of the model must be given, with
+    the right shape. Returns ``{"params": ...}``, plus ``"batch_stats"`` for a
+    Conv-BN-ReLU spec.
     """
     if not isinstance(model, GoogLeNet):
         raise ValueError(f"load_weights takes a d2l.GoogLeNet, got {type(model).__name__}")
-    where = {layer.name: (stage.part, stage.name)
-             for stage in model.spec.stages for layer in stage.layers}
-    expected = _param_shapes(model)
-    params: Dict[str, Any] = {}
+    spec = model.spec
+    where: Dict[str, Tuple[str, ...]] = {}
+    for stage in spec.stages:
+        for layer in stage.layers:
+            where[layer.name] = where[f"{layer.name}_bn"] = (stage.part, stage.name)
+    for head in spec.aux_heads:
+        where[head.name] = ("aux",)
+    # What each dense layer flattens (C, H, W), from the analytic counter's rows.
+    dense_inputs = {row.name: row.in_shape for row in counting.count_network(spec, detail=True)
+                    if row.kind == "dense"}
+    expected = _variable_shapes(model)
+    variables: Dict[str, Any] = {}
     for name, w in weights.items():
         *layer_path, kind = name.split("/")
-        if not layer_path or layer_path[0] not in where or kind not in ("weight", "bias"):
+        batch_norm = bool(layer_path) and layer_path[-1].endswith("_bn")
+        kinds = _BN_NAMES if batch_norm else {"weight": ("params", "kernel"),
+                                              "bias": ("params", "bias")}
+        if not layer_path or layer_path[0] not in where or kind not in kinds:
             raise ValueError(f"{name!r} is not a parameter of this GoogLeNet; use "
                              "reference.random_weights(spec) for the model's spec")
-        path = (*where[layer_path[0]], *layer_path, "kernel" if kind == "weight" else "bias")
+        collection, leaf = kinds[kind]
+        path = (collection, *where[layer_path[0]], *layer_path, leaf)
         w = np.asarray(w, dtype=np.float32)
         if w.ndim == 4:
             w = w.transpose(2, 3, 1, 0)  # OIHW -> HWIO
         elif w.ndim == 2:
-            w = w.T  # (out, in) -> (in, out)
+            c, h, wd = dense_inputs.get("/".join(layer_path), (w.shape[1], 1, 1))
+            if c * h * wd == w.shape[1]:  # (out, C*H*W) -> (H*W*C, out)
+                w = w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+            else:
+                w = w.T  # a wrong shape: the check below names it
         if path not in expected or expected[path] != w.shape:
             raise ValueError(f"{name!r} becomes shape {w.shape} in Flax's layout, but this "
                              f"model's {'/'.join(path)} has shape {expected.get(path)}; "
                              "are the weights for another spec?")
         del expected[path]
-        node = params
+        node = variables
         for key in path[:-1]:
             node = node.setdefault(key, {})
         node[path[-1]] = jnp.asarray(w)
@@ -361,7 +486,7 @@ def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> Variables:
         raise ValueError(f"the weights lack {len(missing)} of the model's parameters, "
                          f"e.g. {missing[0]}; use reference.random_weights(spec) for "
                          "the model's spec")
-    return {"params": params}
+    return variables
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -421,7 +546,10 @@ def prepare_batch(images: jax.Array, image_size: int = 96) -> jax.Array:
 
 
 class TrainState(NamedTuple):
-    """What changes from step to step: the parameters and the optimiser's state.
+    """What changes from step to step: the parameters, the optimiser's state,
+    BatchNorm's running statistics (the ``batch_stats`` collection; ``{}``
+    without BatchNorm) and the random key for dropout (auxiliary heads), split
+    at every step.
 
     A NamedTuple is a pytree, so ``jax.jit`` takes and returns it whole, and
     ``donate_argnums=0`` lets XLA write the new state into the old one's memory.
@@ -429,6 +557,8 @@ class TrainState(NamedTuple):
 
     params: Any
     opt_state: optax.OptState
+    batch_stats: Any = None
+    key: Optional[jax.Array] = None
 
 
 class TrainResult(NamedTuple):
@@ -436,7 +566,8 @@ class TrainResult(NamedTuple):
 
     Flax models hold no parameters, so the trained ones come back beside the
     :class:`~d2l_lite.training.History`, as a ``variables`` dict ready for
-    ``model.apply`` or :func:`logits`.
+    ``model.apply`` or :func:`logits` (with ``"batch_stats"``, the running
+    statistics, for a Conv-BN-ReLU spec).
     """
 
     history: training.History
@@ -483,48 +614,79 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
 
 
+def _variables(params, batch_stats) -> Variables:
+    """``{"params": ...}``, with ``"batch_stats"`` when there are any."""
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def _split_aux(output):
+    """``(logits, [aux logits...])`` from what the model returns in training."""
+    return output if isinstance(output, tuple) else (output, [])
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     image_size: int = 96, label_smoothing: float = 0.0,
                     compute_dtype=jnp.float32) -> Callable:
     """``train_step(state, images, labels) -> (state, metrics)``, to be jitted.
 
     ``images`` is a uint8 ``B x 28 x 28`` batch: scaling and resizing happen
-    inside the step, on the device. With ``compute_dtype=jnp.bfloat16`` the
-    parameters and the batch are cast to bfloat16 for the forward and
-    backward pass, while the master weights, the optimiser and the loss stay
-    float32 (the gradients come back float32 through the cast).
-    ``metrics`` holds the batch's summed loss and its number of correct
-    predictions, as device scalars.
+    inside the step, on the device. The model runs with ``train=True``:
+    BatchNorm normalises with the batch's statistics and returns updated
+    running ones (``mutable=["batch_stats"]``), which go into the new state;
+    dropout draws from ``state.key``. With auxiliary heads their losses join
+    with weight ``architecture.AUX_LOSS_WEIGHT`` (0.3); the logged loss stays
+    the main head's, comparable with models without them.
+
+    With ``compute_dtype=jnp.bfloat16`` the parameters and the batch are cast
+    to bfloat16 for the forward and backward pass, while the master weights,
+    BatchNorm's statistics, the optimiser and the loss stay float32 (the
+    gradients come back float32 through the cast). ``metrics`` holds the
+    batch's summed loss and its number of correct predictions, as device scalars.
     """
     num_classes = model.spec.num_classes
 
     def train_step(state: TrainState, images: jax.Array, labels: jax.Array):
         X = prepare_batch(images, image_size).astype(compute_dtype)
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+        key, rngs = state.key, {}
+        if key is not None:
+            key, dropout_key = jax.random.split(key)
+            rngs = {"dropout": dropout_key}
 
         def loss_fn(params):
-            y_hat = model.apply({"params": _cast(params, compute_dtype)}, X)
+            output, updates = model.apply(
+                _variables(_cast(params, compute_dtype), state.batch_stats), X, train=True,
+                mutable=["batch_stats"], rngs=rngs)
+            y_hat, aux_logits = _split_aux(output)
             y_hat = y_hat.astype(jnp.float32)
-            return optax.softmax_cross_entropy(y_hat, targets).mean(), y_hat
+            loss = optax.softmax_cross_entropy(y_hat, targets).mean()
+            aux_loss = sum(optax.softmax_cross_entropy(a.astype(jnp.float32), targets).mean()
+                           for a in aux_logits)
+            total = loss + architecture.AUX_LOSS_WEIGHT * aux_loss
+            return total, (loss, y_hat, updates.get("batch_stats", state.batch_stats))
 
-        (loss, y_hat), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (_, (loss, y_hat, batch_stats)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss_sum": loss * labels.shape[0],
                    "correct": jnp.sum(jnp.argmax(y_hat, axis=-1) == labels)}
-        return TrainState(params, opt_state), metrics
+        return TrainState(params, opt_state, batch_stats, key), metrics
 
     return train_step
 
 
 def make_eval_step(model: nn.Module, *, image_size: int = 96,
                    compute_dtype=jnp.float32) -> Callable:
-    """``eval_step(params, images, labels, valid) -> correct``, to be jitted;
-    ``valid`` masks the padding of the last test batch."""
+    """``eval_step(variables, images, labels, valid) -> correct``, to be jitted;
+    ``variables`` is ``{"params": ...}`` (plus ``"batch_stats"``: BatchNorm
+    uses the running statistics here), ``valid`` masks the padding of the last
+    test batch."""
 
-    def eval_step(params, images, labels, valid):
+    def eval_step(variables, images, labels, valid):
         X = prepare_batch(images, image_size).astype(compute_dtype)
-        y_hat = model.apply({"params": _cast(params, compute_dtype)}, X)
+        variables = dict(variables, params=_cast(variables["params"], compute_dtype))
+        y_hat = model.apply(variables, X)
         return jnp.sum((jnp.argmax(y_hat, axis=-1) == labels) & valid)
 
     return eval_step
@@ -560,7 +722,8 @@ def _device_name(device: jax.Device) -> str:
 
 
 def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
-          device: Optional[jax.Device] = None, image_size: int = 96, plot: bool = True,
+          device: Optional[jax.Device] = None, image_size: Optional[int] = None,
+          plot: bool = True,
           progress: bool = True) -> TrainResult:
     """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
 
@@ -570,10 +733,16 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
 
     The parameters start from :func:`d2l_lite.reference.xavier_weights` for the
     model's spec and ``recipe.seed`` (through :func:`load_weights`), so every
-    framework starts from the same point. All images go to ``device`` (default:
-    JAX's first device) once, as uint8; each batch is gathered there, and
-    scaled and resized inside the compiled step. Loss and correct counts are
-    summed on the device and read once per epoch.
+    framework starts from the same point (BatchNorm: scale 1, shift 0, running
+    statistics 0 and 1). All images go to ``device`` (default: JAX's first
+    device) once, as uint8; each batch is gathered there, and scaled and
+    resized to ``image_size`` (default: the spec's input size; 28 means no
+    resizing) inside the compiled step. Loss and correct counts are summed on
+    the device and read once per epoch.
+
+    BatchNorm trains in training mode (batch statistics; the running ones are
+    carried in the :class:`TrainState` and used for the evaluation), and
+    auxiliary heads add their weighted losses (:func:`make_train_step`).
 
     The step is always compiled: ``jax.jit`` with ``donate_argnums=0`` (the
     old state's buffers are reused for the new one), compiled ahead of time
@@ -597,15 +766,18 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
         print("JAX on the CPU: bfloat16 skipped (float32 instead); it is a GPU option here.")
     compute_dtype = jnp.bfloat16 if recipe.mixed_precision and gpu else jnp.float32
 
-    set_seed(recipe.seed)
+    image_size = model.spec.input_size if image_size is None else image_size
+    key = set_seed(recipe.seed)  # for dropout (auxiliary heads)
     variables = load_weights(model, reference.xavier_weights(model.spec, seed=recipe.seed))
     params = jax.device_put(variables["params"], device)
+    batch_stats = jax.device_put(variables.get("batch_stats", {}), device)
     train_images, train_labels, test_images, test_labels = device_data(data, device)
     num_train, num_test = len(data.train_labels), len(data.test_labels)
     batch_size = recipe.batch_size
     steps_per_epoch = training.steps_per_epoch(num_train, batch_size)
     tx = optimizer(recipe, steps_per_epoch)
-    state = TrainState(params, jax.device_put(tx.init(params), device))
+    state = TrainState(params, jax.device_put(tx.init(params), device), batch_stats,
+                       jax.device_put(key, device))
     train_step = make_train_step(model, tx, image_size=image_size,
                                  label_smoothing=recipe.label_smoothing,
                                  compute_dtype=compute_dtype)
@@ -643,7 +815,8 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
                                                             epoch_labels[0]),
                 CPU_TRAIN_COMPILER_OPTIONS if device.platform == "cpu" else {})
             compiled_eval = jax.jit(eval_step).lower(
-                state.params, eval_images[0], eval_labels[0], eval_valid[0]).compile()
+                _variables(state.params, state.batch_stats), eval_images[0], eval_labels[0],
+                eval_valid[0]).compile()
             history.compile_seconds = compile_timer.elapsed()
         totals = {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32)}
         totals = jax.device_put(totals, device)
@@ -655,8 +828,9 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
         seconds = timer.elapsed()
         bar.close()
         test_correct = jax.device_put(jnp.zeros((), jnp.int32), device)
+        trained = _variables(state.params, state.batch_stats)
         for images, labels, valid in zip(eval_images, eval_labels, eval_valid):
-            test_correct = test_correct + compiled_eval(state.params, images, labels, valid)
+            test_correct = test_correct + compiled_eval(trained, images, labels, valid)
         seen = steps_per_epoch * batch_size
         history.epochs.append(training.EpochStats(
             epoch=epoch + 1, train_loss=float(totals["loss_sum"]) / seen,
@@ -664,7 +838,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
             test_acc=int(test_correct) / num_test,
             seconds=seconds, images_per_sec=seen / seconds))
         live.update(history)
-    return TrainResult(history, {"params": state.params})
+    return TrainResult(history, _variables(state.params, state.batch_stats))
 
 
 # FLOPs and timing ----------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""The GoogLeNet variants in d2l_lite.jax: BatchNorm, auxiliary heads, the
+factorised 5x5 branch and the 28x28 stem.
+
+Parameter counts come from ``jax.eval_shape`` (nothing is computed); logits
+use ``reference.random_weights`` loaded with ``load_weights``. The two
+training runs compile a whole GoogLeNet training step, which takes XLA most of
+their time on a CPU.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from d2l_lite import architecture, counting, data, reference, training
+from d2l_lite import jax as d2l
+
+VARIANTS = architecture.VARIANTS
+BN_AUX = architecture.googlenet_spec(batch_norm=True, aux_heads=True)
+
+
+def shapes(spec):
+    """The variables ``init`` would return for ``spec``, as shapes only."""
+    x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, spec.in_channels),
+                             jnp.float32)
+    return jax.eval_shape(d2l.GoogLeNet(spec).init, jax.random.key(0), x)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return data.load_fashion_mnist(verbose=False).subset(64, 32)
+
+
+@pytest.mark.parametrize("spec", [*VARIANTS.values(), architecture.PAPER_BN_AUX],
+                         ids=[*VARIANTS, "paper bn aux"])
+def test_parameter_count_is_the_analytic_one(spec):
+    variables = shapes(spec)
+    assert d2l.count_parameters(variables) == counting.total_params(counting.count_network(spec))
+    # BatchNorm's running statistics live apart and are not counted
+    assert ("batch_stats" in variables) == spec.batch_norm
+
+
+def test_paper_bn_aux_has_13_4_million_parameters():
+    assert d2l.count_parameters(shapes(architecture.PAPER_BN_AUX)) == 13_385_816
+
+
+def test_variant_layers_are_named_as_in_the_spec():
+    variables = shapes(architecture.googlenet_spec(batch_norm=True, aux_heads=True,
+                                                   factorize=True))
+    params, stats = variables["params"], variables["batch_stats"]
+    conv1 = params["stem"]["b1"]["conv1"]
+    assert set(conv1) == {"kernel"}  # Conv-BN-ReLU: no conv bias
+    assert set(params["stem"]["b1"]["conv1_bn"]) == {"scale", "bias"}
+    assert set(stats["stem"]["b1"]["conv1_bn"]) == {"mean", "var"}
+    branch3 = params["body"]["b3"]["inception3a"]["branch3"]
+    assert set(branch3) == {"5x5_reduce", "5x5_reduce_bn", "5x5a", "5x5a_bn", "5x5b", "5x5b_bn"}
+    assert branch3["5x5a"]["kernel"].shape == (3, 3, 16, 16)
+    assert branch3["5x5b"]["kernel"].shape == (3, 3, 16, 32)
+    assert set(params["aux"]) == {"aux1", "aux2"}
+    assert set(params["aux"]["aux1"]) == {"conv", "conv_bn", "fc1", "fc2"}
+    assert params["aux"]["aux1"]["fc1"]["kernel"].shape == (128, 1024)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_logits_match_reference(name):
+    spec = VARIANTS[name]
+    model = d2l.GoogLeNet(spec)
+    weights = reference.random_weights(spec, seed=0)
+    X = reference.random_input(spec, batch_size=2, seed=1)
+    y = d2l.logits(model, X, d2l.load_weights(model, weights))
+    assert y.shape == (2, spec.num_classes)
+    np.testing.assert_allclose(y, reference.forward(spec, weights, X), rtol=0, atol=1e-4)
+
+
+def test_aux_head_weights_are_ported_at_224():
+    # At 224x224 an auxiliary head flattens a 4 x 4 x 128 map: load_weights must
+    # reorder fc1's rows from PyTorch's C x H x W to Flax's H x W x C.
+    spec = architecture.PAPER_BN_AUX
+    weights = reference.random_weights(spec, seed=2)
+    variables = d2l.load_weights(d2l.GoogLeNet(spec), weights)
+    head = {collection: tree["aux"]["aux1"] for collection, tree in variables.items()}
+    x = np.random.default_rng(3).random((2, 512, 14, 14)).astype(np.float32)  # NCHW
+    y = d2l.AuxHead(1000, batch_norm=True).apply(head, jnp.asarray(x.transpose(0, 2, 3, 1)))
+    expected = reference._avg_pool(x.astype(np.float64), 5, 3)  # 2 x 512 x 4 x 4
+    expected = reference._conv_layer(architecture.Conv("conv", 128, 1, batch_norm=True),
+                                     "aux1/conv", expected, weights).reshape(2, -1)
+    for fc, relu in (("fc1", True), ("fc2", False)):
+        expected = expected @ weights[f"aux1/{fc}/weight"].T + weights[f"aux1/{fc}/bias"]
+        expected = np.maximum(expected, 0) if relu else expected
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=0, atol=1e-4)
+
+
+def test_training_mode_returns_the_aux_logits_and_new_batch_stats():
+    model = d2l.GoogLeNet(BN_AUX)
+    variables = d2l.load_weights(model, reference.xavier_weights(BN_AUX))
+    X = jnp.asarray(reference.random_input(BN_AUX, batch_size=2).transpose(0, 2, 3, 1))
+    # jitted without XLA's backend optimisations: compiles fastest (eager is slower)
+    apply = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]),
+                    compiler_options={"xla_backend_optimization_level": 0})
+    (y, aux), updates = apply(variables, X, rngs={"dropout": jax.random.key(0)})
+    assert y.shape == (2, 10) and len(aux) == 2 and all(a.shape == (2, 10) for a in aux)
+    # the running statistics moved from (0, 1) towards the batch's
+    mean = updates["batch_stats"]["stem"]["b1"]["conv1_bn"]["mean"]
+    assert float(jnp.abs(mean).max()) > 0
+
+
+@pytest.mark.parametrize("spec", [BN_AUX], ids=["bn+aux"])
+def test_train_smoke(fashion, spec):
+    """BatchNorm state and aux losses through train (the variants page also trains
+    the other variants, 28x28 included, in the tests' small-scale mode)."""
+    recipe = training.Recipe("sgd", num_epochs=1, batch_size=16, lr=0.05, momentum=0.9)
+    history, variables = d2l.train(d2l.GoogLeNet(spec), fashion, recipe, plot=False,
+                                   progress=False)
+    (epoch,) = history.epochs
+    assert all(math.isfinite(v) for v in (epoch.train_loss, epoch.train_acc, epoch.test_acc))
+    assert set(variables) == ({"params", "batch_stats"} if spec.batch_norm else {"params"})
+    assert d2l.count_parameters(variables) == counting.total_params(
+        counting.count_network(spec))
+    if spec.batch_norm:  # trained in training mode: the running statistics moved
+        var = np.asarray(variables["batch_stats"]["stem"]["b1"]["conv1_bn"]["var"])
+        assert np.all(np.isfinite(var)) and not np.allclose(var, 1)
