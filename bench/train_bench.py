@@ -40,6 +40,8 @@ from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT))
+from d2l_lite import runtime  # noqa: E402  (standard library only)
 FRAMEWORKS = ("torch", "tensorflow", "jax", "mxnet")
 LABELS = {"torch": "PyTorch", "tensorflow": "TensorFlow", "jax": "JAX/Flax", "mxnet": "MXNet"}
 RECIPES = ("classic", "fast")
@@ -63,25 +65,7 @@ D2L_REFERENCES = {
 
 def device_name() -> str:
     """The GPU's name (nvidia-smi), else the CPU model and core count."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-        names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-        if out.returncode == 0 and names:
-            return names[0] + (f" (x{len(names)}, the benchmark uses one)"
-                               if len(names) > 1 else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {model}, {os.cpu_count()} cores"
-
+    return runtime.hardware()
 
 def slug(text: str) -> str:
     text = re.sub(r"\(.*?\)", "", text.replace("CPU:", "cpu"))

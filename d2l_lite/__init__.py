@@ -8,8 +8,10 @@ Framework-neutral modules (import freely, they need only NumPy):
 * :mod:`d2l_lite.data`: Fashion-MNIST loading and validation;
 * :mod:`d2l_lite.paper`: the paper's Table 1 and torchvision's count, as data;
 * :mod:`d2l_lite.training`: recipes, run scales, the history, the live plot;
+* :mod:`d2l_lite.variants`: the variants chapter's six-run comparison;
+* :mod:`d2l_lite.classic_nets`: AlexNet, VGG-11 and NiN for the counter;
 * :mod:`d2l_lite.plotting`, :mod:`d2l_lite.tables`: figures and text tables;
-* :mod:`d2l_lite.runtime`: small-scale mode and device notices.
+* :mod:`d2l_lite.runtime`: small-scale mode, device notices, the hardware in words.
 
 One module per framework, with the same names in each, imported the d2l way::
 

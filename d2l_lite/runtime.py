@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+from pathlib import Path
 
-__all__ = ["SMALL_SCALE_ENV", "small_scale", "device_notice"]
+__all__ = ["SMALL_SCALE_ENV", "small_scale", "device_notice", "hardware"]
 
 #: Set to 1 (``make test`` and CI do) to run training notebooks on a few
 #: hundred images for a couple of epochs: same code path, 96x96 inputs.
@@ -23,3 +26,27 @@ def device_notice(framework: str, is_gpu: bool, name: str) -> str:
         return f"{framework}: using the GPU ({name})"
     return (f"{framework}: no GPU found, running on the CPU ({name}). This works, "
             f"but training at full scale will be slow.")
+
+
+def hardware() -> str:
+    """The machine in words, for result tables: the GPU's name (``nvidia-smi``),
+    else the CPU's model and core count."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        if out.returncode == 0 and names:
+            return names[0] + (f" (x{len(names)}, one used)"
+                               if len(names) > 1 else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores"
+

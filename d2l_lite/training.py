@@ -119,11 +119,15 @@ class RunScale:
         """
         if self.num_train is not None:
             data = data.subset(self.num_train, self.num_test)
+        return data, self.apply_recipe(recipe)
+
+    def apply_recipe(self, recipe: Recipe) -> Recipe:
+        """The recipe with its epochs and batch size capped for this scale."""
         if self.max_epochs is not None and recipe.num_epochs > self.max_epochs:
             recipe = recipe.with_(num_epochs=self.max_epochs)
         if self.max_batch_size is not None and recipe.batch_size > self.max_batch_size:
             recipe = recipe.with_(batch_size=self.max_batch_size)
-        return data, recipe
+        return recipe
 
 
 FULL_SCALE_ENV = "D2L_FULL_SCALE"

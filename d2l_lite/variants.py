@@ -1,0 +1,107 @@
+"""The variants chapter's measured comparison, framework-neutral.
+
+Six runs with the same budget (data, epochs, batch size, optimiser): the
+baseline, and five changes made one at a time. Each framework page trains
+them with its own :func:`train` and hands the histories to
+:func:`comparison_table`, :func:`check_comparison` and :func:`plot_comparison`.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from . import architecture, counting, tables, training
+from .architecture import GoogLeNetSpec
+from .training import History, Recipe, RunScale
+
+__all__ = ["BASELINE", "RUNS", "comparison_scale", "comparison_table",
+           "check_comparison", "plot_comparison"]
+
+#: The budget every run gets: the book's recipe (AdamW, cosine schedule with
+#: warm-up, bf16 and a compiled step on a GPU) without label smoothing, so that
+#: label smoothing can be one of the changes.
+BASELINE = training.FAST.with_(name="baseline", label_smoothing=0.0)
+
+#: (run name, model, recipe): one change from the baseline each.
+RUNS: Tuple[Tuple[str, GoogLeNetSpec, Recipe], ...] = (
+    ("baseline", architecture.BOOK, BASELINE),
+    ("batch norm", architecture.VARIANTS["batch norm"], BASELINE.with_(name="batch norm")),
+    ("aux heads", architecture.VARIANTS["aux heads"], BASELINE.with_(name="aux heads")),
+    ("label smoothing", architecture.BOOK,
+     BASELINE.with_(name="label smoothing", label_smoothing=0.1)),
+    ("step decay", architecture.BOOK, BASELINE.with_(name="step decay", schedule="step")),
+    ("28x28", architecture.VARIANTS["28x28"], BASELINE.with_(name="28x28")),
+)
+
+
+def comparison_scale(scale: RunScale) -> RunScale:
+    """The scale of the six runs, from the notebook's :func:`training.run_scale`.
+
+    Six runs cost six times one: the tests (small scale) give each 128 images
+    for one epoch, a CPU 1,000 images for two epochs; a GPU runs them in full.
+    """
+    if scale.name == "small":
+        return RunScale("small", 128, 64, 1, 32, "small-scale mode: each run 128 train / "
+                        "64 test images, 1 epoch, batches of 32")
+    if scale.name == "reduced":
+        return RunScale("reduced", 1000, 500, 2, 32, "no GPU: each run 1,000 train / 500 "
+                        "test images, 2 epochs, batches of 32")
+    return scale
+
+
+def comparison_table(histories: Dict[str, History]) -> None:
+    """One row per run: parameters, accuracy, time."""
+    specs = {name: spec for name, spec, _ in RUNS}
+    rows = []
+    for name, h in histories.items():
+        steady = h.epochs[1:] or h.epochs
+        rows.append((name, counting.total_params(counting.count_network(specs[name])),
+                     round(h.final_test_acc, 3), round(max(h.metric("test_acc")), 3),
+                     round(h.train_seconds, 1),
+                     round(sum(e.images_per_sec for e in steady) / len(steady))))
+    tables.print_table(("run", "parameters", "final test acc", "best test acc",
+                        "train s", "images/s"), rows)
+
+
+def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str]:
+    """Assert what must hold for the six runs; return one line per run.
+
+    Every run is complete, finite and did not diverge
+    (:func:`training.check_history`). On a full run each must also have
+    learned (loss fell, test accuracy above 0.5); the reduced and small
+    budgets leave some on the plateau, so there only the first checks apply.
+    """
+    assert list(histories) == [name for name, _, _ in RUNS], list(histories)
+    lenient = RunScale("small", None, None, None, None, "")
+    lines = []
+    for name, _, recipe in RUNS:
+        applied = scale.apply_recipe(recipe)
+        checked = training.check_history(histories[name], applied,
+                                         scale if scale.name == "full" else lenient)
+        lines.append(f"{name}: {', '.join(checked)}")
+    return lines
+
+
+def plot_comparison(histories: Dict[str, History], title: str = ""):
+    """Test accuracy against epochs and against training seconds, one line per run."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_epoch, ax_time) = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for name, h in histories.items():
+        seconds, elapsed = [], 0.0
+        for e in h.epochs:
+            elapsed += e.seconds
+            seconds.append(elapsed)
+        ax_epoch.plot(h.metric("epoch"), h.metric("test_acc"), marker="o", label=name)
+        ax_time.plot(seconds, h.metric("test_acc"), marker="o", label=name)
+    ax_epoch.set_xlabel("epoch")
+    ax_time.set_xlabel("training seconds")
+    ax_epoch.set_ylabel("test accuracy")
+    for ax in (ax_epoch, ax_time):
+        ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":")  # chance
+        ax.grid(alpha=0.3)
+    ax_time.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
