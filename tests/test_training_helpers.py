@@ -52,3 +52,21 @@ def test_check_history_at_full_scale():
     recipe = training.FAST.with_(num_epochs=2)
     checked = training.check_history(_history(recipe, [1.0, 0.4], [0.8, 0.9]), recipe, FULL)
     assert checked[-2:] == ["loss fell", "beat chance"]
+
+
+def test_check_comparison_reports_outcomes_and_requires_all_runs():
+    from d2l_lite import variants
+
+    scale = variants.comparison_scale(SMALL)
+    histories = {}
+    for name, _, recipe in variants.RUNS:
+        applied = scale.apply_recipe(recipe)
+        loss, acc = {"batch norm": (1.5, 0.6), "step decay": (2.9, 0.1)}.get(name, (2.3, 0.1))
+        histories[name] = _history(applied, [loss] * applied.num_epochs,
+                                   [acc] * applied.num_epochs)
+    lines = variants.check_comparison(histories, scale)
+    assert [line.split(",")[-1].split(" (")[0].strip() for line in lines] == [
+        "plateau", "learned", "plateau", "plateau", "unstable", "plateau"]
+    del histories["28x28"]
+    with pytest.raises(AssertionError):
+        variants.check_comparison(histories, scale)
