@@ -138,7 +138,7 @@ def _apply_layer(layer: architecture.Layer, x: jax.Array, train: bool = False) -
         return Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3, layer.ch5x5red,
                          layer.ch5x5, layer.pool_proj, reduce=layer.reduce,
                          batch_norm=layer.batch_norm, factorize=layer.factorize,
-                         name=layer.name)(x, train)
+                         name=layer.name)(x, **_flags(train))
     if isinstance(layer, architecture.GlobalAvgPool):
         return jnp.mean(x, axis=(1, 2), keepdims=True)
     if isinstance(layer, architecture.AvgPool):
@@ -151,6 +151,12 @@ def _apply_layer(layer: architecture.Layer, x: jax.Array, train: bool = False) -
         x = nn.Dense(layer.out_features, name=layer.name)(x)
         return nn.relu(x) if layer.relu else x
     raise TypeError(f"unknown layer type {type(layer).__name__}")
+
+
+def _flags(train: bool, taps: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """Keyword arguments for a submodule call: only those that differ from the
+    defaults, so ``tabulate`` lists a plain inference call's input alone."""
+    return {**({"train": True} if train else {}), **({"taps": taps} if taps else {})}
 
 
 class Layers(nn.Module):
@@ -216,7 +222,7 @@ class Inception(nn.Module):
                                        self.ch3x3red, self.ch3x3, self.ch5x5red,
                                        self.ch5x5, self.pool_proj, reduce=self.reduce,
                                        batch_norm=self.batch_norm, factorize=self.factorize)
-        outputs = [Layers(layers, name=branch)(x, train)  # N x H x W x (its width)
+        outputs = [Layers(layers, name=branch)(x, **_flags(train))  # N x H x W x (its width)
                    for branch, layers in block.branches()]
         return jnp.concatenate(outputs, axis=-1)  # N x H x W x block.out_channels
 
@@ -236,7 +242,7 @@ class Part(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, taps: Tuple[str, ...] = ()):
         tapped = {}
         for stage in self.stages:
-            x = Layers(stage.layers, name=stage.name)(x, train, taps)
+            x = Layers(stage.layers, name=stage.name)(x, **_flags(train, taps))
             if isinstance(x, tuple):
                 x, found = x
                 tapped.update(found)
@@ -306,14 +312,14 @@ class GoogLeNet(nn.Module):
         _check_nhwc(x.shape, self.spec.in_channels)
         self.spec.check_input(x.shape[3], x.shape[1], x.shape[2])
         # Shapes for the book's 96 x 96 input (the paper's 224 x 224: 28, 7, 1000).
-        x = self.stem(x, train)  # N x 12 x 12 x 192
+        x = self.stem(x, **_flags(train))  # N x 12 x 12 x 192
         if not self.spec.aux_heads or not (train or self.is_initializing()):
-            x = self.body(x, train)  # N x 3 x 3 x 1024
-            return self.head(x, train)  # N x num_classes
+            x = self.body(x, **_flags(train))  # N x 3 x 3 x 1024
+            return self.head(x, **_flags(train))  # N x num_classes
         # Auxiliary heads: tap the body after inception4a and inception4d.
         x, tapped = self.body(x, train, tuple(h.after for h in self.spec.aux_heads))
         aux_logits = self.aux(tapped, train)  # each N x num_classes
-        y = self.head(x, train)
+        y = self.head(x, **_flags(train))
         return (y, aux_logits) if train else y
 
 

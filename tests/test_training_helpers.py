@@ -38,7 +38,7 @@ def test_check_history_at_small_scale_accepts_a_plateau():
 
 @pytest.mark.parametrize("losses, accs, scale, message", [
     ([2.3, 2.9], [0.1, 0.1], SMALL, "rose to 2.900"),
-    ([2.3, math.nan], [0.1, 0.1], SMALL, ""),
+    ([2.3, math.nan], [0.1, 0.1], SMALL, "nan"),
     ([2.3, 2.2], [0.1, 0.3], FULL, "fast: 0.300"),
     ([1.0, 1.2], [0.8, 0.8], FULL, "1.000 -> 1.200"),
 ])
