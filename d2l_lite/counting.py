@@ -114,7 +114,7 @@ def count_network(spec: NetworkSpec, input_size: int | None = None,
                 rows.append(LayerCount(stage.name, stage.part, row.name, row.in_shape,
                                        row.out_shape, row.params, row.macs, row.kind))
             shape = _output_shape(layer, shape, new_rows)
-            for head in spec.aux_heads if hasattr(spec, "aux_heads") else ():
+            for head in spec.aux_heads:
                 if head.after == layer.name:
                     head_rows = count_aux_head(head, shape)
                     if not detail:

@@ -625,11 +625,6 @@ def _variables(params, batch_stats) -> Variables:
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def _split_aux(output):
-    """``(logits, [aux logits...])`` from what the model returns in training."""
-    return output if isinstance(output, tuple) else (output, [])
-
-
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     image_size: int = 96, label_smoothing: float = 0.0,
                     compute_dtype=jnp.float32) -> Callable:
@@ -663,7 +658,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
             output, updates = model.apply(
                 _variables(_cast(params, compute_dtype), state.batch_stats), X, train=True,
                 mutable=["batch_stats"], rngs=rngs)
-            y_hat, aux_logits = _split_aux(output)
+            y_hat, aux_logits = training.split_aux(output)
             y_hat = y_hat.astype(jnp.float32)
             loss = optax.softmax_cross_entropy(y_hat, targets).mean()
             aux_loss = sum(optax.softmax_cross_entropy(a.astype(jnp.float32), targets).mean()

@@ -573,7 +573,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
         # Label smoothing: 1 - s + s/K on the true class, s/K on the others.
         target = nd.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
         with autograd.record():
-            y_hat, aux_logits = _split_aux(model(X))
+            y_hat, aux_logits = training.split_aux(model(X))
             loss = loss_fn(y_hat, target)  # one loss per example
             total = loss  # auxiliary heads: their losses join with weight 0.3
             for a in aux_logits:
@@ -641,7 +641,8 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
                 nd.waitall()
                 eval_times.append(start.elapsed())
         if recipe.compile and epoch == 0:
-            history.compile_seconds = _compile_seconds(step_times) + _compile_seconds(eval_times)
+            history.compile_seconds = (training.compile_seconds(step_times)
+                                       + training.compile_seconds(eval_times))
         seen = steps_per_epoch * batch_size
         history.epochs.append(training.EpochStats(
             epoch=epoch + 1, train_loss=loss_sum.asscalar() / seen,
@@ -650,20 +651,6 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
             seconds=seconds, images_per_sec=seen / seconds))
         live.update(history)
     return history
-
-
-def _split_aux(output):
-    """``(logits, [aux logits...])`` from what a model returns in training mode."""
-    return output if isinstance(output, tuple) else (output, [])
-
-
-def _compile_seconds(times: List[float]) -> float:
-    """Time of the first calls beyond a steady call: what building the cached
-    graph (and planning its memory) cost. The last time is the steady one."""
-    if len(times) < 2:
-        return 0.0
-    steady = times[-1]
-    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
 
 
 # FLOPs and timing ----------------------------------------------------------------

@@ -707,7 +707,7 @@ def _fit(model: GoogLeNet, data, recipe: training.Recipe, device: str, image_siz
             y = tf.gather(labels, index)
             Y = tf.one_hot(y, num_classes)
             with tf.GradientTape() as tape:
-                y_hat, aux_logits = _split_aux(model(X, training=True))
+                y_hat, aux_logits = training.split_aux(model(X, training=True))
                 y_hat = tf.cast(y_hat, tf.float32)
                 loss = loss_fn(Y, y_hat)
                 # auxiliary heads: their losses join with weight 0.3 (the logged
@@ -778,8 +778,8 @@ def _fit(model: GoogLeNet, data, recipe: training.Recipe, device: str, image_siz
                         test_correct.numpy()
                         eval_times.append(start.elapsed())
                 if timed and epoch == 0:
-                    history.compile_seconds = (_compile_seconds(step_times)
-                                               + _compile_seconds(eval_times))
+                    history.compile_seconds = (training.compile_seconds(step_times)
+                                               + training.compile_seconds(eval_times))
                 seen = steps_per_epoch * batch_size
                 history.epochs.append(training.EpochStats(
                     epoch=epoch + 1, train_loss=float(train_loss) / seen,
@@ -788,20 +788,6 @@ def _fit(model: GoogLeNet, data, recipe: training.Recipe, device: str, image_siz
                     seconds=seconds, images_per_sec=seen / seconds))
                 live.update(history)
     return history
-
-
-def _split_aux(output):
-    """``(logits, [aux logits...])`` from what a model returns in training mode."""
-    return output if isinstance(output, tuple) else (output, [])
-
-
-def _compile_seconds(times: List[float]) -> float:
-    """Time of the first calls beyond a steady call: what tracing (and, with
-    XLA, compiling) cost. The last time is the steady one."""
-    if len(times) < 2:
-        return 0.0
-    steady = times[-1]
-    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
 
 
 # FLOPs and timing ----------------------------------------------------------------

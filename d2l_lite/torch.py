@@ -491,7 +491,7 @@ def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
         y = train_labels[index]
         # bfloat16 convolutions and matrix products if bf16; the loss in float32
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            y_hat, aux_logits = _split_aux(model(X))
+            y_hat, aux_logits = training.split_aux(model(X))
             loss = nn.functional.cross_entropy(y_hat, y,
                                                label_smoothing=recipe.label_smoothing)
             # auxiliary heads: their losses join with weight 0.3 (the logged loss
@@ -572,7 +572,8 @@ def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
                     _synchronize(device)
                     eval_times.append(start.elapsed())
             if compiled and epoch == 0:
-                history.compile_seconds = _compile_seconds(step_times) + _compile_seconds(eval_times)
+                history.compile_seconds = (training.compile_seconds(step_times)
+                                           + training.compile_seconds(eval_times))
             seen = steps_per_epoch * batch_size
             history.epochs.append(training.EpochStats(
                 epoch=epoch + 1, train_loss=loss_sum.item() / seen,
@@ -583,20 +584,6 @@ def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
         torch.backends.cudnn.benchmark = benchmark
         model.eval()
     return history
-
-
-def _split_aux(output):
-    """``(logits, [aux logits...])`` from what a model returns in training mode."""
-    return output if isinstance(output, tuple) else (output, [])
-
-
-def _compile_seconds(times: List[float]) -> float:
-    """Time of the first calls beyond a steady call: what compiling (and, with
-    CUDA graphs, recording) cost. The last time is the steady one."""
-    if len(times) < 2:
-        return 0.0
-    steady = times[-1]
-    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
 
 
 # FLOPs and timing ----------------------------------------------------------------

@@ -11,13 +11,14 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .runtime import small_scale
 
 __all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
            "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate",
-           "steps_per_epoch"]
+           "steps_per_epoch", "split_aux", "compile_seconds", "check_complete",
+           "check_history"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Recipe:
     ``optimizer``: ``"sgd"`` (with ``momentum``, optionally Nesterov) or
     ``"adamw"``. ``schedule``: ``"constant"``, ``"cosine"`` or ``"step"`` (the
     paper's era: divided by 10 after half and again after three quarters of
-    the epochs), each with linear warm-up over ``warmup_epochs``. ``mixed_precision`` uses bfloat16 compute
-    on a GPU (ignored on the CPU). ``compile`` uses the framework's compiler
+    the epochs), each with linear warm-up over ``warmup_epochs``.
+    ``mixed_precision`` uses bfloat16 compute on a GPU (ignored on the CPU). ``compile`` uses the framework's compiler
     (``torch.compile``, ``jax.jit``, ``tf.function(jit_compile=True)``, Gluon
     ``hybridize``).
     """
@@ -229,7 +230,35 @@ class History:
                 f"test acc {e.test_acc:.3f}")
 
 
+def split_aux(output) -> Tuple:
+    """``(logits, [aux logits...])`` from what a model returns in training mode:
+    a model with auxiliary heads returns that pair, any other its logits alone."""
+    return output if isinstance(output, tuple) else (output, [])
+
+
+def compile_seconds(times: List[float]) -> float:
+    """Time of a compiled step's first calls beyond a steady call: what tracing,
+    compiling (and, with CUDA graphs, recording) cost. ``times`` are the first
+    calls' seconds; the last one is taken as the steady time."""
+    if len(times) < 2:
+        return 0.0
+    steady = times[-1]
+    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
+
+
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over ten classes
+#: A training loss above this in any epoch means the run diverged (went unstable).
+DIVERGED_LOSS = CHANCE_LOSS + 0.25
+
+
+def check_complete(history: History, recipe: Recipe) -> None:
+    """Assert that ``history`` is a finished run of ``recipe``: one entry per
+    epoch, every number in it finite."""
+    assert history.recipe == recipe, (history.recipe, recipe)
+    assert len(history.epochs) == recipe.num_epochs, (len(history.epochs), recipe.num_epochs)
+    for e in history.epochs:
+        values = (e.train_loss, e.train_acc, e.test_acc, e.seconds, e.images_per_sec)
+        assert all(math.isfinite(v) for v in values), (recipe.name, e)
 
 
 def check_history(history: History, recipe: Recipe, scale: RunScale) -> List[str]:
@@ -249,16 +278,10 @@ def check_history(history: History, recipe: Recipe, scale: RunScale) -> List[str
     * ``"full"``: both recipes lowered their loss and beat chance (0.1) by a
       wide margin, a test accuracy above 0.5.
     """
-    checked = []
-    assert history.recipe == recipe, (history.recipe, recipe)
-    assert len(history.epochs) == recipe.num_epochs, (len(history.epochs), recipe.num_epochs)
-    checked.append(f"{recipe.num_epochs} epochs recorded")
-    for e in history.epochs:
-        values = (e.train_loss, e.train_acc, e.test_acc, e.seconds, e.images_per_sec)
-        assert all(math.isfinite(v) for v in values), e
-    checked.append("all finite")
+    check_complete(history, recipe)
+    checked = [f"{recipe.num_epochs} epochs recorded", "all finite"]
     worst = max(e.train_loss for e in history.epochs)
-    assert worst < CHANCE_LOSS + 0.25, f"{recipe.name}: training loss rose to {worst:.3f}"
+    assert worst < DIVERGED_LOSS, f"{recipe.name}: training loss rose to {worst:.3f}"
     checked.append("no divergence")
     first, last = history.epochs[0].train_loss, history.epochs[-1].train_loss
     if scale.name == "full" or (scale.name == "reduced" and recipe.name != CLASSIC.name):
