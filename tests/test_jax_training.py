@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from d2l_lite import architecture, data, reference, training
+from d2l_lite import architecture, reference, training
 from d2l_lite import jax as d2l
 
 TINY = architecture.GoogLeNetSpec(
@@ -26,8 +26,8 @@ TINY = architecture.GoogLeNetSpec(
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    return data.load_fashion_mnist(verbose=False).subset(128, 40)
+def fashion(fashion_mnist):
+    return fashion_mnist.subset(128, 40)
 
 
 def test_prepare_batch_resizes_on_the_device():

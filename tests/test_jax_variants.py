@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from d2l_lite import architecture, counting, data, reference, training
+from d2l_lite import architecture, counting, reference, training
 from d2l_lite import jax as d2l
 
 VARIANTS = architecture.VARIANTS
@@ -30,8 +30,8 @@ def shapes(spec):
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    return data.load_fashion_mnist(verbose=False).subset(64, 32)
+def fashion(fashion_mnist):
+    return fashion_mnist.subset(64, 32)
 
 
 @pytest.mark.parametrize("spec", [*VARIANTS.values(), architecture.PAPER_BN_AUX],

@@ -13,7 +13,7 @@ pytest.importorskip("keras")
 
 import tensorflow as tf  # noqa: E402
 
-from d2l_lite import architecture, data, reference, training  # noqa: E402
+from d2l_lite import architecture, reference, training  # noqa: E402
 from d2l_lite import tensorflow as d2l  # noqa: E402
 
 SPEC = architecture.BOOK
@@ -22,8 +22,8 @@ GPU = bool(tf.config.list_physical_devices("GPU"))
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return data.load_fashion_mnist(verbose=False).subset(64, 48)
+def tiny(fashion_mnist):
+    return fashion_mnist.subset(64, 48)
 
 
 def bilinear(images: np.ndarray, size: int) -> np.ndarray:

@@ -13,7 +13,7 @@ pytest.importorskip("keras")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from d2l_lite import architecture, counting, data, reference, training  # noqa: E402
+from d2l_lite import architecture, counting, reference, training  # noqa: E402
 from d2l_lite import tensorflow as d2l  # noqa: E402
 
 SPECS = dict(architecture.VARIANTS, **{"paper bn aux": architecture.PAPER_BN_AUX})
@@ -28,8 +28,8 @@ def _built(spec: architecture.GoogLeNetSpec) -> d2l.GoogLeNet:
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return data.load_fashion_mnist(verbose=False).subset(64, 32)
+def tiny(fashion_mnist):
+    return fashion_mnist.subset(64, 32)
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ WIDTHS = (BLOCK.ch1x1, BLOCK.ch3x3red, BLOCK.ch3x3, BLOCK.ch5x5red, BLOCK.ch5x5,
           BLOCK.pool_proj)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """`make test` runs two pytest workers on two cores: one thread each."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def built_block(reduce):

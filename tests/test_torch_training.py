@@ -9,26 +9,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from d2l_lite import architecture, data, reference, training  # noqa: E402
+from d2l_lite import architecture, reference, training  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402
 
 SPEC = architecture.BOOK
 IMAGE_SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """`make test` runs two pytest workers on two cores: one thread each keeps
-    PyTorch's many small operators from waiting on each other's threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return data.load_fashion_mnist(verbose=False).subset(32, 24)
+def tiny(fashion_mnist):
+    return fashion_mnist.subset(32, 24)
 
 
 def test_prepare_batch_gathers_scales_and_resizes(tiny):

@@ -8,18 +8,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from d2l_lite import architecture, counting, data, reference, training  # noqa: E402
+from d2l_lite import architecture, counting, reference, training  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402
 
 SPECS = dict(architecture.VARIANTS, **{"paper bn aux": architecture.PAPER_BN_AUX})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -63,10 +58,10 @@ def test_torchinfo_reports_the_tutorial_figures():
 
 
 @pytest.mark.parametrize("name", ["aux heads", "28x28"])
-def test_train_variant_smoke(name):
+def test_train_variant_smoke(name, fashion_mnist):
     spec = architecture.googlenet_spec(batch_norm=True, aux_heads=True) \
         if name == "aux heads" else architecture.VARIANTS[name]
-    tiny = data.load_fashion_mnist(verbose=False).subset(64, 32)
+    tiny = fashion_mnist.subset(64, 32)
     recipe = training.FAST.with_(num_epochs=1, batch_size=16, schedule="step")
     history = d2l.train(d2l.GoogLeNet(spec), tiny, recipe, device="cpu", plot=False,
                         progress=False)

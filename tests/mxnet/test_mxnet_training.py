@@ -15,19 +15,15 @@ mx = pytest.importorskip("mxnet")
 
 from mxnet import autograd, gluon, nd  # noqa: E402
 
-from d2l_lite import architecture, data, reference, training  # noqa: E402
+from d2l_lite import architecture, reference, training  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
 
 SIZE = 48
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    try:
-        full = data.load_fashion_mnist(verbose=False)
-    except data.DataError as error:
-        pytest.skip(f"no Fashion-MNIST here: {error}")
-    return full.subset(96, 40)
+def tiny(fashion_mnist):
+    return fashion_mnist.subset(96, 40)
 
 
 def test_prepare_batch_matches_half_pixel_bilinear():

@@ -17,7 +17,7 @@ mx = pytest.importorskip("mxnet")
 
 from mxnet import autograd, gluon, nd  # noqa: E402
 
-from d2l_lite import architecture, counting, data, reference, training  # noqa: E402
+from d2l_lite import architecture, counting, reference, training  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
 from d2l_lite.data import minibatch_indices  # noqa: E402
 
@@ -29,12 +29,8 @@ SMALL_BN_AUX = architecture.googlenet_spec(input_size=28, stem="small", batch_no
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    try:
-        full = data.load_fashion_mnist(verbose=False)
-    except data.DataError as error:
-        pytest.skip(f"no Fashion-MNIST here: {error}")
-    return full.subset(64, 32)
+def tiny(fashion_mnist):
+    return fashion_mnist.subset(64, 32)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
