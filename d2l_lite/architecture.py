@@ -50,6 +50,9 @@ __all__ = [
     "VARIANTS",
     "PAPER_BN_AUX",
     "conv_output_size",
+    "Step",
+    "walk",
+    "layer_output_shape",
 ]
 
 
@@ -371,6 +374,74 @@ def _layer_output_size(layer: Layer, size: int) -> int:
     if new < 1:
         raise ValueError(f"layer {layer.name!r} gets a {size}x{size} map and has no output")
     return new
+
+
+@dataclass(frozen=True)
+class Step:
+    """One leaf layer met by :func:`walk`, with the shapes around it.
+
+    ``name`` is the layer's path: ``conv1``, ``inception3a/branch2/3x3``,
+    ``aux1/fc1``. ``part`` is ``"aux"`` for the auxiliary heads' layers.
+    Shapes are ``(channels, height, width)``; a dense layer's output is
+    ``(features, 1, 1)``.
+    """
+
+    stage: str
+    part: str
+    name: str
+    layer: Union[Conv, MaxPool, AvgPool, GlobalAvgPool, Dense]
+    in_shape: Tuple[int, int, int]
+    out_shape: Tuple[int, int, int]
+
+
+def layer_output_shape(layer, shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
+    channels, size = shape[0], _layer_output_size(layer, shape[1])
+    if isinstance(layer, Conv):
+        channels = layer.out_channels
+    elif isinstance(layer, Dense):
+        channels = layer.out_features
+    return (channels, size, size)
+
+
+def _walk_layers(layers, shape, stage: str, part: str, prefix: str = ""):
+    """Yield the steps of ``layers`` in order; return the shape after them."""
+    for layer in layers:
+        if isinstance(layer, Inception):
+            for branch, branch_layers in layer.branches():
+                yield from _walk_layers(branch_layers, shape, stage, part,
+                                        f"{prefix}{layer.name}/{branch}/")
+            shape = (layer.out_channels, shape[1], shape[2])
+        else:
+            out = layer_output_shape(layer, shape)
+            yield Step(stage, part, prefix + layer.name, layer, shape, out)
+            shape = out
+    return shape
+
+
+def walk(spec_or_block, input_size=None):
+    """Every leaf layer of a network (or of one Inception block) in order,
+    as :class:`Step` s: the one walk that counting, the FLOP rules and the
+    weight layout all read.
+
+    For a :class:`NetworkSpec`, ``input_size`` is the square side (default
+    the spec's); auxiliary heads follow the block they branch off. For an
+    :class:`Inception` block, ``input_size`` is ``(channels, height, width)``.
+    """
+    if isinstance(spec_or_block, Inception):
+        yield from _walk_layers((spec_or_block,), tuple(input_size), "", "")
+        return
+    spec = spec_or_block
+    size = spec.input_size if input_size is None else input_size
+    spec.check_input(spec.in_channels, size, size)
+    shape = (spec.in_channels, size, size)
+    aux = {head.after: head for head in spec.aux_heads}
+    for stage in spec.stages:
+        for layer in stage.layers:
+            shape = yield from _walk_layers((layer,), shape, stage.name, stage.part)
+            if layer.name in aux:
+                head = aux[layer.name]
+                yield from _walk_layers(head.layers(), shape, stage.name, "aux",
+                                        f"{head.name}/")
 
 
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,

@@ -20,14 +20,14 @@ Conventions, stated once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, List, Sequence, Tuple
 
-from .architecture import (AuxHead, AvgPool, Conv, Dense, GlobalAvgPool, Inception,
-                           MaxPool, NetworkSpec, conv_output_size)
+from .architecture import (Conv, Dense, Inception, NetworkSpec, Step, layer_output_shape,
+                           walk)
 
 __all__ = ["LayerCount", "count_conv", "count_inception", "count_network", "count_any",
-           "analytic_flops", "branch_params", "count_aux_head", "inference_macs",
+           "analytic_flops", "branch_params", "stage_rows", "inference_macs",
            "torchinfo_mult_adds", "total_params", "total_macs", "flops"]
 
 Shape = Tuple[int, int, int]  # channels, height, width
@@ -52,46 +52,32 @@ def flops(macs: int) -> int:
     return 2 * macs
 
 
+def _count_step(step: Step) -> LayerCount:
+    """Parameters and MACs of one leaf layer. A convolution has weights plus
+    a bias, or, for Conv-BN-ReLU, weights plus BatchNorm's scale and shift."""
+    layer, (c_in, h, w), (c_out, h_out, w_out) = step.layer, step.in_shape, step.out_shape
+    kind, params, macs = "pool", 0, 0
+    if isinstance(layer, Conv):
+        macs = c_out * c_in * layer.kernel * layer.kernel * h_out * w_out
+        params = c_out * c_in * layer.kernel * layer.kernel
+        params += (2 if layer.batch_norm else 1) * c_out
+        kind = "conv-bn" if layer.batch_norm else "conv"
+    elif isinstance(layer, Dense):
+        macs = c_in * h * w * c_out
+        params, kind = macs + c_out, "dense"
+    return LayerCount(step.stage, step.part, step.name, step.in_shape, step.out_shape,
+                      params, macs, kind)
+
+
 def count_conv(conv: Conv, in_shape: Shape, prefix: str = "") -> LayerCount:
-    """Parameters and MACs of one convolution: weights plus a bias, or, for
-    Conv-BN-ReLU, weights plus BatchNorm's scale and shift."""
-    c_in, h, w = in_shape
-    h_out = conv_output_size(h, conv.kernel, conv.stride, conv.padding)
-    w_out = conv_output_size(w, conv.kernel, conv.stride, conv.padding)
-    weights = conv.out_channels * c_in * conv.kernel * conv.kernel
-    extra = 2 * conv.out_channels if conv.batch_norm else conv.out_channels
-    return LayerCount("", "", prefix + conv.name, in_shape,
-                      (conv.out_channels, h_out, w_out),
-                      weights + extra,
-                      weights * h_out * w_out,
-                      "conv-bn" if conv.batch_norm else "conv")
-
-
-def _pool(layer, in_shape: Shape, prefix: str = "") -> LayerCount:
-    c, h, w = in_shape
-    if isinstance(layer, MaxPool):
-        size = (conv_output_size(h, layer.kernel, layer.stride, layer.padding),
-                conv_output_size(w, layer.kernel, layer.stride, layer.padding))
-    elif isinstance(layer, AvgPool):
-        size = (conv_output_size(h, layer.kernel, layer.stride, 0),
-                conv_output_size(w, layer.kernel, layer.stride, 0))
-    else:
-        size = (1, 1)
-    return LayerCount("", "", prefix + layer.name, in_shape, (c, *size), 0, 0, "pool")
+    """Parameters and MACs of one convolution."""
+    return _count_step(Step("", "", prefix + conv.name, conv, tuple(in_shape),
+                            layer_output_shape(conv, tuple(in_shape))))
 
 
 def count_inception(block: Inception, in_shape: Shape) -> List[LayerCount]:
     """One row per layer of each branch, named ``block/branch/layer``."""
-    rows = []
-    for branch, layers in block.branches():
-        shape = in_shape
-        for layer in layers:
-            prefix = f"{block.name}/{branch}/"
-            row = (count_conv(layer, shape, prefix) if isinstance(layer, Conv)
-                   else _pool(layer, shape, prefix))
-            rows.append(row)
-            shape = row.out_shape
-    return rows
+    return [_count_step(step) for step in walk(block, in_shape)]
 
 
 def count_network(spec: NetworkSpec, input_size: int | None = None,
@@ -103,42 +89,45 @@ def count_network(spec: NetworkSpec, input_size: int | None = None,
     its own row. Auxiliary heads follow the block they branch off, with
     ``part == "aux"``.
     """
-    size = spec.input_size if input_size is None else input_size
-    spec.check_input(spec.in_channels, size, size)
-    shape: Shape = (spec.in_channels, size, size)
-    rows: List[LayerCount] = []
-    for stage in spec.stages:
-        for layer in stage.layers:
-            new_rows = _count_layer(layer, shape, detail)
-            for row in new_rows:
-                rows.append(LayerCount(stage.name, stage.part, row.name, row.in_shape,
-                                       row.out_shape, row.params, row.macs, row.kind))
-            shape = _output_shape(layer, shape, new_rows)
-            for head in spec.aux_heads:
-                if head.after == layer.name:
-                    head_rows = count_aux_head(head, shape)
-                    if not detail:
-                        head_rows = [LayerCount("", "", head.name, shape,
-                                                head_rows[-1].out_shape,
-                                                total_params(head_rows),
-                                                total_macs(head_rows))]
-                    rows.extend(LayerCount(stage.name, "aux", r.name, r.in_shape,
-                                           r.out_shape, r.params, r.macs, r.kind)
-                                for r in head_rows)
-    return rows
+    rows = [_count_step(step) for step in walk(spec, input_size)]
+    if detail:
+        return rows
+    blocks = {layer.name: layer for stage in spec.stages for layer in stage.layers
+              if isinstance(layer, Inception)}
+    grouped: List[LayerCount] = []
+    for row in rows:
+        group = row.name.split("/")[0]
+        if group == row.name:  # a layer of its own
+            grouped.append(row)
+            continue
+        if grouped and grouped[-1].name == group:  # a block or head continues
+            first = grouped.pop()
+            row = LayerCount(first.stage, first.part, group, first.in_shape,
+                             row.out_shape, first.params + row.params,
+                             first.macs + row.macs)
+        else:
+            row = LayerCount(row.stage, row.part, group, row.in_shape, row.out_shape,
+                             row.params, row.macs)
+        if group in blocks:  # concatenated branches: the block's width, same size
+            row = replace(row, out_shape=(blocks[group].out_channels,) + row.in_shape[1:])
+        grouped.append(row)
+    return grouped
 
 
-def count_aux_head(head: AuxHead, in_shape: Shape) -> List[LayerCount]:
-    """One row per layer of an auxiliary head, named ``aux1/conv`` etc."""
-    rows = []
-    shape = in_shape
-    for layer in head.layers():
-        row = _count_layer(layer, shape, detail=True)[0]
-        row = LayerCount("", "", f"{head.name}/{row.name}", row.in_shape, row.out_shape,
-                         row.params, row.macs, row.kind)
-        rows.append(row)
-        shape = row.out_shape
-    return rows
+def stage_rows(spec: NetworkSpec, input_size: int | None = None
+               ) -> List[Tuple[str, Tuple[int, ...], int]]:
+    """``(stage, output shape, parameters)`` for each stage, then one row per
+    auxiliary head: what every framework's model must reproduce (the
+    contract test). Shapes are ``(C, H, W)``; the head's and the auxiliary
+    heads' are ``(num_classes,)``."""
+    out: dict = {}
+    for row in count_network(spec, input_size):
+        key = row.name if row.part == "aux" else row.stage
+        shape = row.out_shape[:1] if row.out_shape[1:] == (1, 1) else row.out_shape
+        out[key] = (shape, out.get(key, (None, 0))[1] + row.params)
+    rows = [(name, shape, params) for name, (shape, params) in out.items()]
+    return ([r for r in rows if not r[0].startswith("aux")]
+            + [r for r in rows if r[0].startswith("aux")])
 
 
 def inference_macs(rows: Iterable[LayerCount]) -> int:
@@ -168,33 +157,6 @@ def torchinfo_mult_adds(spec: NetworkSpec, batch_size: int = 1, aux: bool = Fals
         else:                        # dense weights and bias once; pools nothing
             total += row.params
     return total * batch_size
-
-
-def _count_layer(layer, shape: Shape, detail: bool) -> List[LayerCount]:
-    if isinstance(layer, Conv):
-        return [count_conv(layer, shape)]
-    if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
-        return [_pool(layer, shape)]
-    if isinstance(layer, Dense):
-        c, h, w = shape
-        fan_in = c * h * w
-        return [LayerCount("", "", layer.name, shape, (layer.out_features, 1, 1),
-                           fan_in * layer.out_features + layer.out_features,
-                           fan_in * layer.out_features, "dense")]
-    if isinstance(layer, Inception):
-        branch_rows = count_inception(layer, shape)
-        if detail:
-            return branch_rows
-        out = (layer.out_channels, shape[1], shape[2])
-        return [LayerCount("", "", layer.name, shape, out,
-                           total_params(branch_rows), total_macs(branch_rows))]
-    raise TypeError(f"unknown layer type {type(layer).__name__}")
-
-
-def _output_shape(layer, shape: Shape, rows: Sequence[LayerCount]) -> Shape:
-    if isinstance(layer, Inception):
-        return (layer.out_channels, shape[1], shape[2])
-    return rows[-1].out_shape
 
 
 def total_params(rows: Iterable[LayerCount]) -> int:

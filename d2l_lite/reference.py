@@ -21,42 +21,66 @@ dense kernels) so a reader can see each conversion once.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from . import counting
 from .architecture import (BN_EPS, AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
-                           Inception, MaxPool)
+                           Inception, MaxPool, walk)
 
-__all__ = ["parameter_shapes", "state_shapes", "random_weights", "xavier_weights", "forward",
+__all__ = ["parameter_shapes", "ordered", "check_shapes", "state_shapes", "random_weights", "xavier_weights", "forward",
            "inception_forward", "random_input"]
 
 
 def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
     """Canonical name -> shape for every trainable parameter of ``spec``, in layer
-    order (auxiliary heads after the block they branch off).
-
-    Read off the analytic counter's rows, so it follows the one description.
-    """
+    order (auxiliary heads after the block they branch off), from
+    :func:`~d2l_lite.architecture.walk`."""
     shapes: Dict[str, Tuple[int, ...]] = {}
-    for row in counting.count_network(spec, detail=True):
-        c_in, h, w = row.in_shape
-        out = row.out_shape[0]
-        if row.kind in ("conv", "conv-bn"):
-            bn = row.kind == "conv-bn"
-            weights = row.params - (2 if bn else 1) * out
-            kernel = int(round(np.sqrt(weights // (out * c_in))))
-            shapes[f"{row.name}/weight"] = (out, c_in, kernel, kernel)
-            if bn:
-                shapes[f"{row.name}_bn/weight"] = (out,)
-                shapes[f"{row.name}_bn/bias"] = (out,)
+    for step in walk(spec):
+        (c_in, h, w), out = step.in_shape, step.out_shape[0]
+        if isinstance(step.layer, Conv):
+            k = step.layer.kernel
+            shapes[f"{step.name}/weight"] = (out, c_in, k, k)
+            if step.layer.batch_norm:
+                shapes[f"{step.name}_bn/weight"] = (out,)
+                shapes[f"{step.name}_bn/bias"] = (out,)
             else:
-                shapes[f"{row.name}/bias"] = (out,)
-        elif row.kind == "dense":
-            shapes[f"{row.name}/weight"] = (out, c_in * h * w)
-            shapes[f"{row.name}/bias"] = (out,)
+                shapes[f"{step.name}/bias"] = (out,)
+        elif isinstance(step.layer, Dense):
+            shapes[f"{step.name}/weight"] = (out, c_in * h * w)
+            shapes[f"{step.name}/bias"] = (out,)
     return shapes
+
+
+def ordered(weights: Dict[str, np.ndarray]) -> Tuple[List[Tuple[str, np.ndarray]],
+                                                    List[Tuple[str, np.ndarray]]]:
+    """``(params, state)``: canonical weights in the order a textbook model
+    creates its tensors, for the frameworks' ``load_weights``.
+
+    ``params``: the main network layer by layer (a Conv-BN-ReLU layer as conv
+    weight, BatchNorm scale, BatchNorm shift), then the auxiliary heads
+    (``aux1``, then ``aux2``), which the models create after their head.
+    ``state``: each BatchNorm's running mean and variance, in the same order.
+    """
+    items = sorted(weights.items(), key=lambda item: item[0].startswith("aux"))
+    is_state = [k.endswith(("running_mean", "running_var")) for k, _ in items]
+    return ([item for item, s in zip(items, is_state) if not s],
+            [item for item, s in zip(items, is_state) if s])
+
+
+def check_shapes(names: List[str], expected: List[Tuple[int, ...]],
+                 found: List[Tuple[int, ...]], framework: str) -> None:
+    """Raise a ``ValueError`` naming the first tensor whose shape differs
+    between the canonical weights (converted to the framework's layout) and
+    the model, or saying how many tensors each has."""
+    if len(expected) != len(found):
+        raise ValueError(f"the weights hold {len(expected)} tensors but the {framework} "
+                         f"model has {len(found)}: was it built for the same spec?")
+    for name, want, have in zip(names, expected, found):
+        if tuple(want) != tuple(have):
+            raise ValueError(f"{name}: the weights have shape {tuple(want)} in "
+                             f"{framework}'s layout, the model {tuple(have)}")
 
 
 def state_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:

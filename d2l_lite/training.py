@@ -11,14 +11,17 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
+from .data import minibatch_indices
 from .runtime import small_scale
 
 __all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
            "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate",
            "steps_per_epoch", "split_aux", "compile_seconds", "check_complete",
-           "check_history"]
+           "check_history", "eval_batches", "fit"]
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,78 @@ def compile_seconds(times: List[float]) -> float:
         return 0.0
     steady = times[-1]
     return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
+
+
+def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The test set in fixed-size batches, ``(index, valid)``, each
+    ``num_batches x batch_size``: the last batch is padded with image 0 and
+    masked by ``valid``, so a compiled evaluation step sees one shape."""
+    num_eval = -(-num_test // batch_size) * batch_size
+    index = np.arange(num_eval)
+    valid = index < num_test
+    return (np.where(valid, index, 0).reshape(-1, batch_size),
+            valid.reshape(-1, batch_size))
+
+
+def fit(framework: str, recipe: Recipe, device: str, num_train: int, num_test: int,
+        train_step: Callable, eval_step: Callable, *, to_device: Callable = np.asarray,
+        sync: Callable = lambda: None, to_float: Callable = float, compiled: bool = False,
+        plot: bool = True, progress: bool = True) -> History:
+    """The training loop the four frameworks share; each brings its two steps.
+
+    ``train_step(index, lr)`` trains on the training images ``index`` (one
+    batch of row numbers, on the device) at learning rate ``lr`` and returns
+    the batch's mean loss and its number of correct predictions, both left on
+    the device; ``eval_step(index, valid)`` returns the number of correct
+    predictions among the test images ``index`` where ``valid``. The totals
+    are read (``to_float``) once per epoch, after ``sync()`` waits for the
+    device. ``to_device`` moves a NumPy index array to the device once per
+    epoch. With ``compiled``, the first steps are timed one by one and their
+    excess over a steady step is the run's ``compile_seconds``.
+    """
+    batch, steps = recipe.batch_size, steps_per_epoch(num_train, recipe.batch_size)
+    history = History(framework, recipe, device, num_train, num_test)
+    live = ProgressPlot(f"{framework}, {recipe.name} recipe", recipe.num_epochs,
+                        enabled=None if plot else False)
+    eval_index, eval_valid = map(to_device, eval_batches(num_test, batch))
+    first: Dict[str, List[float]] = {"train": [], "eval": []}
+
+    def run(kind: str, step: Callable, i: int, *args):
+        if not (compiled and not history.epochs and i < 4):
+            return step(*args)
+        timer = Timer()
+        out = step(*args)
+        sync()
+        first[kind].append(timer.elapsed())
+        return out
+
+    for epoch in range(recipe.num_epochs):
+        order = to_device(np.stack(list(minibatch_indices(
+            num_train, batch, shuffle=True, seed=recipe.seed, epoch=epoch, drop_last=True))))
+        bar = batch_progress(steps, epoch + 1, recipe.num_epochs, enabled=progress)
+        loss_sum = correct = test_correct = 0
+        timer = Timer()
+        for i in range(steps):
+            lr = learning_rate(recipe, epoch * steps + i, steps)
+            loss, hits = run("train", train_step, i, order[i], lr)
+            loss_sum, correct = loss_sum + loss, correct + hits
+            bar.update(1)
+        sync()
+        seconds = timer.elapsed()
+        bar.close()
+        for j in range(len(eval_index)):
+            test_correct = test_correct + run("eval", eval_step, j, eval_index[j],
+                                              eval_valid[j])
+        if compiled and not history.epochs:
+            history.compile_seconds = (compile_seconds(first["train"])
+                                       + compile_seconds(first["eval"]))
+        history.epochs.append(EpochStats(
+            epoch=epoch + 1, train_loss=to_float(loss_sum) / steps,
+            train_acc=to_float(correct) / (steps * batch),
+            test_acc=to_float(test_correct) / num_test, seconds=seconds,
+            images_per_sec=steps * batch / seconds))
+        live.update(history)
+    return history
 
 
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over ten classes
