@@ -1,45 +1,40 @@
-"""GoogLeNet in PyTorch: the Inception block, the model and its helpers.
+"""GoogLeNet in PyTorch, as the chapters write it, and the helpers around it.
 
-Imported the d2l way, ``from d2l_lite import torch as d2l``, this module holds
-the names every framework module of :mod:`d2l_lite` defines:
+Imported the d2l way, ``from d2l_lite import torch as d2l``. The first half
+is the textbook code the chapters show and save here (d2l's ``#@save``):
+:func:`conv_relu`, :class:`Inception`, :class:`GoogLeNet`, the FLOPs
+chapter's :class:`NaiveInception`, the variants chapter's
+:func:`conv_bn_relu`, :class:`FactorizedInception`, :class:`GoogLeNetAux`
+and :class:`SmallStemGoogLeNet`, and the training chapter's
+:func:`train_step`. The second half serves the checks: :func:`googlenet`
+builds the textbook model a spec describes, :func:`stage_rows` and
+:func:`load_weights` let the tests hold it against the spec and the NumPy
+reference, and :func:`train`, :func:`count_flops` and :func:`time_forward`
+run the chapters' experiments.
 
-* :func:`try_gpu` and :func:`set_seed`;
-* :class:`Inception`, the block, built from its output widths alone
-  (``nn.LazyConv2d`` infers the input channels from the first batch, as in d2l);
-* :class:`GoogLeNet`, built by walking the stages of an
-  :class:`~d2l_lite.architecture.GoogLeNetSpec`, with ``stem``, ``body`` and
-  ``head`` attributes;
-* :func:`count_parameters`, :func:`branch_parameters`, :func:`layer_summary`;
-* :func:`load_weights` and :func:`logits`, which port the canonical weights of
-  :mod:`d2l_lite.reference` and compare the logits with its NumPy forward pass;
-* :func:`train` (with :func:`device_data` and :func:`prepare_batch`), the
-  training loop of the training chapter;
-* :func:`count_flops`, :func:`expected_flops` and :func:`time_forward`, for
-  the FLOPs chapter.
-
-PyTorch's layouts are the canonical ones (NCHW activations, OIHW convolution
-weights, ``(out, in)`` dense weights), so nothing is transposed here.
+PyTorch's layouts are the canonical ones (NCHW activations, OIHW kernels,
+``(out, in)`` dense weights), so nothing is transposed here.
 """
 
 from __future__ import annotations
 
-import contextlib
+import statistics
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from . import architecture, counting, reference, runtime, tables, training
-from .data import minibatch_indices
 
-__all__ = ["try_gpu", "set_seed", "Inception", "AuxHead", "GoogLeNet", "count_parameters",
-           "branch_parameters", "layer_summary", "load_weights", "logits",
-           "device_data", "prepare_batch", "train", "count_flops", "expected_flops",
-           "time_forward"]
-
-_BRANCHES = ("branch1", "branch2", "branch3", "branch4")
+__all__ = ["try_gpu", "set_seed", "conv_relu", "max_pool", "Inception", "GoogLeNet",
+           "NaiveInception", "conv_bn_relu", "FactorizedInception", "aux_head",
+           "GoogLeNetAux", "SmallStemGoogLeNet", "train_step", "googlenet",
+           "count_parameters", "branch_parameters", "stage_rows", "layer_summary",
+           "load_weights", "logits", "device_data", "prepare_batch", "train",
+           "count_flops", "expected_flops", "time_forward"]
 
 
 def try_gpu() -> torch.device:
@@ -55,188 +50,198 @@ def try_gpu() -> torch.device:
 
 def set_seed(seed: int) -> None:
     """Seed PyTorch's random number generators (CPU and every GPU)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     torch.manual_seed(seed)
 
 
+# The Inception chapter ------------------------------------------------------------
+
+def conv_relu(channels, kernel_size, stride=1, padding=0):
+    """A convolution and its ReLU, GoogLeNet's building brick."""
+    return nn.Sequential(
+        nn.LazyConv2d(channels, kernel_size, stride, padding), nn.ReLU())
+
+
 class Inception(nn.Module):
-    """The Inception block: four parallel branches concatenated on channels.
-
-    The arguments are the columns of the paper's Table 1. Only output widths
-    are given: each ``nn.LazyConv2d`` learns its input channels from the first
-    batch, so a new block must see one input before its parameters exist.
-    Layer names follow :meth:`d2l_lite.architecture.Inception.branches`.
-    ``reduce=False`` gives the naive block of the FLOPs chapter: the 3x3 and
-    5x5 convolutions read every input channel, without the 1x1 reductions
-    (``ch3x3red`` and ``ch5x5red`` are then unused). ``batch_norm=True`` makes
-    every convolution Conv-BN-ReLU; ``factorize=True`` replaces the 5x5
-    convolution by two 3x3 ones (the variants chapter).
-    """
-
-    def __init__(self, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, *, reduce: bool = True,
-                 batch_norm: bool = False, factorize: bool = False):
+    """Four branches on the same input, concatenated on channels; the
+    widths are the columns of the paper's Table 1."""
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 conv=conv_relu):
         super().__init__()
-        widths = dict(ch1x1=ch1x1, ch3x3red=ch3x3red, ch3x3=ch3x3, ch5x5red=ch5x5red,
-                      ch5x5=ch5x5, pool_proj=pool_proj)
-        for name, width in widths.items():
-            if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-                raise ValueError(f"{name} must be a positive int (a number of output "
-                                 f"channels), got {width!r}")
-        for name, flag in (("reduce", reduce), ("batch_norm", batch_norm),
-                           ("factorize", factorize)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
-        self.reduce = reduce
-        bn = batch_norm
-        # Branch 1: a 1x1 convolution
-        self.branch1 = nn.Sequential(OrderedDict(_conv("1x1", ch1x1, 1, batch_norm=bn)))
-        # Branch 2: a 1x1 convolution reduces the channels, then a 3x3 convolution
-        self.branch2 = nn.Sequential(OrderedDict([
-            *(_conv("3x3_reduce", ch3x3red, 1, batch_norm=bn) if reduce else []),
-            *_conv("3x3", ch3x3, 3, padding=1, batch_norm=bn),
-        ]))
-        # Branch 3: a 1x1 convolution reduces the channels, then a 5x5 convolution
-        # (factorised: two 3x3 convolutions, which see the same 5x5 window)
-        if factorize:
-            five = [*_conv("5x5a", ch5x5red if reduce else ch5x5, 3, padding=1, batch_norm=bn),
-                    *_conv("5x5b", ch5x5, 3, padding=1, batch_norm=bn)]
-        else:
-            five = _conv("5x5", ch5x5, 5, padding=2, batch_norm=bn)
-        self.branch3 = nn.Sequential(OrderedDict([
-            *(_conv("5x5_reduce", ch5x5red, 1, batch_norm=bn) if reduce else []),
-            *five,
-        ]))
-        # Branch 4: 3x3 max pooling, then a 1x1 convolution
-        self.branch4 = nn.Sequential(OrderedDict([
-            ("pool", nn.MaxPool2d(kernel_size=3, stride=1, padding=1)),
-            *_conv("pool_proj", pool_proj, 1, batch_norm=bn),
-        ]))
+        self.branch1 = conv(ch1x1, 1)
+        self.branch2 = nn.Sequential(conv(ch3x3red, 1),
+                                     conv(ch3x3, 3, padding=1))
+        self.branch3 = nn.Sequential(conv(ch5x5red, 1),
+                                     conv(ch5x5, 5, padding=2))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
+                                     conv(pool_proj, 1))
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        # N x 192 x 28 x 28 (inception3a, as in the paper)
-        branch1 = self.branch1(X)  # N x 64 x 28 x 28
-        branch2 = self.branch2(X)  # N x 128 x 28 x 28
-        branch3 = self.branch3(X)  # N x 32 x 28 x 28
-        branch4 = self.branch4(X)  # N x 32 x 28 x 28
-        return torch.cat((branch1, branch2, branch3, branch4), dim=1)  # N x 256 x 28 x 28
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x),
+                          self.branch3(x), self.branch4(x)], dim=1)
 
 
-def _conv(name: str, channels: int, kernel: int, stride: int = 1, padding: int = 0,
-          batch_norm: bool = False) -> List[Tuple[str, nn.Module]]:
-    """Conv-ReLU, or Conv-BN-ReLU (no conv bias: BatchNorm's shift replaces it)."""
-    modules = [(name, nn.LazyConv2d(channels, kernel, stride=stride, padding=padding,
-                                    bias=not batch_norm))]
-    if batch_norm:
-        modules.append((f"{name}_bn", nn.LazyBatchNorm2d(eps=architecture.BN_EPS,
-                                                         momentum=architecture.BN_MOMENTUM)))
-    return modules + [(f"{name}_relu", nn.ReLU())]
+# The GoogLeNet chapter --------------------------------------------------------------
 
-
-class AuxHead(nn.Module):
-    """An auxiliary classifier (:class:`d2l_lite.architecture.AuxHead`): 5x5/3
-    average pool, 1x1 conv to 128, dense 1024 with ReLU, dropout, dense to classes."""
-
-    def __init__(self, num_classes: int, *, batch_norm: bool = False, dropout: float = 0.7):
-        super().__init__()
-        self.pool = nn.AvgPool2d(5, stride=3)
-        self.conv = nn.Sequential(OrderedDict(_conv("conv", 128, 1, batch_norm=batch_norm)))
-        self.fc1 = nn.LazyLinear(1024)
-        self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.LazyLinear(num_classes)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        X = self.conv(self.pool(X)).flatten(1)  # N x 128 x 1 x 1 at 96x96 (4 x 4 at 224)
-        return self.fc2(self.dropout(torch.relu(self.fc1(X))))
-
-
-def _modules(layer) -> List[Tuple[str, nn.Module]]:
-    """The (name, module) pairs of one layer of the spec, named as in the spec."""
-    if isinstance(layer, architecture.Conv):
-        return _conv(layer.name, layer.out_channels, layer.kernel, layer.stride,
-                     layer.padding, layer.batch_norm)
-    if isinstance(layer, architecture.MaxPool):
-        # PyTorch pads max pooling with -inf, so the padding is never selected.
-        return [(layer.name, nn.MaxPool2d(layer.kernel, stride=layer.stride,
-                                          padding=layer.padding))]
-    if isinstance(layer, architecture.Inception):
-        return [(layer.name, Inception(layer.ch1x1, layer.ch3x3red, layer.ch3x3,
-                                       layer.ch5x5red, layer.ch5x5, layer.pool_proj,
-                                       reduce=layer.reduce, batch_norm=layer.batch_norm,
-                                       factorize=layer.factorize))]
-    if isinstance(layer, architecture.GlobalAvgPool):
-        return [(layer.name, nn.AdaptiveAvgPool2d((1, 1)))]
-    if isinstance(layer, architecture.AvgPool):
-        return [(layer.name, nn.AvgPool2d(layer.kernel, stride=layer.stride))]
-    if isinstance(layer, architecture.Dense):
-        return [("flatten", nn.Flatten()), (layer.name, nn.LazyLinear(layer.out_features))]
-    raise ValueError(f"unknown layer type {type(layer).__name__} in the spec")
-
-
-def _part(spec: architecture.GoogLeNetSpec, part: str) -> nn.Sequential:
-    """An ``nn.Sequential`` of the stages of ``part``, each an ``nn.Sequential``."""
-    stages = OrderedDict()
-    for stage in spec.part(part):
-        layers = OrderedDict()
-        for layer in stage.layers:
-            layers.update(_modules(layer))
-        stages[stage.name] = nn.Sequential(layers)
-    return nn.Sequential(stages)
+def max_pool():
+    """The 3x3 max pool with stride 2 that halves the map between stages."""
+    return nn.MaxPool2d(3, stride=2, padding=1)
 
 
 class GoogLeNet(nn.Module):
-    """GoogLeNet built by walking ``spec.stages``: ``stem``, ``body``, ``head``.
-
-    Each part is an ``nn.Sequential`` of its stages (``b1`` ... ``b5``,
-    ``head``), each stage an ``nn.Sequential`` of layers named as in the spec
-    (``conv1``, ``inception3a``, ``fc`` ...). The layers are lazy, so the
-    constructor runs one zero batch of the spec's input size through the
-    model: afterwards every parameter exists and can be counted or loaded.
-
-    With auxiliary heads (``spec.aux_heads``) they live in ``aux``; in
-    training mode ``forward`` returns ``(logits, [aux1_logits, aux2_logits])``,
-    in eval mode the logits alone (the heads are not run).
-    """
-
-    def __init__(self, spec: architecture.GoogLeNetSpec = architecture.BOOK):
+    """The stem (b1, b2), the body (b3, b4, b5) and the head."""
+    def __init__(self, num_classes=10, conv=conv_relu, block=Inception):
         super().__init__()
-        if not isinstance(spec, architecture.GoogLeNetSpec):
-            raise ValueError(f"spec must be a GoogLeNetSpec such as architecture.BOOK or "
-                             f"architecture.googlenet_spec(...), got {type(spec).__name__}")
-        self.spec = spec
-        self.stem = _part(spec, "stem")
-        self.body = _part(spec, "body")
-        self.head = _part(spec, "head")
-        self.aux = nn.ModuleDict({h.name: AuxHead(h.num_classes, batch_norm=h.batch_norm,
-                                                  dropout=h.dropout)
-                                  for h in spec.aux_heads})
-        self._aux_after = {h.after: h.name for h in spec.aux_heads}
-        with torch.no_grad():  # materialise the lazy layers (aux heads: in training mode)
-            self(torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size))
-        for module in self.modules():  # forget the zero batch's statistics
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.reset_running_stats()
+        self.conv, self.block = conv, block
+        self.stem = nn.Sequential(OrderedDict(b1=self.b1(), b2=self.b2()))
+        self.body = nn.Sequential(OrderedDict(
+            b3=self.b3(), b4=self.b4(), b5=self.b5()))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)),
+                                  nn.Flatten(), nn.LazyLinear(num_classes))
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        if X.dim() != 4:
-            raise ValueError(f"GoogLeNet expects an N x C x H x W batch, got shape "
-                             f"{tuple(X.shape)}; add a batch axis with X[None] for one image")
-        self.spec.check_input(X.shape[1], X.shape[2], X.shape[3])
-        # N x 1 x 96 x 96 (the paper: N x 3 x 224 x 224)
-        X = self.stem(X)
-        # N x 192 x 12 x 12 (N x 192 x 28 x 28)
-        if not (self.training and self.aux):
-            X = self.body(X)
-            # N x 1024 x 3 x 3 (N x 1024 x 7 x 7)
-            return self.head(X)  # N x 10 (N x 1000)
-        aux_logits = []  # training with auxiliary heads: tap the body after 4a and 4d
-        for stage in self.body:
-            for name, layer in stage.named_children():
-                X = layer(X)
-                if name in self._aux_after:
-                    aux_logits.append(self.aux[self._aux_after[name]](X))
-        return self.head(X), aux_logits
+    def b1(self):  # N x 1 x 96 x 96 -> N x 64 x 24 x 24
+        return nn.Sequential(self.conv(64, 7, stride=2, padding=3),
+                             max_pool())
+
+    def b2(self):  # -> N x 192 x 12 x 12
+        return nn.Sequential(self.conv(64, 1),
+                             self.conv(192, 3, padding=1), max_pool())
+
+    def b3(self):  # -> N x 480 x 6 x 6
+        c, block = self.conv, self.block
+        return nn.Sequential(block(64, 96, 128, 16, 32, 32, c),
+                             block(128, 128, 192, 32, 96, 64, c),
+                             max_pool())
+
+    def b4(self):  # -> N x 832 x 3 x 3
+        c, block = self.conv, self.block
+        return nn.Sequential(block(192, 96, 208, 16, 48, 64, c),
+                             block(160, 112, 224, 24, 64, 64, c),
+                             block(128, 128, 256, 24, 64, 64, c),
+                             block(112, 144, 288, 32, 64, 64, c),
+                             block(256, 160, 320, 32, 128, 128, c),
+                             max_pool())
+
+    def b5(self):  # -> N x 1024 x 3 x 3
+        c, block = self.conv, self.block
+        return nn.Sequential(block(256, 160, 320, 32, 128, 128, c),
+                             block(384, 192, 384, 48, 128, 128, c))
+
+    def forward(self, x):  # head: N x 1024 x 3 x 3 -> N x 10
+        return self.head(self.body(self.stem(x)))
+
+
+# The FLOPs chapter -------------------------------------------------------------------
+
+class NaiveInception(Inception):
+    """The block without its 1x1 reductions: the 3x3 and 5x5
+    convolutions read every input channel."""
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 conv=conv_relu):
+        super().__init__(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5,
+                         pool_proj, conv)
+        self.branch2 = conv(ch3x3, 3, padding=1)
+        self.branch3 = conv(ch5x5, 5, padding=2)
+
+
+# The variants chapter ----------------------------------------------------------------
+
+def conv_bn_relu(channels, kernel_size, stride=1, padding=0):
+    """Conv-BN-ReLU: no conv bias, BatchNorm's shift takes its place."""
+    return nn.Sequential(
+        nn.LazyConv2d(channels, kernel_size, stride, padding, bias=False),
+        nn.LazyBatchNorm2d(), nn.ReLU())
+
+
+class FactorizedInception(Inception):
+    """Branch 3's 5x5 convolution as two 3x3 ones (Inception-v3)."""
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 conv=conv_relu):
+        super().__init__(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5,
+                         pool_proj, conv)
+        self.branch3 = nn.Sequential(conv(ch5x5red, 1),
+                                     conv(ch5x5red, 3, padding=1),
+                                     conv(ch5x5, 3, padding=1))
+
+
+def aux_head(num_classes, conv=conv_relu):
+    """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
+    return nn.Sequential(nn.AvgPool2d(5, stride=3), conv(128, 1),
+                         nn.Flatten(), nn.LazyLinear(1024), nn.ReLU(),
+                         nn.Dropout(0.7), nn.LazyLinear(num_classes))
+
+
+class GoogLeNetAux(GoogLeNet):
+    """GoogLeNet with the paper's two auxiliary classifiers, which
+    only run in training, after inception4a and inception4d."""
+    def __init__(self, num_classes=10, conv=conv_relu, block=Inception):
+        super().__init__(num_classes, conv, block)
+        self.aux1 = aux_head(num_classes, conv)
+        self.aux2 = aux_head(num_classes, conv)
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        b4 = self.body.b4
+        x = b4[0](self.body.b3(self.stem(x)))       # inception4a
+        aux1 = self.aux1(x)
+        x = b4[3](b4[2](b4[1](x)))                  # 4b, 4c, 4d
+        aux2 = self.aux2(x)
+        x = self.body.b5(b4[5](b4[4](x)))           # 4e, pool, b5
+        return self.head(x), (aux1, aux2)
+
+
+class SmallStemGoogLeNet(GoogLeNet):
+    """For 28x28 images: b1 is one 3x3 convolution, no max pool."""
+    def b1(self):  # N x 1 x 28 x 28 -> N x 64 x 28 x 28
+        return nn.Sequential(self.conv(64, 3, padding=1))
+
+
+# The training chapter ----------------------------------------------------------------
+
+def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
+    """One step: forward, loss, gradients, update."""
+    with torch.autocast(X.device.type, torch.bfloat16, enabled=bf16):
+        y_hat, aux = training.split_aux(model(X))
+        loss = F.cross_entropy(y_hat, y, label_smoothing=label_smoothing)
+        # auxiliary heads (variants chapter) add their losses x 0.3
+        aux_loss = sum(F.cross_entropy(a, y, label_smoothing=label_smoothing)
+                       for a in aux)
+    (loss + 0.3 * aux_loss).backward()
+    optimizer.step()
+    return loss.detach(), (y_hat.argmax(dim=1) == y).sum()
+
+
+# The spec meets the model ------------------------------------------------------------
+
+def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
+    """The textbook model that ``spec`` describes, with its parameters made
+    (one zero batch through the lazy layers) and BatchNorm statistics fresh."""
+    conv, block, cls = _choices(spec)
+    model = cls(spec.num_classes, conv, block)
+    if spec.head_pool == "avg7":  # the paper's 7x7 average pool
+        model.head[0] = nn.AvgPool2d(7, stride=1)
+    with torch.no_grad():
+        model(torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size))
+    for module in model.modules():  # forget the zero batch's statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+    return model
+
+
+def _choices(spec: architecture.GoogLeNetSpec):
+    """``(conv, block, model class)`` of the textbook code for ``spec``."""
+    first = next(layer for stage in spec.part("body") for layer in stage.layers)
+    if not first.reduce and first.factorize:
+        raise ValueError("no textbook block is both naive and factorised")
+    small = not any(isinstance(layer, architecture.MaxPool)
+                    for layer in spec.stages[0].layers)
+    if small and spec.aux_heads:
+        raise ValueError("no textbook model has both the small stem and aux heads")
+    return (conv_bn_relu if spec.batch_norm else conv_relu,
+            NaiveInception if not first.reduce else
+            FactorizedInception if first.factorize else Inception,
+            GoogLeNetAux if spec.aux_heads else
+            SmallStemGoogLeNet if small else GoogLeNet)
 
 
 def _require_built(module: nn.Module) -> None:
@@ -256,69 +261,57 @@ def count_parameters(model: nn.Module) -> int:
 
 def branch_parameters(block: Inception) -> Dict[str, int]:
     """``{"branch1": n, ..., "branch4": n}`` for a built :class:`Inception`."""
-    if not isinstance(block, Inception):
-        raise ValueError(f"branch_parameters takes an Inception block, got "
-                         f"{type(block).__name__}; for a whole model use count_parameters")
-    _require_built(block)
-    return {name: count_parameters(getattr(block, name)) for name in _BRANCHES}
+    return {f"branch{i}": count_parameters(getattr(block, f"branch{i}"))
+            for i in range(1, 5)}
+
+
+def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
+    """``(stage, output shape without the batch axis, parameters)`` per stage,
+    then per auxiliary head: the rows :func:`d2l_lite.counting.stage_rows`
+    computes from the spec."""
+    X = torch.zeros(tuple(input_shape), device=_device(model))
+    rows = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for name, stage in [*model.stem.named_children(), *model.body.named_children(),
+                            ("head", model.head)]:
+            X = stage(X)
+            rows.append((name, tuple(X.shape[1:]), count_parameters(stage)))
+        if isinstance(model, GoogLeNetAux):  # training mode runs the heads
+            model.train()
+            _, aux = model(torch.zeros((2, *input_shape[1:]), device=_device(model)))
+            rows += [(f"aux{i}", tuple(a.shape[1:]), count_parameters(getattr(model, f"aux{i}")))
+                     for i, a in enumerate(aux, 1)]
+    model.train(was_training)
+    return rows
 
 
 def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
-    """Print one row per stage: stage, part, output shape, parameters."""
-    if len(input_shape) != 4:
-        raise ValueError(f"input_shape must be N x C x H x W, e.g. (1, 1, 96, 96), "
-                         f"got {tuple(input_shape)}")
-    model.spec.check_input(*input_shape[1:])
-    X = torch.zeros(tuple(input_shape), device=_device(model))
-    rows = []
-    with torch.no_grad():
-        for part in ("stem", "body", "head"):
-            for name, stage in getattr(model, part).named_children():
-                X = stage(X)
-                rows.append((name, part, tuple(X.shape), count_parameters(stage)))
-    tables.print_table(("stage", "part", "output shape", "parameters"), rows)
+    """Print :func:`stage_rows`: stage, output shape (N x C x H x W), parameters."""
+    rows = [(name, (input_shape[0], *shape), params)
+            for name, shape, params in stage_rows(model, input_shape)]
+    tables.print_table(("stage", "output shape", "parameters"), rows)
 
 
-def _canonical_parameters(model: GoogLeNet) -> Dict[str, nn.Parameter]:
-    """Canonical name -> parameter or BatchNorm statistic:
-    ``body.b3.inception3a.branch1.1x1.weight`` becomes
-    ``inception3a/branch1/1x1/weight`` (the part and stage are dropped),
-    ``aux.aux1.conv.conv.weight`` becomes ``aux1/conv/weight``."""
-    tensors = dict(model.named_parameters())
-    tensors.update((name, buffer) for name, buffer in model.named_buffers()
-                   if name.endswith(("running_mean", "running_var")))
-    out = {}
-    for name, tensor in tensors.items():
-        parts = name.split(".")
-        if parts[0] == "aux":  # aux.aux1.conv.conv.weight or aux.aux1.fc1.weight
-            parts = [parts[1]] + parts[-2:]
-        else:
-            parts = parts[2:]
-        out["/".join(parts)] = tensor
-    return out
+def _bn_state(model: nn.Module) -> List[torch.Tensor]:
+    return [t for bn in model.modules() if isinstance(bn, nn.BatchNorm2d)
+            for t in (bn.running_mean, bn.running_var)]
 
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
-    """Copy canonical weights (:func:`d2l_lite.reference.random_weights`) into ``model``.
-
-    PyTorch's layout is the canonical one (OIHW kernels, ``(out, in)`` dense
-    weights), so each array is copied as it is. Returns the model.
-    """
-    if not isinstance(model, GoogLeNet):
-        raise ValueError(f"load_weights takes a GoogLeNet, got {type(model).__name__}")
-    params = _canonical_parameters(model)
-    missing, unexpected = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
-    if missing or unexpected:
-        raise ValueError(f"the weights do not fit this model (missing: {missing[:3]}, "
-                         f"unexpected: {unexpected[:3]}); make them with "
-                         f"reference.random_weights(spec) for the model's own spec")
-    with torch.no_grad():
-        for name, param in params.items():
-            value = torch.as_tensor(np.asarray(weights[name], dtype=np.float32))
-            if value.shape != param.shape:
-                raise ValueError(f"{name} has shape {tuple(value.shape)}, the model "
-                                 f"expects {tuple(param.shape)} (PyTorch layout, OIHW)")
-            param.copy_(value)
+    """Copy canonical weights (:func:`d2l_lite.reference.random_weights`) into
+    ``model``, tensor by tensor in the order the model created them
+    (:func:`d2l_lite.reference.ordered`). PyTorch's layout is the canonical
+    one, so each array is copied as it is. Returns the model."""
+    _require_built(model)
+    params, state = reference.ordered(weights)
+    for arrays, tensors in ((params, list(model.parameters())), (state, _bn_state(model))):
+        reference.check_shapes([name for name, _ in arrays], [a.shape for _, a in arrays],
+                               [t.shape for t in tensors], "PyTorch")
+        with torch.no_grad():
+            for tensor, (_, array) in zip(tensors, arrays):
+                tensor.copy_(torch.as_tensor(np.asarray(array, np.float32)))
     return model
 
 
@@ -326,35 +319,24 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@contextlib.contextmanager
-def _full_float32() -> Iterator[None]:
-    """Full float32 convolutions: on recent GPUs cuDNN defaults to TF32, which
-    keeps 10 mantissa bits and moves logits by about 1e-3."""
-    conv = torch.backends.cudnn.conv
-    before = conv.fp32_precision
-    conv.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        conv.fp32_precision = before
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
-    """Logits for an NCHW float32 NumPy batch, as a float32 NumPy array.
-
-    Runs in eval mode without gradients on the model's device, in full float32,
-    and leaves the model in the mode it was in.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 4:
-        raise ValueError(f"X must be an N x C x H x W batch, got shape {X.shape}")
-    was_training = model.training
+    """Logits for an NCHW float32 NumPy batch, as a float32 NumPy array: eval
+    mode, no gradients, full float32 convolutions (cuDNN's default TF32 keeps
+    10 mantissa bits and would move the logits by about 1e-3)."""
+    was_training, conv = model.training, torch.backends.cudnn.conv
+    precision, conv.fp32_precision = conv.fp32_precision, "ieee"
     model.eval()
     try:
-        with torch.no_grad(), _full_float32():
-            Y = model(torch.from_numpy(X).to(_device(model)))
+        with torch.no_grad():
+            Y = model(torch.as_tensor(np.asarray(X, np.float32), device=_device(model)))
     finally:
         model.train(was_training)
+        conv.fp32_precision = precision
     return Y.float().cpu().numpy()
 
 
@@ -362,19 +344,14 @@ def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
 
 #: torch.compile's mode for the FAST recipe on a GPU. "reduce-overhead" replays
 #: each compiled graph as a CUDA graph: at 96x96 most of GoogLeNet's kernels
-#: are small, so launch overhead matters. "max-autotune-no-cudagraphs" would
-#: benchmark kernel choices instead, which costs minutes of compilation for a
-#: run of about a minute.
+#: are small, so launch overhead matters.
 COMPILE_MODE = "reduce-overhead"
 
 
 def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
     """``(train_images, train_labels, test_images, test_labels)`` of a
     :class:`~d2l_lite.data.FashionMNIST` as tensors on ``device``, copied once.
-
-    Images stay uint8 ``(N, 28, 28)`` (47 MB for all 60,000): each batch is
-    converted and resized on the device by :func:`prepare_batch`.
-    """
+    Images stay uint8 ``(N, 28, 28)``: :func:`prepare_batch` converts each batch."""
     return tuple(torch.tensor(array, dtype=dtype, device=device) for array, dtype in (
         (data.train_images, torch.uint8), (data.train_labels, torch.int64),
         (data.test_images, torch.uint8), (data.test_labels, torch.int64)))
@@ -385,18 +362,9 @@ def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 9
     """Gather ``images[index]`` (uint8, N x 28 x 28) and make a float32
     ``B x 1 x image_size x image_size`` batch in [0, 1], on the images' device."""
     X = images[index].unsqueeze(1).float().div_(255)  # B x 1 x 28 x 28
-    X = nn.functional.interpolate(X, size=(image_size, image_size), mode="bilinear",
-                                  align_corners=False, antialias=False)
+    X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
+                      align_corners=False, antialias=False)
     return X.contiguous(memory_format=torch.channels_last) if channels_last else X
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _optimizer(model: nn.Module, recipe, device: torch.device,
@@ -406,15 +374,13 @@ def _optimizer(model: nn.Module, recipe, device: torch.device,
     the fused CUDA kernels and the compiled one ``capturable`` state."""
     lr = torch.tensor(recipe.lr, device=device) if compiled else recipe.lr
     cuda = device.type == "cuda"
-    if recipe.optimizer == "sgd":
-        # weight_decay is coupled: added to the gradient as L2 regularisation
+    if recipe.optimizer == "sgd":  # weight_decay coupled: L2 added to the gradient
         options = dict(momentum=recipe.momentum, nesterov=recipe.nesterov,
                        weight_decay=recipe.weight_decay)
         if cuda and not compiled:
             options["fused"] = True
         return torch.optim.SGD(model.parameters(), lr=lr, **options)
-    # AdamW: weight decay decoupled from the gradient (betas 0.9, 0.999; eps 1e-8)
-    options = dict(weight_decay=recipe.weight_decay)
+    options = dict(weight_decay=recipe.weight_decay)  # AdamW: decay decoupled
     if cuda:
         options["capturable" if compiled else "fused"] = True
     return torch.optim.AdamW(model.parameters(), lr=lr, **options)
@@ -428,162 +394,66 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
+def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
+          spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
           image_size: Optional[int] = None, plot: bool = True,
           progress: bool = True) -> training.History:
-    """Train ``model`` on ``data`` (a :class:`~d2l_lite.data.FashionMNIST`) with ``recipe``.
+    """Train ``model`` (the textbook model of ``spec``) on ``data`` with ``recipe``.
 
-    The model starts from :func:`d2l_lite.reference.xavier_weights` for its
-    spec and ``recipe.seed``, so every framework starts from the same point.
-    All images go to the device once, as uint8; each batch is gathered,
-    scaled to [0, 1] and resized to ``image_size`` (default: the spec's
-    input size; 28 means no resizing) there. Loss and accuracy are
-    summed on the device and read once per epoch.
-
+    The model starts from :func:`d2l_lite.reference.xavier_weights` for
+    ``spec`` and ``recipe.seed``, so every framework starts from the same
+    point. The images go to the device once, as uint8; each batch is scaled
+    and resized to ``image_size`` (default the spec's; 28: no resizing) there.
     On a GPU, ``recipe.mixed_precision`` means bfloat16 autocast with
-    channels-last tensors, and ``recipe.compile`` compiles the whole training
-    step (forward, loss, backward, optimiser step) with ``torch.compile``. On
-    the CPU both are skipped with a notice: float32, and eager execution,
-    because compiling GoogLeNet takes longer there than it saves at the scale
-    a CPU can train (see the training chapter).
-
-    Returns a :class:`~d2l_lite.training.History`; ``EpochStats.seconds`` is
-    the time of the epoch's training steps (device synchronised; compilation
-    included in the first epoch), without the evaluation that follows.
+    channels-last tensors, and ``recipe.compile`` compiles :func:`train_step`
+    with ``torch.compile``; on the CPU both are skipped with a notice.
+    The loop itself is :func:`d2l_lite.training.fit`.
     """
-    if not isinstance(model, GoogLeNet):
-        raise ValueError(f"train takes a GoogLeNet, got {type(model).__name__}")
-    if not isinstance(recipe, training.Recipe):
-        raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC, "
-                         f"got {type(recipe).__name__}")
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    training.check_recipe(recipe)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
+    compiled, bf16 = recipe.compile and cuda, recipe.mixed_precision and cuda
     skipped = [what for what, asked in (("bfloat16 (float32 instead)", recipe.mixed_precision),
                                         ("torch.compile (eager instead)", recipe.compile))
                if asked and not cuda]
     if skipped:
         print(f"PyTorch on the CPU: {' and '.join(skipped)}; both are GPU options here.")
-    image_size = model.spec.input_size if image_size is None else image_size
-    return _fit(model, data, recipe, device, image_size, plot, progress,
-                compiled=recipe.compile and cuda, bf16=recipe.mixed_precision and cuda,
-                channels_last=recipe.mixed_precision and cuda)
-
-
-def _fit(model: GoogLeNet, data, recipe, device: torch.device, image_size: int,
-         plot: bool, progress: bool, *, compiled: bool, bf16: bool,
-         channels_last: bool) -> training.History:
-    """The training loop of :func:`train`, with its choices made explicit."""
+    size = image_size or spec.input_size
     set_seed(recipe.seed)
-    model.to(device)
-    load_weights(model, reference.xavier_weights(model.spec, seed=recipe.seed))
-    if channels_last:
+    load_weights(model.to(device), reference.xavier_weights(spec, seed=recipe.seed))
+    if bf16:
         model.to(memory_format=torch.channels_last)
-    train_images, train_labels, test_images, test_labels = device_data(data, device)
-    num_train, num_test = len(train_labels), len(test_labels)
-    batch_size = recipe.batch_size
-    steps_per_epoch = training.steps_per_epoch(num_train, batch_size)
+    train_X, train_y, test_X, test_y = device_data(data, device)
     optimizer = _optimizer(model, recipe, device, compiled)
-    device_type = device.type
+    step = torch.compile(train_step, mode=COMPILE_MODE, dynamic=False) if compiled \
+        else train_step
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    def train_step(index):
-        X = prepare_batch(train_images, index, image_size, channels_last)
-        y = train_labels[index]
-        # bfloat16 convolutions and matrix products if bf16; the loss in float32
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            y_hat, aux_logits = training.split_aux(model(X))
-            loss = nn.functional.cross_entropy(y_hat, y,
-                                               label_smoothing=recipe.label_smoothing)
-            # auxiliary heads: their losses join with weight 0.3 (the logged loss
-            # stays the main head's, comparable with models without them)
-            aux_loss = sum(nn.functional.cross_entropy(a, y, label_smoothing=recipe.label_smoothing)
-                           for a in aux_logits)
-        correct = (y_hat.argmax(dim=1) == y).sum()
-        (loss + architecture.AUX_LOSS_WEIGHT * aux_loss).backward()
-        optimizer.step()
-        return loss.detach(), correct
+    def fit_step(index, lr):
+        _set_lr(optimizer, lr)
+        optimizer.zero_grad(set_to_none=True)  # not traceable: outside the compiled step
+        if compiled:  # a new CUDA graph replay: the last outputs have been read
+            torch.compiler.cudagraph_mark_step_begin()
+        model.train()
+        return step(model, optimizer, prepare_batch(train_X, index, size, bf16),
+                    train_y[index], recipe.label_smoothing, bf16)
 
     def eval_step(index, valid):
-        X = prepare_batch(test_images, index, image_size, channels_last)
-        with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            y_hat = model(X)
-        return ((y_hat.argmax(dim=1) == test_labels[index]) & valid).sum()
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            y_hat = model(prepare_batch(test_X, index, size, bf16))
+        return ((y_hat.argmax(dim=1) == test_y[index]) & valid).sum()
 
-    if compiled:
-        train_step = torch.compile(train_step, mode=COMPILE_MODE, dynamic=False)
-        eval_step = torch.compile(eval_step, mode=COMPILE_MODE, dynamic=False)
-
-    cuda_graphs = compiled and device.type == "cuda" and COMPILE_MODE == "reduce-overhead"
-
-    def run(step, *args):
-        if cuda_graphs:  # a new iteration: the last outputs have been added up
-            torch.compiler.cudagraph_mark_step_begin()
-        return step(*args)
-
-    # The test set in fixed-size batches: the last one is padded with image 0
-    # and masked, so a compiled evaluation sees one shape.
-    num_eval = -(-num_test // batch_size) * batch_size
-    eval_order = torch.arange(num_eval, device=device)
-    eval_valid = eval_order < num_test
-    eval_order = torch.where(eval_valid, eval_order, 0)
-
-    history = training.History("PyTorch", recipe, _device_name(device), num_train,
-                               num_test)
-    live = training.ProgressPlot(f"PyTorch, {recipe.name} recipe", recipe.num_epochs,
-                                 enabled=None if plot else False)
-    benchmark = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True  # one input shape: pick the fastest kernels once
-    try:
-        for epoch in range(recipe.num_epochs):
-            order = np.stack(list(minibatch_indices(
-                num_train, batch_size, shuffle=True, seed=recipe.seed, epoch=epoch,
-                drop_last=True)))  # steps_per_epoch x batch_size, one copy per epoch
-            order = torch.from_numpy(order).to(device)
-            loss_sum = torch.zeros((), device=device)
-            correct_sum = torch.zeros((), dtype=torch.int64, device=device)
-            model.train()
-            bar = training.batch_progress(steps_per_epoch, epoch + 1, recipe.num_epochs,
-                                          enabled=progress)
-            step_times = []
-            timer = training.Timer()
-            for i in range(steps_per_epoch):
-                _set_lr(optimizer, training.learning_rate(recipe, epoch * steps_per_epoch + i,
-                                                          steps_per_epoch))
-                start = training.Timer()
-                loss, correct = run(train_step, order[i])
-                optimizer.zero_grad(set_to_none=True)  # not traceable: outside the compiled step
-                loss_sum += loss.float() * batch_size
-                correct_sum += correct
-                if compiled and epoch == 0 and i < 4:  # time the first steps for compile_seconds
-                    _synchronize(device)
-                    step_times.append(start.elapsed())
-                bar.update(1)
-            _synchronize(device)
-            seconds = timer.elapsed()
-            bar.close()
-            model.eval()
-            test_correct = torch.zeros((), dtype=torch.int64, device=device)
-            eval_times = []
-            for start_index in range(0, num_eval, batch_size):
-                start = training.Timer()
-                test_correct += run(eval_step, eval_order[start_index:start_index + batch_size],
-                                    eval_valid[start_index:start_index + batch_size])
-                if compiled and epoch == 0 and start_index < 4 * batch_size:
-                    _synchronize(device)
-                    eval_times.append(start.elapsed())
-            if compiled and epoch == 0:
-                history.compile_seconds = (training.compile_seconds(step_times)
-                                           + training.compile_seconds(eval_times))
-            seen = steps_per_epoch * batch_size
-            history.epochs.append(training.EpochStats(
-                epoch=epoch + 1, train_loss=loss_sum.item() / seen,
-                train_acc=correct_sum.item() / seen, test_acc=test_correct.item() / num_test,
-                seconds=seconds, images_per_sec=seen / seconds))
-            live.update(history)
+    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
+    try:  # one input shape: cuDNN picks the fastest kernels once
+        return training.fit(
+            "PyTorch", recipe, torch.cuda.get_device_name(device) if cuda else "cpu",
+            len(train_y), len(test_y), fit_step, eval_step,
+            to_device=lambda a: torch.as_tensor(a, device=device), sync=sync,
+            compiled=compiled, plot=plot, progress=progress)
     finally:
         torch.backends.cudnn.benchmark = benchmark
         model.eval()
-    return history
 
 
 # FLOPs and timing ----------------------------------------------------------------
@@ -629,8 +499,6 @@ def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
     layers, pick cuDNN kernels and fill caches); the device is synchronised
     around every timed pass.
     """
-    import statistics
-
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     device = _device(model_or_block)

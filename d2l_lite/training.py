@@ -21,7 +21,7 @@ from .runtime import small_scale
 __all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
            "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate",
            "steps_per_epoch", "split_aux", "compile_seconds", "check_complete",
-           "check_history", "eval_batches", "fit"]
+           "check_history", "check_recipe", "eval_batches", "fit"]
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,14 @@ def compile_seconds(times: List[float]) -> float:
         return 0.0
     steady = times[-1]
     return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
+
+
+def check_recipe(recipe) -> Recipe:
+    """Return ``recipe`` if it is a :class:`Recipe`; else say what to pass."""
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe must be a training.Recipe such as training.CLASSIC or "
+                         f"training.FAST, got {type(recipe).__name__}")
+    return recipe
 
 
 def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:

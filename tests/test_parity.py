@@ -24,21 +24,21 @@ SPECS = {"book": architecture.BOOK, "paper": architecture.PAPER}
 
 def torch_logits(spec, weights, X):
     from d2l_lite import torch as d2l
-    model = d2l.GoogLeNet(spec)
+    model = d2l.googlenet(spec)
     d2l.load_weights(model, weights)
     return d2l.logits(model, X)
 
 
 def tensorflow_logits(spec, weights, X):
     from d2l_lite import tensorflow as d2l
-    model = d2l.GoogLeNet(spec)
+    model = d2l.googlenet(spec)
     d2l.load_weights(model, weights)
     return d2l.logits(model, X)
 
 
 def jax_logits(spec, weights, X):
     from d2l_lite import jax as d2l
-    model = d2l.GoogLeNet(spec)
+    model = d2l.googlenet(spec)
     variables = d2l.load_weights(model, weights)
     return d2l.logits(model, X, variables)
 
