@@ -20,8 +20,7 @@ def main(source: str, target: str) -> None:
     arrays = dict(np.load(source))
     spec = {"book": architecture.BOOK, "paper": architecture.PAPER}[str(arrays.pop("spec"))]
     X = arrays.pop("X")
-    model = d2l.GoogLeNet(spec)
-    d2l.load_weights(model, arrays)
+    model = d2l.load_weights(d2l.googlenet(spec), arrays)
     np.savez(target, logits=d2l.logits(model, X))
 
 
