@@ -42,16 +42,11 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-# The textbook model (Inception and GoogLeNet chapters) ---------------------------
+# The Inception chapter -----------------------------------------------------------
 def conv_relu(channels, kernel_size, stride=1, padding=0):
     """A convolution and its ReLU, GoogLeNet's building brick."""
     return nn.Conv2D(channels, kernel_size, stride, padding,
                      activation="relu")
-
-
-def max_pool():
-    """The 3x3 max pool with stride 2 that halves the map between stages."""
-    return nn.MaxPool2D(3, strides=2, padding=1)  # pads with -inf
 
 
 class Inception(nn.HybridBlock):
@@ -74,6 +69,12 @@ class Inception(nn.HybridBlock):
         # N x C x H x W -> N x (ch1x1 + ch3x3 + ch5x5 + pool_proj) x H x W
         return F.concat(self.branch1(x), self.branch2(x),
                         self.branch3(x), self.branch4(x), dim=1)
+
+
+# The GoogLeNet chapter -----------------------------------------------------------
+def max_pool():
+    """The 3x3 max pool with stride 2 that halves the map between stages."""
+    return nn.MaxPool2D(3, strides=2, padding=1)  # pads with -inf
 
 
 class GoogLeNet(nn.HybridBlock):
@@ -121,8 +122,8 @@ class GoogLeNet(nn.HybridBlock):
                 B(384, 192, 384, 48, 128, 128, c))
         return net
 
-    def hybrid_forward(self, F, x):
-        return self.head(self.body(self.stem(x)))  # N x num_classes
+    def hybrid_forward(self, F, x):  # head: N x 1024 x 3 x 3 -> N x 10
+        return self.head(self.body(self.stem(x)))
 
 
 # The FLOPs chapter ---------------------------------------------------------------
@@ -212,9 +213,9 @@ class SmallStemGoogLeNet(GoogLeNet):
 # Where the spec meets the model ------------------------------------------------
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:
-    """The textbook model that ``spec`` describes (``model.spec``), on
-    ``ctx`` (CPU): initialised (Xavier) and run on one zero batch, so
-    every parameter has its shape, with fresh BatchNorm statistics."""
+    """The textbook model that ``spec`` describes, on ``ctx`` (CPU):
+    initialised (Xavier) and run on one zero batch, so every parameter has
+    its shape, with fresh BatchNorm statistics."""
     first = spec.part("body")[0].layers[0]
     if first.factorize and not first.reduce:
         raise ValueError("no textbook block is both naive and factorised")
@@ -231,15 +232,12 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
     if spec.head_pool == "avg7":  # the paper's head: a 7x7 map pooled
         model.head = nn.HybridSequential()
         model.head.add(nn.AvgPool2D(7, strides=1), nn.Dense(spec.num_classes))
-    model.spec = spec
     ctx = ctx or mx.cpu()
     model.initialize(mx.init.Xavier(), ctx=ctx)
-    size = spec.input_size
     with autograd.train_mode():  # training mode builds the aux heads too
-        model(nd.zeros((1, spec.in_channels, size, size), ctx=ctx))
+        model(nd.zeros((1, spec.in_channels, spec.input_size, spec.input_size), ctx=ctx))
     # The zero batch moved BatchNorm's running statistics: back to 0 and 1.
-    stats = model.collect_params(".*running_mean|.*running_var")
-    stats.initialize(ctx=ctx, force_reinit=True)
+    model.collect_params(".*running_mean|.*running_var").initialize(ctx=ctx, force_reinit=True)
     return model
 
 
@@ -393,25 +391,27 @@ def train_step(model, trainer, loss_fn, X, y, target):
     return loss.mean(), (y_hat.argmax(axis=1) == y).sum()
 
 
-def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, device=None,
+def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
+          spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
           image_size=None, plot: bool = True, progress: bool = True) -> training.History:
-    """Train a model from :func:`googlenet` on Fashion-MNIST ``data`` with
-    :func:`d2l_lite.training.fit` and :func:`train_step`, from
-    ``reference.xavier_weights(model.spec, recipe.seed)`` like every
-    framework. ``recipe.compile`` hybridizes the model; MXNet 1.9 has no
-    bfloat16 training on GPUs, so ``recipe.mixed_precision`` does nothing."""
+    """Train ``model`` (the textbook model of ``spec``) on ``data`` with
+    :func:`d2l_lite.training.fit` and :func:`train_step`, from the Xavier
+    weights every framework starts from; ``recipe.compile`` hybridizes. (MXNet
+    1.9 has no bfloat16 training on GPUs: ``mixed_precision`` is ignored.)"""
+    training.check_recipe(recipe)
     ctx = _context(model) if device is None else device
-    size = model.spec.input_size if image_size is None else image_size
+    size = image_size or spec.input_size
     if recipe.mixed_precision:
         print("MXNet 1.9 has no bfloat16 training on GPUs: this run uses float32.")
     model.collect_params().reset_ctx(ctx)
-    load_weights(model, reference.xavier_weights(model.spec, seed=recipe.seed))
+    set_seed(recipe.seed)
+    load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
     # hybridize(False) as well: a model hybridized earlier runs eagerly here.
     model.hybridize(active=recipe.compile, static_alloc=True, static_shape=True)
     train_X, train_y, test_X, test_y = device_data(data, ctx)
     trainer = _trainer(model, recipe)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
-    classes, smoothing = model.spec.num_classes, recipe.label_smoothing
+    classes, smoothing = spec.num_classes, recipe.label_smoothing
     previous = [nd.zeros((1,), ctx=ctx)]
 
     def step(index, lr):
@@ -454,8 +454,7 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
 
     def hook(block, inputs, output):
         weight = block.weight.shape  # Conv2D: (O, I, kh, kw); Dense: (O, I)
-        fan_in = int(np.prod(inputs[0].shape[1:])) if isinstance(block, nn.Dense) \
-            else inputs[0].shape[1]
+        fan_in = inputs[0][0].size if isinstance(block, nn.Dense) else inputs[0].shape[1]
         assert weight[1] == fan_in, (block.name, inputs[0].shape, weight)
         macs.append(output.size * int(np.prod(weight[1:])))
 

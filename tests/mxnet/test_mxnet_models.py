@@ -136,3 +136,13 @@ def test_set_seed_makes_initialisation_reproducible():
     d2l.set_seed(7)
     second = d2l.googlenet(architecture.BOOK).stem[0][0].weight.data().asnumpy()
     np.testing.assert_array_equal(first, second)
+
+
+def test_paper_model_fails_exactly_below_the_spec_minimum():
+    """The GoogLeNet page quotes ``architecture.PAPER.check_input`` for a too
+    small image; the Gluon model fails at the same size."""
+    model = d2l.googlenet(architecture.PAPER)
+    smallest = architecture.PAPER.min_input_size()
+    assert model(nd.zeros((1, 3, smallest, smallest))).shape == (1, 1000)
+    with pytest.raises(mx.base.MXNetError, match="kernel size"):
+        model(nd.zeros((1, 3, smallest - 1, smallest - 1))).wait_to_read()
