@@ -12,5 +12,70 @@ from __future__ import annotations
 
 from typing import Dict
 
+from . import architecture
 from .architecture import walk
 
+
+# XLA's cost analysis (JAX) ------------------------------------------------------
+
+def conv_taps(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Kernel taps, summed over the output positions along one axis, that land
+    on the input rather than on its zero padding: for output ``o``, the taps
+    ``k`` with ``0 <= o * stride - padding + k < size``. XLA counts a
+    convolution's multiply-adds over these taps only (2 FLOPs each, times
+    the taps of the other axis, the channels in and out and the batch)."""
+    out = architecture.conv_output_size(size, kernel, stride, padding)
+    return sum(1 for o in range(out) for k in range(kernel)
+               if 0 <= o * stride - padding + k < size)
+
+
+def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
+    """XLA's FLOP count of a forward pass, term by term: one ``(layer, kind,
+    flops)`` row per operation XLA's CPU compiler keeps after fusion, in the
+    order its cost analysis visits them (the order of :func:`walk`; the
+    auxiliary heads do not run at inference). XLA's rules
+    (``HloCostAnalysis``), checked op by op in the FLOPs chapter:
+
+    * ``"conv"``: 2 FLOPs per multiply-add, but only for kernel taps on real
+      input (:func:`conv_taps` along each axis), times the channels in and out;
+    * ``"bias+relu"``: one add and one max per output element of a convolution;
+    * ``"maxpool"``: ``window - 1`` comparisons per output element, padding or not;
+    * ``"mean"`` (global average pool): ``H x W - 1`` adds per channel, then
+      ``"mean/scale"``, one multiply per channel; the paper's 7x7 average
+      pool is the same pair (``"avgpool"``, ``"avgpool/scale"``);
+    * ``"dense"``: ``2 x in x out``; ``"dense bias"``: ``out``;
+    * concatenation, reshapes, padding: nothing.
+
+    Arguments as for :func:`d2l_lite.architecture.walk`.
+    """
+    n, terms = batch_size, []
+    for step in walk(spec_or_block, input_size):
+        layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
+        size = n * out[0] * out[1] * out[2]
+        if step.part == "aux":
+            continue
+        if isinstance(layer, architecture.Conv):
+            taps = (conv_taps(h, layer.kernel, layer.stride, layer.padding)
+                    * conv_taps(w, layer.kernel, layer.stride, layer.padding))
+            terms += [(step.name, "conv", 2 * n * c * out[0] * taps),
+                      (step.name, "bias+relu", 2 * size)]
+        elif isinstance(layer, architecture.MaxPool):
+            terms.append((step.name, "maxpool", size * (layer.kernel ** 2 - 1)))
+        elif isinstance(layer, architecture.GlobalAvgPool):
+            terms += [(step.name, "mean", n * c * (h * w - 1)),
+                      (step.name, "mean/scale", n * c)]
+        elif isinstance(layer, architecture.AvgPool):
+            terms += [(step.name, "avgpool", size * (layer.kernel ** 2 - 1)),
+                      (step.name, "avgpool/scale", size)]
+        elif isinstance(layer, architecture.Dense):
+            terms += [(step.name, "dense", 2 * n * c * h * w * out[0]),
+                      (step.name, "dense bias", n * out[0])]
+    return terms
+
+
+def xla_flops_by_op(spec_or_block, input_size=None, batch_size: int = 1) -> Dict[str, int]:
+    """:func:`xla_flop_terms` added up by kind (exact integers)."""
+    totals: Dict[str, int] = {}
+    for _, kind, flops in xla_flop_terms(spec_or_block, input_size, batch_size):
+        totals[kind] = totals.get(kind, 0) + flops
+    return totals
