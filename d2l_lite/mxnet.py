@@ -73,7 +73,7 @@ class Inception(nn.HybridBlock):
 
 # The GoogLeNet chapter -----------------------------------------------------------
 def max_pool():
-    """The 3x3 max pool with stride 2 that halves the map between stages."""
+    """The 3x3, stride-2 max pool that halves the map between stages."""
     return nn.MaxPool2D(3, strides=2, padding=1)  # pads with -inf
 
 
@@ -88,7 +88,7 @@ class GoogLeNet(nn.HybridBlock):
         self.stem.add(self.b1(), self.b2())
         self.body = nn.HybridSequential()
         self.body.add(self.b3(), self.b4(), self.b5())
-        self.head = nn.HybridSequential()  # Dense flattens N x 1024 x 1 x 1
+        self.head = nn.HybridSequential()  # Dense flattens its input
         self.head.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
 
     def b1(self):  # N x 1 x 96 x 96 -> N x 64 x 24 x 24
