@@ -176,7 +176,7 @@ def aux_head(num_classes, conv=conv_relu):
 
 class GoogLeNetAux(GoogLeNet):
     """GoogLeNet with two auxiliary classifiers, after inception4a and 4d.
-    In training mode it returns ``(logits, (aux1_logits, aux2_logits))``."""
+    Training mode returns ``(logits, (aux1_logits, aux2_logits))``."""
     def __init__(self, num_classes=10, conv=conv_relu, block=Inception,
                  **kwargs):
         super().__init__(num_classes, conv, block, **kwargs)
@@ -197,7 +197,7 @@ class GoogLeNetAux(GoogLeNet):
     def hybridize(self, active=True, **kwargs):
         # A cached graph fixes its outputs once, but ours depend on the
         # mode: the parts run as cached graphs, this block eagerly.
-        for part in (self.stem, self.body, self.head, self.aux1, self.aux2):
+        for part in self.stem, self.body, self.head, self.aux1, self.aux2:
             part.hybridize(active, **kwargs)
 
 
@@ -273,9 +273,8 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
                                [*model.stem, *model.body, model.head]):
             x = stage(x)
             rows.append((name, tuple(x.shape[1:]), count_parameters(stage)))
-    if isinstance(model, GoogLeNetAux):  # each head ends in the classes
-        rows += [(name, tuple(x.shape[1:]), count_parameters(getattr(model, name)))
-                 for name in ("aux1", "aux2")]
+    rows += [(name, tuple(x.shape[1:]), count_parameters(getattr(model, name)))
+             for name in ("aux1", "aux2") if hasattr(model, name)]  # aux heads
     return rows
 
 
@@ -459,7 +458,7 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
         macs.append(output.size * int(np.prod(weight[1:])))
 
     net = model_or_block
-    for part in [net.stem, net.body, net.head] if isinstance(net, GoogLeNet) else [net]:
+    for part in [net.stem, net.body, net.head] if hasattr(net, "head") else [net]:
         part.apply(lambda b: layers.append(b) if isinstance(b, (nn.Conv2D, nn.Dense))
                    else None)
     handles = [layer.register_forward_hook(hook) for layer in layers]
