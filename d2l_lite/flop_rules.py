@@ -12,8 +12,52 @@ from __future__ import annotations
 
 from typing import Dict
 
+import numpy as np
+
 from . import architecture
 from .architecture import walk
+
+
+# TensorFlow's profiler ------------------------------------------------------------
+
+def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
+    """What TensorFlow's profiler (``d2l_lite.tensorflow.flops_by_op``) reports
+    for one image (a batch of 1), op type by op type, by the ``"flops"`` rule
+    TensorFlow registers for each op type (``ops.RegisterStatistics``):
+
+    * ``Conv2D``: 2 x kernel height x kernel width x input channels per output
+      element: 2 x MACs, every tap counted (padding included);
+    * ``BiasAdd``: one per element it adds to: every convolution's output and
+      the dense layer's (Keras adds biases with ``tf.nn.bias_add``);
+    * ``MatMul``: 2 x in x out for the dense layer;
+    * ``MaxPool``, ``AvgPool``: kernel area per output element (the stem's
+      pools and the 3x3 pool of every block's fourth branch; the paper's 7x7
+      head pool);
+    * ``Mean`` (``GlobalAveragePooling2D``): one per input element;
+    * ``Relu``, ``Pad`` (``ZeroPadding2D``), ``ConcatV2``, reshapes: no
+      statistic registered, so zero.
+
+    Arguments as for :func:`d2l_lite.architecture.walk`; the auxiliary heads
+    do not run at inference. (Specs without BatchNorm: a Conv-BN-ReLU
+    convolution has no ``BiasAdd``, and BatchNorm's own ops are not counted.)
+    """
+    ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool", "AvgPool", "Mean"), 0)
+    for step in walk(spec_or_block, input_size):
+        layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
+        size = out[0] * out[1] * out[2]
+        if step.part == "aux":
+            continue
+        if isinstance(layer, architecture.Conv):
+            ops["Conv2D"] += 2 * size * c * layer.kernel ** 2
+            ops["BiasAdd"] += 0 if layer.batch_norm else size
+        elif isinstance(layer, architecture.Dense):
+            ops["MatMul"] += 2 * c * h * w * out[0]
+            ops["BiasAdd"] += out[0]
+        elif isinstance(layer, architecture.GlobalAvgPool):
+            ops["Mean"] += c * h * w
+        else:  # MaxPool or AvgPool
+            ops[type(layer).__name__] += layer.kernel ** 2 * size
+    return {op: n for op, n in ops.items() if n}
 
 
 # XLA's cost analysis (JAX) ------------------------------------------------------
@@ -79,3 +123,15 @@ def xla_flops_by_op(spec_or_block, input_size=None, batch_size: int = 1) -> Dict
     for _, kind, flops in xla_flop_terms(spec_or_block, input_size, batch_size):
         totals[kind] = totals.get(kind, 0) + flops
     return totals
+
+
+def xla_flops(spec_or_block, input_size=None, batch_size: int = 1) -> int:
+    """XLA's total, as ``cost_analysis()["flops"]`` reports it: the terms of
+    :func:`xla_flop_terms` added up as XLA adds them, in its order, in a
+    32-bit float (``HloCostAnalysis`` keeps ``float`` totals), so above 2^24
+    each addition rounds; the exact sum is ``sum(xla_flops_by_op(...).values())``.
+    """
+    total = np.float32(0)
+    for _, _, flops in xla_flop_terms(spec_or_block, input_size, batch_size):
+        total = np.float32(total + np.float32(flops))
+    return int(total)
