@@ -220,11 +220,19 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     model = cls(spec.num_classes, conv, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         model.head[0] = nn.AvgPool2d(7, stride=1)
-    with torch.no_grad():
-        model(torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size))
-    for module in model.modules():  # forget the zero batch's statistics
-        if isinstance(module, nn.BatchNorm2d):
-            module.reset_running_stats()
+    return _build(model, spec)
+
+
+def _build(model: nn.Module, spec: architecture.GoogLeNetSpec) -> nn.Module:
+    """Run one zero batch through a model whose lazy layers have not seen an
+    input yet, then forget that batch's BatchNorm statistics."""
+    if any(nn.parameter.is_lazy(p) for p in model.parameters()):
+        with torch.no_grad():
+            model(torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size,
+                              device=_device(model)))
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.reset_running_stats()
     return model
 
 
@@ -420,7 +428,8 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
         print(f"PyTorch on the CPU: {' and '.join(skipped)}; both are GPU options here.")
     size = image_size or spec.input_size
     set_seed(recipe.seed)
-    load_weights(model.to(device), reference.xavier_weights(spec, seed=recipe.seed))
+    _build(model.to(device), spec)
+    load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
     if bf16:
         model.to(memory_format=torch.channels_last)
     train_X, train_y, test_X, test_y = device_data(data, device)

@@ -63,3 +63,46 @@ def test_mxnet_notebooks_use_their_kernel_and_warn_about_colab():
         first_markdown = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
         text = "".join(first_markdown["source"]) + "".join(nb["cells"][1]["source"])
         assert "Colab" in text, f"{path} must say at the top that MXNet cannot run on Colab"
+
+
+MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "mxnet": "mxnet"}
+SAVE_TAG = "d2l-save"
+
+
+def saved_cells(path):
+    return ["".join(c["source"]) for c in load(path)["cells"]
+            if c["cell_type"] == "code" and SAVE_TAG in c.get("metadata", {}).get("tags", [])]
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem in MODULES],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_saved_code_is_the_package_code(path):
+    """A cell tagged `d2l-save` (d2l's `#@save`) is code the page teaches and later
+    chapters import: it stands verbatim in the framework's d2l_lite module, and
+    its lines fit the page's column."""
+    module = (ROOT / "d2l_lite" / f"{MODULES[path.stem]}.py").read_text()
+    for source in saved_cells(path):
+        assert source.strip() in module, \
+            f"{path.relative_to(ROOT)}: this saved cell differs from d2l_lite:\n{source}"
+        long = [line for line in source.splitlines() if len(line) > 75]
+        assert not long, f"{path.relative_to(ROOT)}: lines over 75 characters: {long}"
+
+
+def class_length(source, name):
+    match = re.search(rf"^class {name}\b.*?(?=^\S|\Z)", source, re.S | re.M)
+    return len(match.group(0).rstrip().splitlines()) if match else None
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_pages_show_the_textbook_code(fw):
+    """The Inception page shows a short Inception class; the GoogLeNet page the
+    stem, body and head written out; the training page its training step."""
+    inception = "\n".join(saved_cells(ROOT / "chapters" / "inception" / f"{fw}.ipynb"))
+    assert class_length(inception, "Inception") is not None, "no Inception class on the page"
+    assert class_length(inception, "Inception") <= 30
+    googlenet = "\n".join(saved_cells(ROOT / "chapters" / "googlenet" / f"{fw}.ipynb"))
+    assert all(re.search(rf"\b{stage}\b", googlenet)
+               for stage in ("b1", "b2", "b3", "b4", "b5")), "stages not written out"
+    assert "head" in googlenet
+    step = "\n".join(saved_cells(ROOT / "chapters" / "training" / f"{fw}.ipynb"))
+    assert "step" in step, "the training page shows no training step"

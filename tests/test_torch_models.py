@@ -87,3 +87,12 @@ def test_load_weights_names_the_tensor_that_does_not_fit():
 def test_spec_checks_a_too_small_input():
     with pytest.raises(ValueError, match="at least 193x193"):
         architecture.PAPER.check_input(3, 160, 160)
+
+
+def test_paper_model_fails_exactly_below_the_specs_smallest_input():
+    smallest = architecture.PAPER.min_input_size()
+    model = d2l.googlenet(architecture.PAPER).eval()
+    with torch.no_grad():
+        assert tuple(model(torch.zeros(1, 3, smallest, smallest)).shape) == (1, 1000)
+        with pytest.raises(RuntimeError):
+            model(torch.zeros(1, 3, smallest - 1, smallest - 1))
