@@ -5,7 +5,7 @@ fresh process, with the framework's own interpreter (``.venv`` for PyTorch,
 TensorFlow and JAX, ``.venv-mxnet`` for MXNet), so frameworks never share a
 process or GPU memory. It loads Fashion-MNIST with
 ``d2l_lite.data.load_fashion_mnist`` (``D2L_FASHION_MNIST_DIR``), keeps the first
-``--num-train`` / ``--num-test`` images, builds ``GoogLeNet(architecture.BOOK)``
+``--num-train`` / ``--num-test`` images, builds ``googlenet(architecture.BOOK)``
 from the framework's module and calls its
 ``train(model, data, recipe, plot=False, progress=False)``.
 
@@ -127,7 +127,7 @@ def run(args) -> dict:
         data = data.subset(args.num_train or len(data.train_labels),
                            args.num_test or len(data.test_labels))
     gpu = on_gpu(args.framework)
-    model = d2l.GoogLeNet(architecture.BOOK)
+    model = d2l.googlenet(architecture.BOOK)
     start = time.perf_counter()
     history = call_train(args.framework, d2l, model, data, recipe, args.image_size)
     record.update({

@@ -1,25 +1,21 @@
-"""One framework-neutral description of GoogLeNet.
+"""One framework-neutral description of GoogLeNet: the book's checker.
 
-Every model in this book (PyTorch, TensorFlow/Keras, JAX/Flax, MXNet) is built
-by walking the layer list that :func:`googlenet_spec` returns, and the analytic
-counter in :mod:`d2l_lite.counting` reads the same list. Nothing about the
-network's shape is written down twice, so the four models and the FLOP tables
-cannot drift apart.
+The chapters write GoogLeNet out by hand in each framework. This module
+describes the same network as data, once: the analytic counter
+(:mod:`d2l_lite.counting`), the FLOP rules, the canonical weights and the
+NumPy reference (:mod:`d2l_lite.reference`) all read it through
+:func:`walk`, and ``tests/test_contract.py`` holds every framework's
+textbook model to it. Variants are options of the same description:
+Conv-BN-ReLU (``batch_norm``), the paper's auxiliary classifiers
+(``aux_heads``), the factorised 5x5 branch (``factorize``), a stem for
+28x28 inputs (``stem``) and the naive block without 1x1 reductions
+(``reduce=False``).
 
-Variants are options of the same description, not copies: Conv-BN-ReLU
-instead of Conv-ReLU (``batch_norm``), the paper's two auxiliary classifiers
-(``aux_heads``), the Inception-v3 factorisation of the 5x5 branch into two
-3x3 convolutions (``factorize``), and a stem for 28x28 inputs (``stem``).
-
-The network is split the way the GoogLeNet paper made common:
-
-* **stem**: plain convolutions and pooling that shrink the image quickly;
-* **body**: the nine Inception blocks in three stages (3, 4, 5);
-* **head**: global pooling and one dense layer that maps to the classes.
-
-Spatial sizes follow PyTorch's rules (explicit, symmetric zero padding; floor
-division). The framework modules reproduce exactly that padding, so the four
-models compute the same function, not only the same shapes.
+The network is split as the paper made common: the **stem** (plain
+convolutions and pools that shrink the image), the **body** (nine
+Inception blocks in stages 3, 4, 5) and the **head** (pooling and one dense
+layer). Spatial sizes follow PyTorch's rules (explicit, symmetric zero
+padding; floor division), which every framework reproduces exactly.
 """
 
 from __future__ import annotations
@@ -28,37 +24,15 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Optional, Tuple, Union
 
-__all__ = [
-    "Conv",
-    "MaxPool",
-    "Inception",
-    "GlobalAvgPool",
-    "AvgPool",
-    "Dense",
-    "Stage",
-    "AuxHead",
-    "NetworkSpec",
-    "GoogLeNetSpec",
-    "BN_EPS",
-    "BN_MOMENTUM",
-    "AUX_LOSS_WEIGHT",
-    "INCEPTION_3A",
-    "INCEPTION_TABLE",
-    "googlenet_spec",
-    "BOOK",
-    "PAPER",
-    "VARIANTS",
-    "PAPER_BN_AUX",
-    "conv_output_size",
-    "Step",
-    "walk",
-    "layer_output_shape",
-]
+__all__ = ["Conv", "MaxPool", "Inception", "GlobalAvgPool", "AvgPool", "Dense", "Stage",
+           "AuxHead", "NetworkSpec", "GoogLeNetSpec", "BN_EPS", "BN_MOMENTUM",
+           "AUX_LOSS_WEIGHT", "INCEPTION_3A", "INCEPTION_TABLE", "googlenet_spec", "BOOK",
+           "PAPER", "VARIANTS", "PAPER_BN_AUX", "conv_output_size", "Step", "walk",
+           "layer_output_shape"]
 
-
-#: BatchNorm settings shared by the four frameworks: epsilon, and the weight of
-#: the newest batch in the running statistics (PyTorch's ``momentum``; Keras,
-#: Flax and Gluon call ``1 - BN_MOMENTUM`` their momentum).
+#: BatchNorm's epsilon, and the weight of the newest batch in its running
+#: statistics (PyTorch's ``momentum``; Keras, Flax and Gluon call
+#: ``1 - BN_MOMENTUM`` their momentum).
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 #: The paper's weight of each auxiliary classifier's loss during training.
@@ -67,12 +41,8 @@ AUX_LOSS_WEIGHT = 0.3
 
 @dataclass(frozen=True)
 class Conv:
-    """A convolution followed by ReLU (``kernel`` x ``kernel``, square).
-
-    With ``batch_norm`` it is Conv-BN-ReLU: the convolution has no bias (the
-    BatchNorm's shift would make it redundant) and BatchNorm (:data:`BN_EPS`,
-    :data:`BN_MOMENTUM`) sits between it and the ReLU.
-    """
+    """A square convolution and its ReLU; with ``batch_norm``, Conv-BN-ReLU
+    (no conv bias: BatchNorm's shift replaces it)."""
 
     name: str
     out_channels: int
@@ -103,19 +73,15 @@ class AvgPool:
 
 @dataclass(frozen=True)
 class GlobalAvgPool:
-    """Average over all spatial positions (d2l's ``AdaptiveAvgPool2d((1, 1))``)."""
+    """Average over all positions (d2l's ``AdaptiveAvgPool2d((1, 1))``)."""
 
     name: str = "avgpool"
 
 
 @dataclass(frozen=True)
 class Dense:
-    """A fully connected layer after flattening.
-
-    ``relu``: followed by ReLU (hidden layers; the classifier has none).
-    ``flatten``: reads a map of any size (``C x H x W`` inputs, as in AlexNet);
-    otherwise the map before it must be 1x1.
-    """
+    """A fully connected layer; ``relu`` adds a ReLU, ``flatten`` reads a map
+    of any size (otherwise the map before it must be 1x1)."""
 
     name: str
     out_features: int
@@ -123,27 +89,18 @@ class Dense:
     flatten: bool = False
 
 
+_WIDTHS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
+
+
 @dataclass(frozen=True)
 class Inception:
-    """An Inception block, in the argument names of the paper's Table 1.
+    """An Inception block, in the column names of the paper's Table 1: four
+    branches (1x1; 1x1 reduce then 3x3; 1x1 reduce then 5x5; 3x3 max pool
+    then 1x1), each convolution with its ReLU, concatenated on channels.
 
-    Four parallel branches whose outputs are concatenated along channels:
-
-    1. ``ch1x1``: a 1x1 convolution;
-    2. ``ch3x3red`` 1x1 reduction, then ``ch3x3`` 3x3 convolution (padding 1);
-    3. ``ch5x5red`` 1x1 reduction, then ``ch5x5`` 5x5 convolution (padding 2);
-    4. 3x3 max pooling (stride 1, padding 1), then ``pool_proj`` 1x1 convolution.
-
-    Every convolution is followed by ReLU. With ``reduce=False`` the block is
-    the "naive" counterfactual: the 3x3 and 5x5 convolutions read all input
-    channels directly (no 1x1 reductions), with the same output widths.
-
-    ``batch_norm``: every convolution is Conv-BN-ReLU (see :class:`Conv`).
-    ``factorize``: the Inception-v3 factorisation of branch 3: the 5x5
-    convolution becomes two 3x3 convolutions (``5x5a``, ``5x5b``, padding 1
-    each), which see the same 5x5 window. The first keeps the reduced width
-    ``ch5x5red``, the second widens to ``ch5x5``.
-    """
+    ``reduce=False`` is the naive block (no 1x1 reductions); ``batch_norm``
+    makes every convolution Conv-BN-ReLU; ``factorize`` replaces the 5x5 by
+    two 3x3 convolutions (``5x5a`` at the reduced width, ``5x5b``)."""
 
     name: str
     ch1x1: int
@@ -155,6 +112,13 @@ class Inception:
     reduce: bool = True
     batch_norm: bool = False
     factorize: bool = False
+
+    def __post_init__(self):
+        for width in _WIDTHS:
+            value = getattr(self, width)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{width} must be a positive int (a number of output "
+                                 f"channels), got {value!r}")
 
     @property
     def out_channels(self) -> int:
@@ -194,13 +158,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class AuxHead:
-    """An auxiliary classifier of the paper, branching off after block ``after``.
-
-    5x5 average pool with stride 3, a 1x1 convolution to 128 channels (with
-    ReLU, BatchNorm when ``batch_norm``), a dense layer of 1024 with ReLU,
-    dropout 0.7, and a dense layer to the classes. During training its loss is
-    added with weight :data:`AUX_LOSS_WEIGHT`; at inference it is not run.
-    """
+    """An auxiliary classifier after block ``after``: 5x5/3 average pool, 1x1
+    conv to 128, dense 1024 with ReLU, dropout, dense to the classes. Its loss
+    counts :data:`AUX_LOSS_WEIGHT` in training; inference does not run it."""
 
     name: str       # "aux1", "aux2"
     after: str      # "inception4a", "inception4d"
@@ -236,12 +196,9 @@ INCEPTION_3A = _BLOCKS["inception3a"]
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A whole network: input description plus its stages in order.
-
-    GoogLeNet is one (:class:`GoogLeNetSpec`); the exercises describe AlexNet,
-    VGG-11 and NiN the same way (:mod:`d2l_lite.classic_nets`) so the same
-    counter counts all of them.
-    """
+    """A whole network: its input, its stages in order, its auxiliary heads.
+    GoogLeNet is one; :mod:`d2l_lite.classic_nets` describes AlexNet, VGG-11
+    and NiN the same way, for the same counter."""
 
     in_channels: int
     input_size: int
@@ -263,19 +220,14 @@ class NetworkSpec:
         return tuple(s for s in self.stages if s.part == part)
 
     def check_input(self, channels: int, height: int, width: int) -> None:
-        """Raise a clear ``ValueError`` if an input cannot go through this network.
-
-        Called by every framework's model before the first layer runs, so a
-        reader sees this message instead of a stack trace from deep inside a
-        convolution.
-        """
+        """Raise a ``ValueError`` that says what to do if an input cannot go
+        through this network (wrong channels, too small, too large)."""
         if channels != self.in_channels:
             raise ValueError(
                 f"GoogLeNet was built for {self.in_channels}-channel images but got "
                 f"{channels} channels. Check the channel axis first (PyTorch and MXNet "
                 f"take NCHW batches, TensorFlow and JAX NHWC); then build it with "
-                f"in_channels={channels}, or convert the images (e.g. to grayscale)."
-            )
+                f"in_channels={channels}, or convert the images (e.g. to grayscale).")
         smallest, largest = self.input_size_range
         for side in (height, width):
             if side < smallest:
@@ -294,15 +246,10 @@ class NetworkSpec:
 
     @cached_property
     def input_size_range(self) -> Tuple[int, Optional[int]]:
-        """(smallest, largest) square input side; largest is None when unbounded.
-
-        With global pooling every side from 1 up works; the paper's 7x7
-        average pool needs the last map to be exactly 7x7. Computed once per
-        spec (the models call :meth:`check_input` on every forward pass).
-        """
+        """(smallest, largest) square input side; largest is None when unbounded
+        (global pooling), else the last side the 7x7 average pool takes."""
         fits = [size for size in range(1, 1025) if self._fits(size)]
-        largest = None if fits[-1] == 1024 else fits[-1]
-        return fits[0], largest
+        return fits[0], (None if fits[-1] == 1024 else fits[-1])
 
     def min_input_size(self) -> int:
         """Smallest square input for which every layer has a usable output."""
@@ -316,33 +263,25 @@ class NetworkSpec:
         return True
 
     def spatial_sizes(self, size: int) -> Tuple[Tuple[str, int], ...]:
-        """The side length after each stage for a ``size`` x ``size`` input.
-
-        Raises ``ValueError`` naming the first layer whose output would be
-        empty.
-        """
+        """The side after each stage for a ``size`` x ``size`` input; raises a
+        ``ValueError`` naming the first layer whose output would be empty."""
         out = []
         aux = {head.after: head for head in self.aux_heads}
         for stage in self.stages:
             for layer in stage.layers:
                 size = _layer_output_size(layer, size)
-                if layer.name in aux:
-                    pool = aux[layer.name].layers()[0]
-                    if conv_output_size(size, pool.kernel, pool.stride, 0) < 1:
-                        raise ValueError(
-                            f"auxiliary head {aux[layer.name].name!r} after {layer.name} "
-                            f"gets a {size}x{size} map; its 5x5 average pool needs at "
-                            f"least 5x5")
+                if layer.name in aux and conv_output_size(size, 5, 3, 0) < 1:
+                    raise ValueError(
+                        f"auxiliary head {aux[layer.name].name!r} after {layer.name} gets "
+                        f"a {size}x{size} map; its 5x5 average pool needs at least 5x5")
             out.append((stage.name, size))
         return tuple(out)
 
     def _min_size_reason(self) -> str:
         if self.head_pool == "avg7":
-            return (
-                "The stem and the pools halve the side five times (rounding up), and "
-                "the head's 7x7 average pool then needs at least a 7x7 map: "
-                "ceil(n / 32) >= 7."
-            )
+            return ("The stem and the pools halve the side five times (rounding up), and "
+                    "the head's 7x7 average pool then needs at least a 7x7 map: "
+                    "ceil(n / 32) >= 7.")
         return "Every layer needs a non-empty output."
 
 
@@ -361,16 +300,10 @@ def _layer_output_size(layer: Layer, size: int) -> int:
         new = conv_output_size(size, layer.kernel, layer.stride, layer.padding)
     elif isinstance(layer, AvgPool):
         new = conv_output_size(size, layer.kernel, layer.stride, 0)
-    elif isinstance(layer, GlobalAvgPool):
-        new = 1
-    elif isinstance(layer, Dense):
-        if size != 1 and not layer.flatten:
-            raise ValueError(f"layer {layer.name!r} expects a 1x1 map, gets {size}x{size}")
-        new = 1
-    elif isinstance(layer, Inception):
-        new = size  # every branch keeps the spatial size
-    else:  # pragma: no cover - the spec only holds the types above
-        raise TypeError(f"unknown layer type {type(layer).__name__}")
+    elif isinstance(layer, Dense) and size != 1 and not layer.flatten:
+        raise ValueError(f"layer {layer.name!r} expects a 1x1 map, gets {size}x{size}")
+    else:  # global pool and dense: 1x1; Inception: every branch keeps the size
+        new = size if isinstance(layer, Inception) else 1
     if new < 1:
         raise ValueError(f"layer {layer.name!r} gets a {size}x{size} map and has no output")
     return new
@@ -378,13 +311,9 @@ def _layer_output_size(layer: Layer, size: int) -> int:
 
 @dataclass(frozen=True)
 class Step:
-    """One leaf layer met by :func:`walk`, with the shapes around it.
-
-    ``name`` is the layer's path: ``conv1``, ``inception3a/branch2/3x3``,
-    ``aux1/fc1``. ``part`` is ``"aux"`` for the auxiliary heads' layers.
-    Shapes are ``(channels, height, width)``; a dense layer's output is
-    ``(features, 1, 1)``.
-    """
+    """One leaf layer met by :func:`walk`: its stage, part (``"aux"`` for the
+    auxiliary heads), path (``conv1``, ``inception3a/branch2/3x3``,
+    ``aux1/fc1``) and shapes ``(C, H, W)`` (a dense output is ``(F, 1, 1)``)."""
 
     stage: str
     part: str
@@ -395,6 +324,7 @@ class Step:
 
 
 def layer_output_shape(layer, shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
+    """The ``(C, H, W)`` after one leaf layer."""
     channels, size = shape[0], _layer_output_size(layer, shape[1])
     if isinstance(layer, Conv):
         channels = layer.out_channels
@@ -419,14 +349,11 @@ def _walk_layers(layers, shape, stage: str, part: str, prefix: str = ""):
 
 
 def walk(spec_or_block, input_size=None):
-    """Every leaf layer of a network (or of one Inception block) in order,
+    """Every leaf layer of a network (auxiliary heads after the block they
+    branch off; ``input_size``: the square side, default the spec's) or of
+    one Inception block (``input_size``: its ``(C, H, W)`` input), in order,
     as :class:`Step` s: the one walk that counting, the FLOP rules and the
-    weight layout all read.
-
-    For a :class:`NetworkSpec`, ``input_size`` is the square side (default
-    the spec's); auxiliary heads follow the block they branch off. For an
-    :class:`Inception` block, ``input_size`` is ``(channels, height, width)``.
-    """
+    weight layout all read."""
     if isinstance(spec_or_block, Inception):
         yield from _walk_layers((spec_or_block,), tuple(input_size), "", "")
         return
@@ -448,24 +375,15 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
                    head_pool: str = "global", reduce: bool = True, *,
                    batch_norm: bool = False, aux_heads: bool = False,
                    factorize: bool = False, stem: str = "standard") -> GoogLeNetSpec:
-    """Describe GoogLeNet for a given input and class count.
+    """Describe GoogLeNet for an input and a class count.
 
-    ``head_pool="global"`` is d2l's adaptive average pool, which accepts any
-    input size; ``"avg7"`` is the paper's 7x7 average pool, which needs the
-    map before it to be at least 7x7 (224x224 input gives exactly 7x7).
-    ``reduce=False`` builds the naive counterfactual without the 1x1
-    reductions in the Inception blocks (see :class:`Inception`).
-
-    The variants of the last chapter:
-
-    * ``batch_norm``: every convolution (auxiliary heads included) is Conv-BN-ReLU;
-    * ``aux_heads``: the paper's two auxiliary classifiers after inception4a
-      and inception4d (:class:`AuxHead`);
-    * ``factorize``: branch 3's 5x5 convolution as two 3x3 convolutions;
-    * ``stem="small"``: for 28x28 images without resizing: conv1 becomes a 3x3
-      convolution with stride 1 and the stem's first max pool goes, so the
-      body sees a 14x14 map (the standard stem would shrink 28x28 to 4x4
-      before the first Inception block).
+    ``head_pool``: ``"global"`` (d2l's adaptive pool, any input size) or
+    ``"avg7"`` (the paper's 7x7 pool: the last map must be 7x7). The
+    variants: ``reduce=False`` (the naive block), ``batch_norm``
+    (Conv-BN-ReLU everywhere), ``aux_heads`` (after inception4a and 4d),
+    ``factorize`` (two 3x3 for the 5x5), ``stem="small"`` (for 28x28: conv1
+    is 3x3 with stride 1 and the first max pool goes, so the body sees
+    14x14 instead of 4x4).
     """
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
@@ -473,20 +391,15 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
             raise ValueError(f"{arg} must be a positive int, got {value!r}")
     if stem not in ("standard", "small"):
         raise ValueError(f"stem must be 'standard' or 'small', got {stem!r}")
-    if head_pool == "global":
-        pool: Layer = GlobalAvgPool("avgpool")
-    elif head_pool == "avg7":
-        pool = AvgPool("avgpool", kernel=7, stride=1)
-    else:
+    if head_pool not in ("global", "avg7"):
         raise ValueError(f"head_pool must be 'global' or 'avg7', got {head_pool!r}")
+    pool = GlobalAvgPool("avgpool") if head_pool == "global" else AvgPool("avgpool")
     bn = batch_norm
     b = {name: replace(block, reduce=reduce, batch_norm=bn, factorize=factorize)
          for name, block in _BLOCKS.items()}
-    if stem == "standard":
-        b1: Tuple[Layer, ...] = (Conv("conv1", 64, 7, stride=2, padding=3, batch_norm=bn),
-                                 MaxPool("maxpool1"))
-    else:
-        b1 = (Conv("conv1", 64, 3, stride=1, padding=1, batch_norm=bn),)
+    b1: Tuple[Layer, ...] = (
+        (Conv("conv1", 64, 7, stride=2, padding=3, batch_norm=bn), MaxPool("maxpool1"))
+        if stem == "standard" else (Conv("conv1", 64, 3, padding=1, batch_norm=bn),))
     stages = (
         Stage("b1", "stem", b1),
         Stage("b2", "stem", (Conv("conv2", 64, 1, batch_norm=bn),
@@ -509,7 +422,6 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
 BOOK = googlenet_spec(in_channels=1, input_size=96, num_classes=10, head_pool="global")
 #: The paper's ImageNet model (no auxiliary heads, no LRN, no dropout).
 PAPER = googlenet_spec(in_channels=3, input_size=224, num_classes=1000, head_pool="avg7")
-
 #: The variants compared in the last chapter, all for Fashion-MNIST.
 VARIANTS = {
     "baseline": BOOK,
