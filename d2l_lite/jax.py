@@ -86,7 +86,7 @@ class Inception(nn.Module):
         return self.conv(self.ch5x5, 5, padding=2)(x, train)
 
     def branch4(self, x, train):
-        x = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+        x = nn.max_pool(x, (3, 3), padding=((1, 1), (1, 1)))  # stride 1
         return self.conv(self.pool_proj, 1)(x, train)
 
     @nn.compact
@@ -98,7 +98,7 @@ class Inception(nn.Module):
 # The GoogLeNet chapter --------------------------------------------------------------
 
 def max_pool(x):
-    """The 3x3, stride-2 max pool between stages (-inf padding never wins)."""
+    """The 3x3, stride-2 max pool between stages (pads with -inf)."""
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
@@ -231,7 +231,7 @@ class SmallStemGoogLeNet(GoogLeNet):
 # The training chapter ----------------------------------------------------------------
 
 class TrainState(train_state.TrainState):
-    """Flax's state (``params``, ``opt_state``, ``apply_fn``, ``tx``), plus:"""
+    """Flax's train state (params, opt_state, apply_fn, tx), plus:"""
     batch_stats: dict  # BatchNorm's running statistics ({} without)
     key: jax.Array     # for dropout (auxiliary heads)
 
