@@ -1,24 +1,17 @@
 """GoogLeNet in PyTorch, as the chapters write it, and the helpers around it.
 
 Imported the d2l way, ``from d2l_lite import torch as d2l``. The first half
-is the textbook code the chapters show and save here (d2l's ``#@save``):
-:func:`conv_relu`, :class:`Inception`, :class:`GoogLeNet`, the FLOPs
-chapter's :class:`NaiveInception`, the variants chapter's
-:func:`conv_bn_relu`, :class:`FactorizedInception`, :class:`GoogLeNetAux`
-and :class:`SmallStemGoogLeNet`, and the training chapter's
-:func:`train_step`. The second half serves the checks: :func:`googlenet`
-builds the textbook model a spec describes, :func:`stage_rows` and
-:func:`load_weights` let the tests hold it against the spec and the NumPy
-reference, and :func:`train`, :func:`count_flops` and :func:`time_forward`
-run the chapters' experiments.
-
-PyTorch's layouts are the canonical ones (NCHW activations, OIHW kernels,
-``(out, in)`` dense weights), so nothing is transposed here.
+is the code the chapters write on their pages and save here (d2l's
+``#@save``), chapter by chapter. The second half serves the checks and the
+experiments: :func:`googlenet` builds the textbook model a spec describes,
+:func:`stage_rows` and :func:`load_weights` hold it to the spec and the NumPy
+reference, :func:`train`, :func:`count_flops` and :func:`time_forward` run
+the chapters' experiments. PyTorch's layouts are the canonical ones (NCHW,
+OIHW kernels, ``(out, in)`` dense weights): nothing is transposed here.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -257,8 +250,7 @@ def _require_built(module: nn.Module) -> None:
         raise ValueError(
             f"this {type(module).__name__} has lazy layers that have not seen an input "
             f"yet, so their parameters do not exist. Run one batch through it first, "
-            f"e.g. block(torch.zeros(1, 192, 28, 28)) for an Inception block that gets "
-            f"192 channels.")
+            f"e.g. block(torch.zeros(1, 192, 28, 28)) for a block that gets 192 channels.")
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -406,16 +398,15 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
           spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
           image_size: Optional[int] = None, plot: bool = True,
           progress: bool = True) -> training.History:
-    """Train ``model`` (the textbook model of ``spec``) on ``data`` with ``recipe``.
+    """Train ``model`` (the textbook model of ``spec``) on ``data`` with ``recipe``,
+    from :func:`d2l_lite.reference.xavier_weights` (the same start in every
+    framework), with :func:`train_step` on :func:`d2l_lite.training.fit`.
 
-    The model starts from :func:`d2l_lite.reference.xavier_weights` for
-    ``spec`` and ``recipe.seed``, so every framework starts from the same
-    point. The images go to the device once, as uint8; each batch is scaled
-    and resized to ``image_size`` (default the spec's; 28: no resizing) there.
-    On a GPU, ``recipe.mixed_precision`` means bfloat16 autocast with
-    channels-last tensors, and ``recipe.compile`` compiles :func:`train_step`
-    with ``torch.compile``; on the CPU both are skipped with a notice.
-    The loop itself is :func:`d2l_lite.training.fit`.
+    The images go to the device once, as uint8; each batch is scaled and
+    resized to ``image_size`` (default the spec's) there. On a GPU,
+    ``recipe.mixed_precision`` means bfloat16 autocast with channels-last
+    tensors and ``recipe.compile`` compiles the step with ``torch.compile``;
+    on the CPU both are skipped with a notice.
     """
     training.check_recipe(recipe)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -468,13 +459,9 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
 # FLOPs and timing ----------------------------------------------------------------
 
 def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
-    """FLOPs of one forward pass on an ``input_shape`` batch, as PyTorch counts them.
-
-    ``torch.utils.flop_counter.FlopCounterMode`` watches the operators that
-    run and counts 2 FLOPs per multiply-accumulate of convolutions and matrix
-    products (``aten.convolution``, ``aten.addmm`` ...) and nothing else: bias
-    additions, ReLU, pooling and concatenation count zero.
-    """
+    """FLOPs of one forward pass as ``torch.utils.flop_counter.FlopCounterMode``
+    counts them: 2 per multiply-accumulate of convolutions and matrix
+    products, nothing for bias additions, ReLU, pooling or concatenation."""
     from torch.utils.flop_counter import FlopCounterMode
 
     if len(input_shape) != 4:
@@ -488,42 +475,24 @@ def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
 
 
 def expected_flops(spec_or_block, input_size=None) -> int:
-    """What :func:`count_flops` should report for one image (a batch of 1).
-
-    PyTorch's counter counts exactly the multiply-accumulates of the analytic
-    counter, twice: ``2 x counting.total_macs``. ``spec_or_block`` is a
-    :class:`~d2l_lite.architecture.GoogLeNetSpec` (``input_size``: the image
-    side, default the spec's) or an :class:`~d2l_lite.architecture.Inception`
-    (``input_size``: its input as ``(channels, height, width)``).
-    """
+    """What :func:`count_flops` reports for one image: exactly twice the
+    analytic multiply-accumulates (``input_size``: the image side for a spec,
+    ``(C, H, W)`` for an :class:`~d2l_lite.architecture.Inception`)."""
     return counting.analytic_flops(spec_or_block, input_size)
 
 
 def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of one forward pass on an ``input_shape`` batch.
-
-    Eager PyTorch in eval mode without gradients, PyTorch's everyday inference
-    path, on the module's device. ``warmup`` passes run first (they build lazy
-    layers, pick cuDNN kernels and fill caches); the device is synchronised
-    around every timed pass.
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    """Median seconds of one eager forward pass in eval mode without
+    gradients (PyTorch's everyday inference path) on the module's device,
+    after ``warmup`` passes (lazy layers, cuDNN's kernel choice, caches)."""
     device = _device(model_or_block)
     X = torch.rand(tuple(input_shape), device=device)
     was_training = model_or_block.training
     model_or_block.eval()
-    times = []
     try:
         with torch.no_grad():
-            for i in range(warmup + repeats):
-                _synchronize(device)
-                timer = training.Timer()
-                model_or_block(X)
-                _synchronize(device)
-                if i >= warmup:
-                    times.append(timer.elapsed())
+            return training.median_seconds(lambda: model_or_block(X), repeats, warmup,
+                                           lambda: _synchronize(device))
     finally:
         model_or_block.train(was_training)
-    return statistics.median(times)

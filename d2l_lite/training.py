@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple
@@ -21,7 +22,7 @@ from .runtime import small_scale
 __all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
            "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate",
            "steps_per_epoch", "split_aux", "compile_seconds", "check_complete",
-           "check_history", "check_recipe", "eval_batches", "fit"]
+           "check_history", "check_recipe", "eval_batches", "fit", "median_seconds"]
 
 
 @dataclass(frozen=True)
@@ -453,6 +454,24 @@ def batch_progress(num_batches: int, epoch: int, num_epochs: int, enabled: bool 
 
     return tqdm(total=num_batches, desc=f"epoch {epoch}/{num_epochs}", leave=False,
                 disable=not enabled, unit="batch")
+
+
+def median_seconds(call: Callable, repeats: int = 10, warmup: int = 2,
+                   sync: Callable = lambda: None) -> float:
+    """Median wall-clock seconds of ``call()`` over ``repeats`` timed calls,
+    after ``warmup`` untimed ones, with ``sync()`` (wait for the device)
+    before and after each call."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    times = []
+    for i in range(warmup + repeats):
+        sync()
+        timer = Timer()
+        call()
+        sync()
+        if i >= warmup:
+            times.append(timer.elapsed())
+    return statistics.median(times)
 
 
 class Timer:
