@@ -1,31 +1,13 @@
-"""GoogLeNet in TensorFlow/Keras, as the chapters write it, and the helpers around it.
-
-Imported the d2l way, ``from d2l_lite import tensorflow as d2l``. The first
-half is the textbook code the chapters show and save here (d2l's
-``#@save``): :func:`conv_relu`, :class:`Inception`, :class:`GoogLeNet`, the
-FLOPs chapter's :class:`NaiveInception`, the variants chapter's
-:func:`conv_bn_relu`, :class:`FactorizedInception`, :class:`GoogLeNetAux`
-and :class:`SmallStemGoogLeNet`, and the training chapter's
-:func:`train_step`. The second half serves the checks: :func:`googlenet`
-builds the textbook model a spec describes, :func:`stage_rows` and
-:func:`load_weights` let the tests hold it against the spec and the NumPy
-reference, and :func:`train`, :func:`count_flops` and :func:`time_forward`
-run the chapters' experiments.
-
-Keras is channels-last: activations are NHWC, kernels HWIO, dense kernels
-``(in, out)``; :func:`load_weights` and :func:`logits` convert from and to
-the canonical (PyTorch) layouts.
-"""
-
-from __future__ import annotations
+"""GoogLeNet in Keras: the textbook code the chapters save here (d2l's
+``#@save``), then what serves the checks and experiments, with the names of
+``d2l_lite.torch``. NHWC, HWIO kernels: ``load_weights`` and ``logits`` convert."""
 
 import contextlib
 import os
 import statistics
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-# TensorFlow reads its C++ log level once, at import; this only sets a default.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a default TF reads once, on import
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,28 +15,14 @@ import tensorflow as tf  # noqa: E402
 
 from . import architecture, flop_rules, reference, runtime, tables, training  # noqa: E402
 
-if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the environment
-    raise ImportError(
-        f"d2l_lite.tensorflow needs Keras on the TensorFlow backend (Keras's default), but "
-        f"Keras runs on {keras.backend.backend()!r}. Unset KERAS_BACKEND or set it to "
-        f"'tensorflow' before anything imports keras (or restart the kernel).")
-
-__all__ = ["try_gpu", "set_seed", "keras_padding", "conv_relu", "max_pool", "Inception",
-           "GoogLeNet", "NaiveInception", "conv_bn_relu", "FactorizedInception",
-           "aux_head", "GoogLeNetAux", "SmallStemGoogLeNet", "train_step", "googlenet",
-           "count_parameters", "branch_parameters", "stage_rows", "layer_summary",
-           "load_weights", "logits", "device_data", "prepare_batch", "AdamW", "train",
-           "count_flops", "flops_by_op", "expected_flops", "expected_flops_by_op",
-           "time_forward"]
+if keras.backend.backend() != "tensorflow":  # pragma: no cover - KERAS_BACKEND set elsewhere
+    raise ImportError("d2l_lite.tensorflow needs Keras on TensorFlow: unset KERAS_BACKEND")
 
 
 def try_gpu() -> str:
     """``"/GPU:0"`` if there is a GPU, else ``"/CPU:0"`` (for ``tf.device``); says which."""
-    gpus = tf.config.list_physical_devices("GPU")
-    device = "/GPU:0" if gpus else "/CPU:0"
-    name = _device_name(device) if gpus else device
-    print(runtime.device_notice("TensorFlow", bool(gpus), f"{device}, {name}" if gpus
-                                else device))
+    device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+    print(runtime.device_notice("TensorFlow", "GPU" in device, _device_name(device)))
     return device
 
 
@@ -71,7 +39,8 @@ def keras_padding(kernel_size, stride, padding):
     pads the end only, so there we put the zeros in front ourselves."""
     if stride == 1 and 2 * padding == kernel_size - 1:
         return [], "same"
-    return ([keras.layers.ZeroPadding2D(padding)] if padding else []), "valid"
+    pad = [keras.layers.ZeroPadding2D(padding)] if padding else []
+    return pad, "valid"
 
 
 def conv_relu(channels, kernel_size, stride=1, padding=0):
@@ -95,9 +64,10 @@ class Inception(keras.layers.Layer):
         self.branch4 = keras.Sequential([
             keras.layers.MaxPooling2D(3, 1, "same"), conv(pool_proj, 1)])
 
-    def call(self, X):  # channels last: concatenate on the last axis
+    def call(self, X):  # NHWC: the channels are the last axis
         return keras.ops.concatenate([self.branch1(X), self.branch2(X),
-                                      self.branch3(X), self.branch4(X)], -1)
+                                      self.branch3(X), self.branch4(X)],
+                                     axis=-1)
 
 
 # The GoogLeNet chapter --------------------------------------------------------------
@@ -117,17 +87,17 @@ class GoogLeNet(keras.Model):
         self.stem = keras.Sequential([self.b1(), self.b2()], name="stem")
         self.body = keras.Sequential([self.b3(), self.b4(), self.b5()],
                                      name="body")
-        self.head = keras.Sequential([keras.layers.GlobalAveragePooling2D(),
-                                      keras.layers.Dense(num_classes)],
-                                     name="head")
+        self.head = keras.Sequential([
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(num_classes)], name="head")
 
     def b1(self):  # N x 96 x 96 x 1 -> N x 24 x 24 x 64
         return keras.Sequential([self.conv(64, 7, stride=2, padding=3),
                                  max_pool()], name="b1")
 
     def b2(self):  # -> N x 12 x 12 x 192
-        return keras.Sequential([self.conv(64, 1),
-                                 self.conv(192, 3, padding=1), max_pool()],
+        c = self.conv
+        return keras.Sequential([c(64, 1), c(192, 3, padding=1), max_pool()],
                                 name="b2")
 
     def b3(self):  # -> N x 6 x 6 x 480
@@ -164,8 +134,7 @@ class NaiveInception(Inception):
                  conv=conv_relu):
         super().__init__(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5,
                          pool_proj, conv)
-        # Keras keeps every layer ever assigned to an attribute, so we
-        # edit branches 2 and 3 in place instead of replacing them.
+        # Keras keeps every layer once assigned: edit branches in place
         for branch in (self.branch2, self.branch3):
             conv_kxk = branch.pop()    # the 3x3 (5x5) convolution
             branch.pop(rebuild=False)  # the 1x1 reduction: gone
@@ -260,63 +229,41 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0):
 # The spec meets the model ------------------------------------------------------------
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
-    """The textbook model that ``spec`` describes, with its weights made.
-
-    One symbolic call in training mode creates every weight, the auxiliary
-    heads' too (an inference call never reaches them), and computes nothing,
-    so BatchNorm's statistics stay fresh. The model keeps ``spec`` as
-    ``model.spec`` for :func:`load_weights`.
-    """
-    conv, block, cls = _choices(spec)
-    model = cls(spec.num_classes, conv, block)
+    """The textbook model of ``spec`` (kept as ``model.spec``), built symbolically."""
+    first = next(layer for stage in spec.part("body") for layer in stage.layers)
+    small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
+    if (not first.reduce and first.factorize) or (small and spec.aux_heads):
+        raise ValueError("no textbook model combines these variants")
+    block = Inception if first.reduce and not first.factorize else \
+        NaiveInception if not first.reduce else FactorizedInception
+    cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
+    model = cls(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         fc = model.head.pop()
         model.head.pop(rebuild=False)
         for layer in (keras.layers.AveragePooling2D(7, 1), keras.layers.Flatten(), fc):
             model.head.add(layer)
-    size = spec.input_size
-    model(keras.KerasTensor((None, size, size, spec.in_channels)), training=True)
+    model(keras.KerasTensor((None, spec.input_size, spec.input_size, spec.in_channels)))
     model.spec = spec
     return model
 
 
-def _choices(spec: architecture.GoogLeNetSpec):
-    """``(conv, block, model class)`` of the textbook code for ``spec``."""
-    first = next(layer for stage in spec.part("body") for layer in stage.layers)
-    small = not any(isinstance(layer, architecture.MaxPool)
-                    for layer in spec.stages[0].layers)
-    if (not first.reduce and first.factorize) or (small and spec.aux_heads):
-        raise ValueError("no textbook model combines these variants")
-    return (conv_bn_relu if spec.batch_norm else conv_relu,
-            NaiveInception if not first.reduce else
-            FactorizedInception if first.factorize else Inception,
-            GoogLeNetAux if spec.aux_heads else
-            SmallStemGoogLeNet if small else GoogLeNet)
-
-
 def count_parameters(model: keras.layers.Layer) -> int:
-    """Trainable parameters of a built model or block. BatchNorm's moving
-    statistics are state, not parameters (Keras's ``count_params()`` counts
-    them; PyTorch's ``parameters()`` does not)."""
+    """Trainable parameters (``count_params()`` adds BatchNorm's moving statistics)."""
     if not model.built:
-        raise ValueError(f"this {type(model).__name__} is not built yet, so its weights do "
-                         f"not exist: Keras makes them on the first call. Call it on a "
-                         f"batch first, e.g. block(tf.zeros((1, 28, 28, 192))).")
+        raise ValueError(f"{type(model).__name__} has no weights yet: call it on a batch first")
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
 def branch_parameters(block: Inception) -> Dict[str, int]:
     """``{"branch1": n, ..., "branch4": n}`` for a built :class:`Inception`."""
-    return {f"branch{i}": count_parameters(getattr(block, f"branch{i}"))
-            for i in range(1, 5)}
+    return {f"branch{i}": count_parameters(getattr(block, f"branch{i}")) for i in range(1, 5)}
 
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
-    """``(stage, output shape (C, H, W), parameters)`` per stage, then per
-    auxiliary head: the rows :func:`d2l_lite.counting.stage_rows` computes
-    from the spec. ``input_shape`` is NHWC; a zero batch runs stage by stage."""
-    X = tf.zeros(input_shape)
-    rows = []
+    """:func:`d2l_lite.counting.stage_rows` (shapes C x H x W) measured on the
+    model: a zero batch of NHWC ``input_shape`` run stage by stage."""
+    X, rows = tf.zeros(input_shape), []
     for stage in [*model.stem.layers, *model.body.layers, model.head]:
         X = stage(X, training=False)
         shape = tuple(X.shape[1:])  # H x W x C -> C x H x W
@@ -335,38 +282,23 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     tables.print_table(("stage", "output shape", "parameters"), rows)
 
 
-def _keras_layout(array: np.ndarray, flattened: Tuple[int, int, int]) -> np.ndarray:
-    """A canonical (PyTorch) array in Keras's layout. A dense layer that
-    reads a flattened ``C x H x W`` map gets its inputs reordered, as Keras
-    flattens ``H x W x C``."""
-    array = np.asarray(array, np.float32)
-    if array.ndim == 4:
-        return array.transpose(2, 3, 1, 0)  # O x I x H x W -> H x W x I x O
-    if array.ndim == 2:                     # out x (C H W) -> (H W C) x out
-        c, h, w = flattened
-        return array.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(-1, len(array))
-    return array
-
-
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
-    """Copy canonical weights (:func:`d2l_lite.reference.random_weights`) into
-    a built ``model``, tensor by tensor in the order the model created them
-    (:func:`d2l_lite.reference.ordered`; Keras lists its weights in that
-    order), converting layouts. Returns the model.
-
-    Every dense layer of GoogLeNet reads a 1x1 map except an auxiliary head's
-    ``fc1`` at 224x224 (4x4); its input order comes from ``model.spec``, which
-    :func:`googlenet` sets.
-    """
-    spec = getattr(model, "spec", None)
-    maps = {} if spec is None else {f"{s.name}/weight": s.in_shape
-                                    for s in architecture.walk(spec)
-                                    if isinstance(s.layer, architecture.Dense)}
+    """Copy canonical weights into ``model`` in the order it created its tensors
+    (:func:`d2l_lite.reference.ordered`), converting layouts; returns it."""
+    spec = getattr(model, "spec", None)  # googlenet's: the maps dense layers flatten
+    maps = {f"{s.name}/weight": s.in_shape for s in architecture.walk(spec)
+            if isinstance(s.layer, architecture.Dense)} if spec else {}
+    def keras_layout(name, array):
+        if array.ndim == 4:  # O x I x H x W -> H x W x I x O
+            return array.transpose(2, 3, 1, 0)
+        if array.ndim == 2:  # out x (C H W) -> (H W C) x out: Keras's flatten order
+            c, h, w = maps.get(name, (array.shape[1], 1, 1))
+            return array.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(-1, len(array))
+        return array
     params, state = reference.ordered(weights)
     for arrays, variables in ((params, model.trainable_weights),
                               (state, model.non_trainable_weights)):
-        values = [_keras_layout(a, maps.get(name, (a.shape[-1], 1, 1)))
-                  for name, a in arrays]
+        values = [keras_layout(name, np.asarray(a, np.float32)) for name, a in arrays]
         reference.check_shapes([name for name, _ in arrays], [v.shape for v in values],
                                [v.shape for v in variables], "TensorFlow")
         for variable, value in zip(variables, values):
@@ -382,43 +314,29 @@ def logits(model: GoogLeNet, X: np.ndarray) -> np.ndarray:
 
 # Training ------------------------------------------------------------------------
 
-def _device_name(device: str) -> str:
-    """A plain name for a TensorFlow device string: ``"cpu"`` or the GPU's model."""
+def _device_name(device: str) -> str:  # "cpu", or the GPU's model
     if "GPU" not in device.upper():
         return "cpu"
-    gpus = tf.config.list_physical_devices("GPU")
-    index = int(device.rsplit(":", 1)[1]) if ":" in device else 0
-    return tf.config.experimental.get_device_details(gpus[index]).get("device_name", device)
+    gpu = tf.config.list_physical_devices("GPU")[int(device.split(":")[-1])]
+    return tf.config.experimental.get_device_details(gpu).get("device_name", device)
 
 
 def device_data(data, device: str) -> Tuple[tf.Tensor, ...]:
-    """``(train_images, train_labels, test_images, test_labels)`` of a
-    :class:`~d2l_lite.data.FashionMNIST` as tensors on ``device``, copied once.
-    Images stay uint8 ``(N, 28, 28)``: :func:`prepare_batch` converts each
-    batch. Labels are int32, the type ``tf.argmax`` returns."""
+    """Images (uint8, N x 28 x 28) and int32 labels on ``device``, copied once."""
+    arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
     with tf.device(device):
-        return tuple(tf.identity(tf.convert_to_tensor(np.asarray(array), dtype))
-                     for array, dtype in ((data.train_images, tf.uint8),
-                                          (data.train_labels, tf.int32),
-                                          (data.test_images, tf.uint8),
-                                          (data.test_labels, tf.int32)))
+        return tuple(tf.identity(tf.constant(np.asarray(a), t))
+                     for a, t in zip(arrays, (tf.uint8, tf.int32) * 2))
 
 
 def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> tf.Tensor:
-    """Gather ``images[index]`` (uint8, N x 28 x 28) and make a float32
-    ``B x image_size x image_size x 1`` (NHWC) batch in [0, 1], on the images'
-    device. ``"bilinear"`` samples at pixel centres, as PyTorch's
-    ``align_corners=False``, and does not antialias."""
+    """``images[index]`` in [0, 1], NHWC, resized as PyTorch's bilinear (no antialias)."""
     X = tf.cast(tf.gather(images, index), tf.float32)[..., tf.newaxis] / 255.0
     return tf.image.resize(X, (image_size, image_size), method="bilinear", antialias=False)
 
 
 class AdamW(keras.optimizers.Optimizer):
-    """PyTorch's AdamW as a Keras optimiser: epsilon is added to the
-    bias-corrected ``sqrt(v)``. Keras's own AdamW adds it before the
-    correction (the Adam paper's "epsilon hat"), which in the first steps
-    acts up to 30 times larger, and takes no per-step epsilon. Weight decay
-    is Keras's decoupled one, applied before the update as in PyTorch."""
+    """PyTorch's AdamW: epsilon after the bias correction (Keras's: before)."""
 
     def __init__(self, learning_rate, weight_decay, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(learning_rate, weight_decay=weight_decay, name="adamw")
@@ -430,18 +348,16 @@ class AdamW(keras.optimizers.Optimizer):
         self.v = [self.add_variable_from_reference(v, "v") for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
-        i = self._get_variable_index(variable)  # Keras's documented recipe; no public lookup
+        i = self._get_variable_index(variable)  # as Keras's own docs do: no public lookup
         (b1, b2), t = self.betas, keras.ops.cast(self.iterations + 1, variable.dtype)
         self.assign(self.m[i], b1 * self.m[i] + (1 - b1) * gradient)
         self.assign(self.v[i], b2 * self.v[i] + (1 - b2) * gradient * gradient)
         m_hat, v_hat = self.m[i] / (1 - b1 ** t), self.v[i] / (1 - b2 ** t)
-        lr = keras.ops.cast(learning_rate, variable.dtype)
-        self.assign_sub(variable, lr * m_hat / (keras.ops.sqrt(v_hat) + self.eps))
+        self.assign_sub(variable, learning_rate * m_hat / (keras.ops.sqrt(v_hat) + self.eps))
 
 
 class _SGD(keras.optimizers.SGD):
-    """Keras's SGD with ``torch.optim.SGD``'s weight decay: L2 added to the
-    gradient (Keras's own ``weight_decay`` is decoupled)."""
+    """SGD with ``torch.optim.SGD``'s weight decay: L2 (Keras's is decoupled)."""
 
     def __init__(self, learning_rate, momentum, nesterov, l2):
         super().__init__(learning_rate, momentum, nesterov, name="sgd")
@@ -453,15 +369,8 @@ class _SGD(keras.optimizers.SGD):
         return super().apply(grads, trainable_variables)
 
 
-def _optimizer(recipe: training.Recipe) -> keras.optimizers.Optimizer:
-    if recipe.optimizer == "sgd":
-        return _SGD(recipe.lr, recipe.momentum, recipe.nesterov, recipe.weight_decay)
-    return AdamW(recipe.lr, recipe.weight_decay)
-
-
 def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
-    """``layer`` and every layer inside it (stages, blocks, branches)."""
-    yield layer
+    yield layer  # and every layer inside it: stages, blocks, branches
     children = ([getattr(layer, f"branch{i}") for i in range(1, 5)]
                 if isinstance(layer, Inception) else getattr(layer, "layers", []))
     for child in children:
@@ -470,15 +379,14 @@ def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 
 @contextlib.contextmanager
 def _bfloat16(model: GoogLeNet, enabled: bool) -> Iterator[None]:
-    """Every layer of ``model`` under Keras's ``"mixed_bfloat16"`` policy
-    (bfloat16 compute, float32 variables), except the dense layers, which
-    keep float32 so that the logits are float32; restored afterwards."""
+    """Keras's ``"mixed_bfloat16"`` policy (bfloat16 compute, float32 weights)
+    for every layer but the dense ones (float32 logits), restored afterwards."""
     layers = list(_sublayers(model)) if enabled else []
     saved = [layer.dtype_policy for layer in layers]
+    for layer in layers:
+        dense = isinstance(layer, keras.layers.Dense)
+        layer.dtype_policy = "float32" if dense else "mixed_bfloat16"
     try:
-        for layer in layers:
-            layer.dtype_policy = ("float32" if isinstance(layer, keras.layers.Dense)
-                                  else "mixed_bfloat16")
         yield
     finally:
         for layer, policy in zip(layers, saved):
@@ -489,37 +397,26 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
           spec: architecture.GoogLeNetSpec = architecture.BOOK, device: Optional[str] = None,
           image_size: Optional[int] = None, plot: bool = True,
           progress: bool = True) -> training.History:
-    """Train ``model`` (the textbook model of ``spec``) on ``data`` with ``recipe``.
-
-    The model starts from :func:`d2l_lite.reference.xavier_weights` for
-    ``spec`` and ``recipe.seed``, so every framework starts from the same
-    point. The images go to the device once, as uint8; each batch is scaled
-    and resized to ``image_size`` (default the spec's) there, inside the
-    step. The step (:func:`train_step`) runs as a ``tf.function`` graph; on a
-    GPU, ``recipe.compile`` compiles it with XLA and ``recipe.mixed_precision``
-    computes in bfloat16; on the CPU both are skipped with a notice. The loop
-    itself is :func:`d2l_lite.training.fit`.
-    """
+    """Train ``model`` (of ``spec``) from ``reference.xavier_weights`` with ``recipe``
+    by :func:`training.fit`: :func:`train_step` in a ``tf.function`` graph (on a
+    GPU: XLA with ``recipe.compile``, bfloat16 with ``recipe.mixed_precision``)."""
     training.check_recipe(recipe)
     device = device or ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")
     gpu = "GPU" in device.upper()
-    xla, bf16 = recipe.compile and gpu, recipe.mixed_precision and gpu
-    skipped = [what for what, asked in (("bfloat16 (float32 instead)", recipe.mixed_precision),
-                                        ("XLA (tf.function without jit_compile instead)",
-                                         recipe.compile))
-               if asked and not gpu]
-    if skipped:
-        print(f"TensorFlow on the CPU: {' and '.join(skipped)}; both are GPU options here.")
-    size = image_size or spec.input_size
+    if not gpu and (recipe.mixed_precision or recipe.compile):
+        print("TensorFlow on the CPU: bfloat16 (float32 instead) and XLA (tf.function "
+              "without jit_compile instead); both are GPU options here.")
+    xla, size = recipe.compile and gpu, image_size or spec.input_size
     set_seed(recipe.seed)
-    with tf.device(device), _bfloat16(model, bf16):
+    with tf.device(device), _bfloat16(model, recipe.mixed_precision and gpu):
         load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
         train_X, train_y, test_X, test_y = device_data(data, device)
-        optimizer = _optimizer(recipe)
+        optimizer = AdamW(recipe.lr, recipe.weight_decay) if recipe.optimizer == "adamw" \
+            else _SGD(recipe.lr, recipe.momentum, recipe.nesterov, recipe.weight_decay)
         optimizer.build(model.trainable_variables)
 
         @tf.function(jit_compile=xla)
-        def fit_step(index, lr):  # a graph: resize and step together
+        def fit_step(index, lr):  # one graph: the batch's resize and the step
             optimizer.learning_rate.assign(lr)
             return train_step(model, optimizer, prepare_batch(train_X, index, size),
                               tf.gather(train_y, index), recipe.label_smoothing)
@@ -533,32 +430,26 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
         return training.fit(
             "TensorFlow", recipe, _device_name(device), len(train_y), len(test_y),
             lambda index, lr: fit_step(index, tf.constant(lr, tf.float32)), eval_step,
-            to_device=tf.constant, sync=tf.test.experimental.sync_devices,
-            to_float=lambda x: float(x.numpy()), compiled=True, plot=plot,
-            progress=progress)
+            to_device=tf.constant, sync=tf.test.experimental.sync_devices, compiled=True,
+            plot=plot, progress=progress)
 
 
 # FLOPs and timing ----------------------------------------------------------------
 
-def _forward_graph(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
-                   jit_compile: bool = False):
-    """A ``tf.function`` of the forward pass and its concrete function for a
-    float32 ``input_shape`` batch; builds the layer first if needed."""
-    if not model_or_block.built:
-        model_or_block(tf.zeros(input_shape))  # create the variables outside the trace
-    forward = tf.function(lambda X: model_or_block(X, training=False),
-                          jit_compile=jit_compile)
-    return forward, forward.get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
+def _forward(layer: keras.layers.Layer, input_shape):  # built first, outside the trace
+    if not layer.built:
+        layer(tf.zeros(input_shape))
+    return tf.function(lambda X: layer(X, training=False))
 
 
 def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
     """TensorFlow's profiler's float-operation view of one forward pass, by op type."""
-    _, concrete = _forward_graph(model_or_block, input_shape)
+    concrete = _forward(model_or_block, input_shape).get_concrete_function(
+        tf.TensorSpec(input_shape, tf.float32))
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"  # return the numbers, print nothing
-    logger = tf.get_logger()  # the v1 profiler warns that it is deprecated, once per
-    level = logger.level      # process, naming a path inside site-packages: not news
-    logger.setLevel("ERROR")  # to a reader, and it would differ from machine to machine
+    logger, level = tf.get_logger(), tf.get_logger().level  # the v1 profiler's deprecation
+    logger.setLevel("ERROR")  # notice names a site-packages path: noise on a page
     try:
         return tf.compat.v1.profiler.profile(graph=concrete.graph, cmd="op", options=options)
     finally:
@@ -566,19 +457,13 @@ def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
 
 
 def count_flops(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> int:
-    """FLOPs of one forward pass on an ``input_shape`` (NHWC) batch, as TensorFlow's
-    profiler counts them: ``tf.compat.v1.profiler`` with
-    ``ProfileOptionBuilder.float_operation()`` adds up the ``"flops"``
-    statistic each op type registers, over the graph of the traced forward
-    pass (:func:`expected_flops_by_op` lists the rules). The weights are
-    variables read in the graph, so nothing is folded away."""
+    """FLOPs of a forward pass on an NHWC ``input_shape`` batch by TensorFlow's
+    profiler: each op type's registered ``"flops"`` statistic, added up."""
     return int(_profile(model_or_block, input_shape).total_float_ops)
 
 
-def flops_by_op(model_or_block: keras.layers.Layer,
-                input_shape: Sequence[int]) -> Dict[str, int]:
-    """:func:`count_flops` split by op type (``"Conv2D"``, ``"BiasAdd"`` ...);
-    op types counted zero are left out."""
+def flops_by_op(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> Dict[str, int]:
+    """:func:`count_flops` by op type (``"Conv2D"``, ``"BiasAdd"`` ...), zeros left out."""
     counts: Dict[str, int] = {}
     nodes = list(_profile(model_or_block, input_shape).children)
     while nodes:  # the op view nests each op type under the previous one
@@ -594,31 +479,21 @@ expected_flops_by_op = flop_rules.tensorflow_flops_by_op
 
 
 def expected_flops(spec_or_block, input_size=None) -> int:
-    """What :func:`count_flops` should report for one image (a batch of 1):
-    the sum of :func:`expected_flops_by_op`, ``2 x counting.total_macs`` plus
-    the bias additions and pooling that TensorFlow's profiler also counts."""
+    """:func:`count_flops` for one image, from the spec (:func:`expected_flops_by_op`)."""
     return sum(expected_flops_by_op(spec_or_block, input_size).values())
 
 
 def time_forward(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
-                 repeats: int = 10, warmup: int = 2, jit_compile: bool = False) -> float:
-    """Median seconds of one forward pass on an ``input_shape`` (NHWC) batch.
-
-    The forward pass runs as a ``tf.function`` graph, TensorFlow's everyday
-    inference path (``jit_compile=True`` compiles it with XLA instead).
-    ``warmup`` passes run first (they trace the function and pick kernels);
-    every device is synchronised around each timed pass.
-    """
+                 repeats: int = 10, warmup: int = 2) -> float:
+    """Median seconds of a forward pass on an NHWC ``input_shape`` batch as a
+    ``tf.function`` graph, after ``warmup`` passes; devices synchronised."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    forward, _ = _forward_graph(model_or_block, input_shape, jit_compile)
-    X = tf.random.uniform(input_shape)
-    times = []
+    forward, X, times = _forward(model_or_block, input_shape), tf.random.uniform(input_shape), []
     for i in range(warmup + repeats):
         tf.test.experimental.sync_devices()
         timer = training.Timer()
         forward(X)
         tf.test.experimental.sync_devices()
-        if i >= warmup:
-            times.append(timer.elapsed())
-    return statistics.median(times)
+        times.append(timer.elapsed())
+    return statistics.median(times[warmup:])

@@ -59,7 +59,7 @@ def test_block_matches_the_reference():
 
 
 def test_unbuilt_block_says_to_call_it_first():
-    with pytest.raises(ValueError, match="Call it on a batch first"):
+    with pytest.raises(ValueError, match="call it on a batch first"):
         d2l.count_parameters(d2l.Inception(*WIDTHS))
 
 

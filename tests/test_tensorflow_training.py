@@ -126,8 +126,7 @@ def test_adamw_is_pytorchs_adamw():
 def test_sgd_weight_decay_is_coupled_l2():
     """As torch.optim.SGD: the decay joins the gradient, so momentum carries it."""
     variable = tf.Variable([1.0, -2.0])
-    optimizer = d2l._optimizer(training.CLASSIC.with_(lr=0.1, momentum=0.9,
-                                                      weight_decay=0.5))
+    optimizer = d2l._SGD(0.1, momentum=0.9, nesterov=False, l2=0.5)
     optimizer.build([variable])
     buf, w = np.zeros(2), np.array([1.0, -2.0])
     for grad in ([0.1, 0.2], [-0.3, 0.0]):
