@@ -36,7 +36,7 @@ def set_seed(seed: int) -> None:
 def keras_padding(kernel_size, stride, padding):
     """PyTorch's symmetric `padding` in Keras: `(layers in front, mode)`.
     For stride 1, "same" pads (k - 1) / 2 on every side; for stride 2 it
-    pads the end only, so there we put the zeros in front ourselves."""
+    may pad less before than after, so there we add the zeros ourselves."""
     if stride == 1 and 2 * padding == kernel_size - 1:
         return [], "same"
     pad = [keras.layers.ZeroPadding2D(padding)] if padding else []
