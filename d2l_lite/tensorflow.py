@@ -97,8 +97,8 @@ class GoogLeNet(keras.Model):
 
     def b2(self):  # -> N x 12 x 12 x 192
         c = self.conv
-        return keras.Sequential([c(64, 1), c(192, 3, padding=1), max_pool()],
-                                name="b2")
+        return keras.Sequential(
+            [c(64, 1), c(192, 3, padding=1), max_pool()], name="b2")
 
     def b3(self):  # -> N x 6 x 6 x 480
         c, block = self.conv, self.block
