@@ -76,7 +76,7 @@ class Inception(nn.Module):
 # The GoogLeNet chapter --------------------------------------------------------------
 
 def max_pool():
-    """The 3x3 max pool with stride 2 that halves the map between stages."""
+    """The 3x3 max pool, stride 2, that halves the map between stages."""
     return nn.MaxPool2d(3, stride=2, padding=1)
 
 
@@ -197,10 +197,11 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
         y_hat, aux = training.split_aux(model(X))
         loss = F.cross_entropy(y_hat, y, label_smoothing=label_smoothing)
         # auxiliary heads (variants chapter) add their losses x 0.3
-        aux_loss = sum(F.cross_entropy(a, y, label_smoothing=label_smoothing)
-                       for a in aux)
-    (loss + 0.3 * aux_loss).backward()
-    optimizer.step()
+        aux_loss = sum(
+            F.cross_entropy(a, y, label_smoothing=label_smoothing)
+            for a in aux)
+    (loss + 0.3 * aux_loss).backward()  # gradients
+    optimizer.step()                      # update
     return loss.detach(), (y_hat.argmax(dim=1) == y).sum()
 
 
@@ -278,11 +279,11 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
                             ("head", model.head)]:
             X = stage(X)
             rows.append((name, tuple(X.shape[1:]), count_parameters(stage)))
-        if isinstance(model, GoogLeNetAux):  # training mode runs the heads
+        if hasattr(model, "aux1"):  # GoogLeNetAux: training mode runs the heads
             model.train()
             _, aux = model(torch.zeros((2, *input_shape[1:]), device=_device(model)))
-            rows += [(f"aux{i}", tuple(a.shape[1:]), count_parameters(getattr(model, f"aux{i}")))
-                     for i, a in enumerate(aux, 1)]
+            rows += [(f"aux{i}", tuple(a.shape[1:]),
+                      count_parameters(getattr(model, f"aux{i}"))) for i, a in enumerate(aux, 1)]
     model.train(was_training)
     return rows
 
