@@ -268,7 +268,7 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
         X = stage(X, training=False)
         shape = tuple(X.shape[1:])  # H x W x C -> C x H x W
         rows.append((stage.name, shape[-1:] + shape[:-1], count_parameters(stage)))
-    if isinstance(model, GoogLeNetAux):  # they run in training mode only
+    if hasattr(model, "aux1"):  # (any class's) aux heads run in training only
         _, aux = model(keras.KerasTensor(tuple(input_shape)), training=True)
         rows += [(f"aux{i}", tuple(a.shape[1:]), count_parameters(getattr(model, f"aux{i}")))
                  for i, a in enumerate(aux, 1)]
@@ -372,7 +372,7 @@ class _SGD(keras.optimizers.SGD):
 def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     yield layer  # and every layer inside it: stages, blocks, branches
     children = ([getattr(layer, f"branch{i}") for i in range(1, 5)]
-                if isinstance(layer, Inception) else getattr(layer, "layers", []))
+                if hasattr(layer, "branch4") else getattr(layer, "layers", []))
     for child in children:
         yield from _sublayers(child)
 
