@@ -423,25 +423,32 @@ class ProgressPlot:
 
 
 def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
-    """Loss and accuracies per epoch for one or more runs, as one figure."""
+    """Loss and accuracies per epoch for one or more runs, as one figure; each
+    run is named by what tells it apart (framework, recipe, or both)."""
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    frameworks = len({h.framework for h in histories}) > 1
+    recipes = len({h.recipe.name for h in histories}) > 1
     for h in histories:
         epochs = [e.epoch for e in h.epochs]
-        label = h.framework if len(histories) > 1 else "train loss"
-        ax_loss.plot(epochs, h.metric("train_loss"), marker="o", label=label)
-        prefix = f"{h.framework} " if len(histories) > 1 else ""
+        name = ", ".join([h.framework] * frameworks + [f"{h.recipe.name} recipe"] * recipes)
+        line, = ax_loss.plot(epochs, h.metric("train_loss"), marker="o",
+                             label=name or "train loss")
+        prefix = f"{name}: " if name else ""
         ax_acc.plot(epochs, h.metric("train_acc"), marker="o", linestyle="--",
-                    label=f"{prefix}train acc")
-        ax_acc.plot(epochs, h.metric("test_acc"), marker="s", label=f"{prefix}test acc")
+                    color=line.get_color(), label=f"{prefix}train acc")
+        ax_acc.plot(epochs, h.metric("test_acc"), marker="s", color=line.get_color(),
+                    label=f"{prefix}test acc")
     last = num_epochs or max((len(h.epochs) for h in histories), default=1)
-    for ax, name in ((ax_loss, "training loss"), (ax_acc, "accuracy")):
+    for ax, name in ((ax_loss, "training loss (cross-entropy)"),
+                     (ax_acc, "accuracy (fraction correct)")):
         ax.set_xlabel("epoch")
-        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(name, fontsize=9)
         ax.set_xlim(0.5, last + 0.5)
+        ax.set_xticks(range(1, last + 1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
