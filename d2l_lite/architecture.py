@@ -27,7 +27,7 @@ from typing import Optional, Tuple, Union
 __all__ = ["Conv", "MaxPool", "Inception", "GlobalAvgPool", "AvgPool", "Dense", "Stage",
            "AuxHead", "NetworkSpec", "GoogLeNetSpec", "BN_EPS", "BN_MOMENTUM",
            "AUX_LOSS_WEIGHT", "INCEPTION_3A", "INCEPTION_TABLE", "googlenet_spec", "BOOK",
-           "PAPER", "VARIANTS", "PAPER_BN_AUX", "conv_output_size", "Step", "walk",
+           "PAPER", "VARIANTS", "PAPER_BN_AUX", "TUTORIAL_V1", "conv_output_size", "Step", "walk",
            "layer_output_shape"]
 
 #: BatchNorm's epsilon, and the weight of the newest batch in its running
@@ -41,8 +41,9 @@ AUX_LOSS_WEIGHT = 0.3
 
 @dataclass(frozen=True)
 class Conv:
-    """A square convolution and its ReLU; with ``batch_norm``, Conv-BN-ReLU
-    (no conv bias: BatchNorm's shift replaces it)."""
+    """A square convolution and its ReLU; with ``batch_norm``, Conv-BN-ReLU,
+    whose convolution has no bias (BatchNorm's shift replaces it) unless
+    ``conv_bias`` keeps it (``nn.Conv2d``'s default, as some tutorials do)."""
 
     name: str
     out_channels: int
@@ -50,6 +51,12 @@ class Conv:
     stride: int = 1
     padding: int = 0
     batch_norm: bool = False
+    conv_bias: bool = False
+
+    @property
+    def bias(self) -> bool:
+        """True when the convolution itself has a bias."""
+        return self.conv_bias or not self.batch_norm
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ class Inception:
     reduce: bool = True
     batch_norm: bool = False
     factorize: bool = False
+    conv_bias: bool = False
 
     def __post_init__(self):
         for width in _WIDTHS:
@@ -126,21 +134,21 @@ class Inception:
 
     def branches(self) -> Tuple[Tuple[str, Tuple[Union[Conv, MaxPool], ...]], ...]:
         """The four branches as layer sequences, named as in the paper."""
-        bn = self.batch_norm
-        reduce3 = (Conv("3x3_reduce", self.ch3x3red, 1, batch_norm=bn),) if self.reduce else ()
-        reduce5 = (Conv("5x5_reduce", self.ch5x5red, 1, batch_norm=bn),) if self.reduce else ()
+        bn = dict(batch_norm=self.batch_norm, conv_bias=self.conv_bias)
+        reduce3 = (Conv("3x3_reduce", self.ch3x3red, 1, **bn),) if self.reduce else ()
+        reduce5 = (Conv("5x5_reduce", self.ch5x5red, 1, **bn),) if self.reduce else ()
         if self.factorize:
             middle = self.ch5x5red if self.reduce else self.ch5x5
-            five = (Conv("5x5a", middle, 3, padding=1, batch_norm=bn),
-                    Conv("5x5b", self.ch5x5, 3, padding=1, batch_norm=bn))
+            five = (Conv("5x5a", middle, 3, padding=1, **bn),
+                    Conv("5x5b", self.ch5x5, 3, padding=1, **bn))
         else:
-            five = (Conv("5x5", self.ch5x5, 5, padding=2, batch_norm=bn),)
+            five = (Conv("5x5", self.ch5x5, 5, padding=2, **bn),)
         return (
-            ("branch1", (Conv("1x1", self.ch1x1, 1, batch_norm=bn),)),
-            ("branch2", reduce3 + (Conv("3x3", self.ch3x3, 3, padding=1, batch_norm=bn),)),
+            ("branch1", (Conv("1x1", self.ch1x1, 1, **bn),)),
+            ("branch2", reduce3 + (Conv("3x3", self.ch3x3, 3, padding=1, **bn),)),
             ("branch3", reduce5 + five),
             ("branch4", (MaxPool("pool", 3, stride=1, padding=1),
-                         Conv("pool_proj", self.pool_proj, 1, batch_norm=bn))),
+                         Conv("pool_proj", self.pool_proj, 1, **bn))),
         )
 
 
@@ -167,10 +175,11 @@ class AuxHead:
     num_classes: int
     batch_norm: bool = False
     dropout: float = 0.7
+    conv_bias: bool = False
 
     def layers(self) -> Tuple[Union[AvgPool, Conv, Dense], ...]:
         return (AvgPool("pool", kernel=5, stride=3),
-                Conv("conv", 128, 1, batch_norm=self.batch_norm),
+                Conv("conv", 128, 1, batch_norm=self.batch_norm, conv_bias=self.conv_bias),
                 Dense("fc1", 1024, relu=True, flatten=True),
                 Dense("fc2", self.num_classes))
 
@@ -374,7 +383,8 @@ def walk(spec_or_block, input_size=None):
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
                    head_pool: str = "global", reduce: bool = True, *,
                    batch_norm: bool = False, aux_heads: bool = False,
-                   factorize: bool = False, stem: str = "standard") -> GoogLeNetSpec:
+                   factorize: bool = False, stem: str = "standard",
+                   conv_bias: bool = False) -> GoogLeNetSpec:
     """Describe GoogLeNet for an input and a class count.
 
     ``head_pool``: ``"global"`` (d2l's adaptive pool, any input size) or
@@ -383,7 +393,8 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
     (Conv-BN-ReLU everywhere), ``aux_heads`` (after inception4a and 4d),
     ``factorize`` (two 3x3 for the 5x5), ``stem="small"`` (for 28x28: conv1
     is 3x3 with stride 1 and the first max pool goes, so the body sees
-    14x14 instead of 4x4).
+    14x14 instead of 4x4). ``conv_bias`` keeps the convolutions' biases
+    beside BatchNorm.
     """
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
@@ -394,16 +405,16 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
     if head_pool not in ("global", "avg7"):
         raise ValueError(f"head_pool must be 'global' or 'avg7', got {head_pool!r}")
     pool = GlobalAvgPool("avgpool") if head_pool == "global" else AvgPool("avgpool")
-    bn = batch_norm
-    b = {name: replace(block, reduce=reduce, batch_norm=bn, factorize=factorize)
+    bn = dict(batch_norm=batch_norm, conv_bias=conv_bias)
+    b = {name: replace(block, reduce=reduce, factorize=factorize, **bn)
          for name, block in _BLOCKS.items()}
     b1: Tuple[Layer, ...] = (
-        (Conv("conv1", 64, 7, stride=2, padding=3, batch_norm=bn), MaxPool("maxpool1"))
-        if stem == "standard" else (Conv("conv1", 64, 3, padding=1, batch_norm=bn),))
+        (Conv("conv1", 64, 7, stride=2, padding=3, **bn), MaxPool("maxpool1"))
+        if stem == "standard" else (Conv("conv1", 64, 3, padding=1, **bn),))
     stages = (
         Stage("b1", "stem", b1),
-        Stage("b2", "stem", (Conv("conv2", 64, 1, batch_norm=bn),
-                             Conv("conv3", 192, 3, padding=1, batch_norm=bn),
+        Stage("b2", "stem", (Conv("conv2", 64, 1, **bn),
+                             Conv("conv3", 192, 3, padding=1, **bn),
                              MaxPool("maxpool2"))),
         Stage("b3", "body", (b["inception3a"], b["inception3b"], MaxPool("maxpool3"))),
         Stage("b4", "body", (b["inception4a"], b["inception4b"], b["inception4c"],
@@ -411,8 +422,8 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
         Stage("b5", "body", (b["inception5a"], b["inception5b"])),
         Stage("head", "head", (pool, Dense("fc", num_classes))),
     )
-    heads = (AuxHead("aux1", "inception4a", num_classes, batch_norm=bn),
-             AuxHead("aux2", "inception4d", num_classes, batch_norm=bn)) if aux_heads else ()
+    heads = (AuxHead("aux1", "inception4a", num_classes, **bn),
+             AuxHead("aux2", "inception4d", num_classes, **bn)) if aux_heads else ()
     spec = GoogLeNetSpec(in_channels, input_size, num_classes, head_pool, stages, heads)
     spec.check_input(in_channels, input_size, input_size)
     return spec
@@ -434,3 +445,9 @@ VARIANTS = {
 #: PyTorch tutorials that report 13.39M parameters with torchinfo.
 PAPER_BN_AUX = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
                               head_pool="avg7", batch_norm=True, aux_heads=True)
+#: The same with the convolutions' biases kept beside BatchNorm: the
+#: ``Inception_V1`` tutorial's model (``BasicConv2d`` is ``nn.Conv2d`` with its
+#: default bias, then ``BatchNorm2d``, then ReLU), 13,393,352 parameters.
+TUTORIAL_V1 = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
+                             head_pool="avg7", batch_norm=True, aux_heads=True,
+                             conv_bias=True)

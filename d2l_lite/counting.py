@@ -60,7 +60,7 @@ def _count_step(step: Step) -> LayerCount:
     if isinstance(layer, Conv):
         macs = c_out * c_in * layer.kernel * layer.kernel * h_out * w_out
         params = c_out * c_in * layer.kernel * layer.kernel
-        params += (2 if layer.batch_norm else 1) * c_out
+        params += (layer.bias + 2 * layer.batch_norm) * c_out
         kind = "conv-bn" if layer.batch_norm else "conv"
     elif isinstance(layer, Dense):
         macs = c_in * h * w * c_out
@@ -149,12 +149,11 @@ def torchinfo_mult_adds(spec: NetworkSpec, batch_size: int = 1, aux: bool = Fals
     for row in count_network(spec, detail=True):
         if row.part == "aux" and not aux:
             continue
-        positions = row.out_shape[1] * row.out_shape[2]
-        if row.kind == "conv":       # weights and bias at every output position
-            total += row.macs + row.out_shape[0] * positions
-        elif row.kind == "conv-bn":  # weights at every position; BN's 2 x C once
-            total += row.macs + 2 * row.out_shape[0]
-        else:                        # dense weights and bias once; pools nothing
+        channels, positions = row.out_shape[0], row.out_shape[1] * row.out_shape[2]
+        if row.kind.startswith("conv"):  # weights (and bias) at every position
+            bias = row.params - row.macs // positions - 2 * channels * (row.kind == "conv-bn")
+            total += row.macs + bias * positions + 2 * channels * (row.kind == "conv-bn")
+        else:                            # dense weights and bias once; pools nothing
             total += row.params
     return total * batch_size
 

@@ -42,11 +42,11 @@ def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
         if isinstance(step.layer, Conv):
             k = step.layer.kernel
             shapes[f"{step.name}/weight"] = (out, c_in, k, k)
+            if step.layer.bias:
+                shapes[f"{step.name}/bias"] = (out,)
             if step.layer.batch_norm:
                 shapes[f"{step.name}_bn/weight"] = (out,)
                 shapes[f"{step.name}_bn/bias"] = (out,)
-            else:
-                shapes[f"{step.name}/bias"] = (out,)
         elif isinstance(step.layer, Dense):
             shapes[f"{step.name}/weight"] = (out, c_in * h * w)
             shapes[f"{step.name}/bias"] = (out,)
@@ -187,7 +187,8 @@ def _conv_layer(conv: Conv, path: str, x: np.ndarray, weights) -> np.ndarray:
     if not conv.batch_norm:
         return _relu(_conv2d(x, w, weights[f"{path}/bias"].astype(np.float64),
                              conv.stride, conv.padding))
-    y = _conv2d(x, w, np.zeros(w.shape[0]), conv.stride, conv.padding)
+    bias = weights[f"{path}/bias"].astype(np.float64) if conv.bias else np.zeros(len(w))
+    y = _conv2d(x, w, bias, conv.stride, conv.padding)
     gamma, beta, mean, var = (weights[f"{path}_bn/{k}"].astype(np.float64)[None, :, None, None]
                               for k in ("weight", "bias", "running_mean", "running_var"))
     return _relu((y - mean) / np.sqrt(var + BN_EPS) * gamma + beta)

@@ -13,6 +13,7 @@ OIHW kernels, ``(out, in)`` dense weights): nothing is transposed here.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -138,10 +139,10 @@ class NaiveInception(Inception):
 
 # The variants chapter ----------------------------------------------------------------
 
-def conv_bn_relu(channels, kernel_size, stride=1, padding=0):
+def conv_bn_relu(channels, kernel_size, stride=1, padding=0, bias=False):
     """Conv-BN-ReLU: no conv bias, BatchNorm's shift takes its place."""
     return nn.Sequential(
-        nn.LazyConv2d(channels, kernel_size, stride, padding, bias=False),
+        nn.LazyConv2d(channels, kernel_size, stride, padding, bias=bias),
         nn.LazyBatchNorm2d(), nn.ReLU())
 
 
@@ -239,7 +240,8 @@ def _choices(spec: architecture.GoogLeNetSpec):
                     for layer in spec.stages[0].layers)
     if small and spec.aux_heads:
         raise ValueError("no textbook model has both the small stem and aux heads")
-    return (conv_bn_relu if spec.batch_norm else conv_relu,
+    bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
+    return (partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu,
             NaiveInception if not first.reduce else
             FactorizedInception if first.factorize else Inception,
             GoogLeNetAux if spec.aux_heads else
@@ -295,11 +297,6 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     tables.print_table(("stage", "output shape", "parameters"), rows)
 
 
-def _bn_state(model: nn.Module) -> List[torch.Tensor]:
-    return [t for bn in model.modules() if isinstance(bn, nn.BatchNorm2d)
-            for t in (bn.running_mean, bn.running_var)]
-
-
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     """Copy canonical weights (:func:`d2l_lite.reference.random_weights`) into
     ``model``, tensor by tensor in the order the model created them
@@ -307,7 +304,9 @@ def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     one, so each array is copied as it is. Returns the model."""
     _require_built(model)
     params, state = reference.ordered(weights)
-    for arrays, tensors in ((params, list(model.parameters())), (state, _bn_state(model))):
+    bn_state = [t for bn in model.modules() if isinstance(bn, nn.BatchNorm2d)
+                for t in (bn.running_mean, bn.running_var)]
+    for arrays, tensors in ((params, list(model.parameters())), (state, bn_state)):
         reference.check_shapes([name for name, _ in arrays], [a.shape for _, a in arrays],
                                [t.shape for t in tensors], "PyTorch")
         with torch.no_grad():

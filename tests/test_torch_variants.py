@@ -47,3 +47,25 @@ def test_train_variant_smoke(name, fashion_mnist):
                         spec=spec, device="cpu", plot=False, progress=False)
     e, = history.epochs
     assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
+
+
+def test_the_tutorial_model_keeps_conv_biases_beside_batch_norm():
+    """The Inception_V1 tutorial's summary: 13,393,352 parameters and 3.17 G
+    mult-adds; 7,536 more parameters than the bias-free model, one bias per
+    convolution channel (auxiliary heads' included)."""
+    torchinfo = pytest.importorskip("torchinfo")
+    import numpy as np
+    from d2l_lite import reference
+    spec = architecture.TUTORIAL_V1
+    model = d2l.googlenet(spec)
+    stats = torchinfo.summary(model, input_size=(2, 3, 224, 224), verbose=0)
+    assert stats.total_params == 13_393_352
+    assert stats.total_mult_adds == counting.torchinfo_mult_adds(spec, batch_size=2)
+    assert round(stats.total_mult_adds / 1e9, 2) == 3.17
+    rows = counting.count_network(architecture.PAPER_BN_AUX, detail=True)
+    assert 13_393_352 - 13_385_816 == 7_536 == sum(
+        r.out_shape[0] for r in rows if r.kind == "conv-bn")
+    weights = reference.random_weights(spec, seed=1)
+    X = reference.random_input(spec, batch_size=1, seed=1)
+    logits = d2l.logits(d2l.load_weights(model, weights), X)
+    assert np.abs(logits - reference.forward(spec, weights, X)).max() < 1e-4
