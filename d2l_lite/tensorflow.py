@@ -234,8 +234,8 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
     if (not first.reduce and first.factorize) or (small and spec.aux_heads):
         raise ValueError("no textbook model combines these variants")
-    block = Inception if first.reduce and not first.factorize else \
-        NaiveInception if not first.reduce else FactorizedInception
+    block = (NaiveInception if not first.reduce else
+             FactorizedInception if first.factorize else Inception)
     cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
     model = cls(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
@@ -285,7 +285,7 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     """Copy canonical weights into ``model`` in the order it created its tensors
     (:func:`d2l_lite.reference.ordered`), converting layouts; returns it."""
-    spec = getattr(model, "spec", None)  # googlenet's: the maps dense layers flatten
+    spec = getattr(model, "spec", None)  # set by googlenet: what dense layers flatten
     maps = {f"{s.name}/weight": s.in_shape for s in architecture.walk(spec)
             if isinstance(s.layer, architecture.Dense)} if spec else {}
     def keras_layout(name, array):
@@ -371,9 +371,8 @@ class _SGD(keras.optimizers.SGD):
 
 def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     yield layer  # and every layer inside it: stages, blocks, branches
-    children = ([getattr(layer, f"branch{i}") for i in range(1, 5)]
-                if hasattr(layer, "branch4") else getattr(layer, "layers", []))
-    for child in children:
+    for child in ([getattr(layer, f"branch{i}") for i in range(1, 5)]
+                  if hasattr(layer, "branch4") else getattr(layer, "layers", [])):
         yield from _sublayers(child)
 
 
@@ -408,6 +407,8 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
               "without jit_compile instead); both are GPU options here.")
     xla, size = recipe.compile and gpu, image_size or spec.input_size
     set_seed(recipe.seed)
+    if not model.built:  # Keras makes the weights on the first call
+        model(keras.KerasTensor((None, spec.input_size, spec.input_size, spec.in_channels)))
     with tf.device(device), _bfloat16(model, recipe.mixed_precision and gpu):
         load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
         train_X, train_y, test_X, test_y = device_data(data, device)
@@ -457,8 +458,7 @@ def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
 
 
 def count_flops(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> int:
-    """FLOPs of a forward pass on an NHWC ``input_shape`` batch by TensorFlow's
-    profiler: each op type's registered ``"flops"`` statistic, added up."""
+    """FLOPs of a forward pass on an NHWC batch: TF's registered per-op rules, added up."""
     return int(_profile(model_or_block, input_shape).total_float_ops)
 
 
