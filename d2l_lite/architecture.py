@@ -364,6 +364,9 @@ def walk(spec_or_block, input_size=None):
     as :class:`Step` s: the one walk that counting, the FLOP rules and the
     weight layout all read."""
     if isinstance(spec_or_block, Inception):
+        if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
+            raise ValueError(f"an Inception block needs input_size=(channels, height, "
+                             f"width), e.g. (192, 28, 28), got {input_size!r}")
         yield from _walk_layers((spec_or_block,), tuple(input_size), "", "")
         return
     spec = spec_or_block

@@ -48,7 +48,8 @@ def jax_case(spec, weights, X):
     variables = d2l.init(model, _nhwc(X).shape)
     rows = d2l.stage_rows(model, _nhwc(X).shape)
     count = d2l.count_parameters(variables)
-    return rows, count, d2l.logits(model, X, d2l.load_weights(model, weights))
+    variables = d2l.load_weights(model, weights, _nhwc(X).shape)
+    return rows, count, d2l.logits(model, X, variables)
 
 
 CASES = {"torch": torch_case, "tensorflow": tensorflow_case, "jax": jax_case}
