@@ -70,3 +70,11 @@ def test_check_comparison_reports_outcomes_and_requires_all_runs():
     del histories["28x28"]
     with pytest.raises(AssertionError):
         variants.check_comparison(histories, scale)
+
+
+def test_the_papers_schedule_lowers_the_rate_4_percent_every_8_epochs():
+    recipe = training.CLASSIC.with_(num_epochs=20, schedule="paper")
+    rates = [training.learning_rate(recipe, epoch * 10, 10) for epoch in range(20)]
+    assert rates[:8] == [0.01] * 8
+    assert rates[8] == rates[15] == pytest.approx(0.0096)
+    assert rates[16] == pytest.approx(0.01 * 0.96 ** 2)
