@@ -6,7 +6,7 @@ VENV := .venv/bin
 SHARED_DATA ?= $(abspath ../shared/data/fashion-mnist)
 export D2L_FASHION_MNIST_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: book test env clean
+.PHONY: book test env clean colab-test
 
 env:
 	tools/setup_env.sh
@@ -17,6 +17,10 @@ book: env
 
 test: env
 	D2L_SMALL_SCALE=1 tools/run_tests.sh
+
+# Every non-MXNet page in the versions Colab ships (requirements-colab.txt).
+colab-test:
+	tools/colab_test.sh
 
 clean:
 	rm -rf _build .pytest_cache
