@@ -1,21 +1,8 @@
-"""One framework-neutral description of GoogLeNet: the book's checker.
-
-The chapters write GoogLeNet out by hand in each framework. This module
-describes the same network as data, once: the analytic counter
-(:mod:`d2l_lite.counting`), the FLOP rules, the canonical weights and the
-NumPy reference (:mod:`d2l_lite.reference`) all read it through
-:func:`walk`, and ``tests/test_contract.py`` holds every framework's
-textbook model to it. Variants are options of the same description:
-Conv-BN-ReLU (``batch_norm``), the paper's auxiliary classifiers
-(``aux_heads``), the factorised 5x5 branch (``factorize``), a stem for
-28x28 inputs (``stem``) and the naive block without 1x1 reductions
-(``reduce=False``).
-
-The network is split as the paper made common: the **stem** (plain
-convolutions and pools that shrink the image), the **body** (nine
-Inception blocks in stages 3, 4, 5) and the **head** (pooling and one dense
-layer). Spatial sizes follow PyTorch's rules (explicit, symmetric zero
-padding; floor division), which every framework reproduces exactly.
+"""One framework-neutral description of GoogLeNet, as data: the counter, the
+FLOP rules, the canonical weights and the NumPy reference all read it through
+:func:`walk`, and ``tests/test_contract.py`` holds every framework's model to
+it. Variants are options of it. Spatial sizes follow PyTorch's rules
+(symmetric zero padding, floor division), which every framework reproduces.
 """
 
 from __future__ import annotations
@@ -30,9 +17,7 @@ __all__ = ["Conv", "MaxPool", "Inception", "GlobalAvgPool", "AvgPool", "Dense", 
            "PAPER", "VARIANTS", "PAPER_BN_AUX", "TUTORIAL_V1", "conv_output_size", "Step", "walk",
            "layer_output_shape"]
 
-#: BatchNorm's epsilon, and the weight of the newest batch in its running
-#: statistics (PyTorch's ``momentum``; Keras, Flax and Gluon call
-#: ``1 - BN_MOMENTUM`` their momentum).
+#: BatchNorm's epsilon and PyTorch's ``momentum`` (Keras, Flax and Gluon use 1 - it).
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 #: The paper's weight of each auxiliary classifier's loss during training.
@@ -42,8 +27,7 @@ AUX_LOSS_WEIGHT = 0.3
 @dataclass(frozen=True)
 class Conv:
     """A square convolution and its ReLU; with ``batch_norm``, Conv-BN-ReLU,
-    whose convolution has no bias (BatchNorm's shift replaces it) unless
-    ``conv_bias`` keeps it (``nn.Conv2d``'s default, as some tutorials do)."""
+    without a conv bias unless ``conv_bias`` keeps it (as some tutorials do)."""
 
     name: str
     out_channels: int
@@ -55,7 +39,6 @@ class Conv:
 
     @property
     def bias(self) -> bool:
-        """True when the convolution itself has a bias."""
         return self.conv_bias or not self.batch_norm
 
 
@@ -87,8 +70,7 @@ class GlobalAvgPool:
 
 @dataclass(frozen=True)
 class Dense:
-    """A fully connected layer; ``relu`` adds a ReLU, ``flatten`` reads a map
-    of any size (otherwise the map before it must be 1x1)."""
+    """A dense layer; ``flatten`` reads a map of any size, else it must be 1x1."""
 
     name: str
     out_features: int
@@ -101,13 +83,8 @@ _WIDTHS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 
 @dataclass(frozen=True)
 class Inception:
-    """An Inception block, in the column names of the paper's Table 1: four
-    branches (1x1; 1x1 reduce then 3x3; 1x1 reduce then 5x5; 3x3 max pool
-    then 1x1), each convolution with its ReLU, concatenated on channels.
-
-    ``reduce=False`` is the naive block (no 1x1 reductions); ``batch_norm``
-    makes every convolution Conv-BN-ReLU; ``factorize`` replaces the 5x5 by
-    two 3x3 convolutions (``5x5a`` at the reduced width, ``5x5b``)."""
+    """An Inception block in the column names of the paper's Table 1.
+    ``reduce=False``: the naive block; ``factorize``: two 3x3 for the 5x5."""
 
     name: str
     ch1x1: int
@@ -157,7 +134,7 @@ Layer = Union[Conv, MaxPool, AvgPool, GlobalAvgPool, Dense, Inception]
 
 @dataclass(frozen=True)
 class Stage:
-    """A named group of layers (d2l's ``b1`` ... ``b5`` plus the head)."""
+    """A named group of layers (d2l's ``b1`` ... ``b5``, the head)."""
 
     name: str
     part: str  # "stem", "body" or "head"
@@ -166,9 +143,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class AuxHead:
-    """An auxiliary classifier after block ``after``: 5x5/3 average pool, 1x1
-    conv to 128, dense 1024 with ReLU, dropout, dense to the classes. Its loss
-    counts :data:`AUX_LOSS_WEIGHT` in training; inference does not run it."""
+    """An auxiliary classifier after block ``after``, run in training only."""
 
     name: str       # "aux1", "aux2"
     after: str      # "inception4a", "inception4d"
@@ -184,8 +159,7 @@ class AuxHead:
                 Dense("fc2", self.num_classes))
 
 
-# The paper's Table 1, one row per Inception block:
-# name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
+# The paper's Table 1: name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 INCEPTION_TABLE = (
     ("inception3a", 64, 96, 128, 16, 32, 32),
     ("inception3b", 128, 128, 192, 32, 96, 64),
@@ -205,9 +179,7 @@ INCEPTION_3A = _BLOCKS["inception3a"]
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A whole network: its input, its stages in order, its auxiliary heads.
-    GoogLeNet is one; :mod:`d2l_lite.classic_nets` describes AlexNet, VGG-11
-    and NiN the same way, for the same counter."""
+    """A whole network: its input, stages and auxiliary heads."""
 
     in_channels: int
     input_size: int
@@ -218,7 +190,6 @@ class NetworkSpec:
 
     @property
     def batch_norm(self) -> bool:
-        """True when the convolutions are Conv-BN-ReLU."""
         return any(isinstance(layer, Conv) and layer.batch_norm
                    for stage in self.stages for layer in stage.layers)
 
@@ -229,8 +200,7 @@ class NetworkSpec:
         return tuple(s for s in self.stages if s.part == part)
 
     def check_input(self, channels: int, height: int, width: int) -> None:
-        """Raise a ``ValueError`` that says what to do if an input cannot go
-        through this network (wrong channels, too small, too large)."""
+        """Raise a ``ValueError`` that says what to do with an unfit input."""
         if channels != self.in_channels:
             raise ValueError(
                 f"GoogLeNet was built for {self.in_channels}-channel images but got "
@@ -255,13 +225,11 @@ class NetworkSpec:
 
     @cached_property
     def input_size_range(self) -> Tuple[int, Optional[int]]:
-        """(smallest, largest) square input side; largest is None when unbounded
-        (global pooling), else the last side the 7x7 average pool takes."""
+        """(smallest, largest) square input side; largest None: unbounded."""
         fits = [size for size in range(1, 1025) if self._fits(size)]
         return fits[0], (None if fits[-1] == 1024 else fits[-1])
 
     def min_input_size(self) -> int:
-        """Smallest square input for which every layer has a usable output."""
         return self.input_size_range[0]
 
     def _fits(self, size: int) -> bool:
@@ -272,8 +240,7 @@ class NetworkSpec:
         return True
 
     def spatial_sizes(self, size: int) -> Tuple[Tuple[str, int], ...]:
-        """The side after each stage for a ``size`` x ``size`` input; raises a
-        ``ValueError`` naming the first layer whose output would be empty."""
+        """The side after each stage; a ``ValueError`` names an empty layer."""
         out = []
         aux = {head.after: head for head in self.aux_heads}
         for stage in self.stages:
@@ -296,11 +263,11 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class GoogLeNetSpec(NetworkSpec):
-    """A whole GoogLeNet (what :func:`googlenet_spec` returns)."""
+    """A whole GoogLeNet."""
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output side of a convolution or pooling window (PyTorch's floor rule)."""
+    """Output side of a convolution or pooling window (floor rule)."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -320,9 +287,8 @@ def _layer_output_size(layer: Layer, size: int) -> int:
 
 @dataclass(frozen=True)
 class Step:
-    """One leaf layer met by :func:`walk`: its stage, part (``"aux"`` for the
-    auxiliary heads), path (``conv1``, ``inception3a/branch2/3x3``,
-    ``aux1/fc1``) and shapes ``(C, H, W)`` (a dense output is ``(F, 1, 1)``)."""
+    """One leaf layer met by :func:`walk`, its path (``inception3a/branch2/3x3``)
+    and shapes ``(C, H, W)``; part ``"aux"`` marks auxiliary heads."""
 
     stage: str
     part: str
@@ -333,7 +299,6 @@ class Step:
 
 
 def layer_output_shape(layer, shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
-    """The ``(C, H, W)`` after one leaf layer."""
     channels, size = shape[0], _layer_output_size(layer, shape[1])
     if isinstance(layer, Conv):
         channels = layer.out_channels
@@ -343,7 +308,6 @@ def layer_output_shape(layer, shape: Tuple[int, int, int]) -> Tuple[int, int, in
 
 
 def _walk_layers(layers, shape, stage: str, part: str, prefix: str = ""):
-    """Yield the steps of ``layers`` in order; return the shape after them."""
     for layer in layers:
         if isinstance(layer, Inception):
             for branch, branch_layers in layer.branches():
@@ -358,11 +322,9 @@ def _walk_layers(layers, shape, stage: str, part: str, prefix: str = ""):
 
 
 def walk(spec_or_block, input_size=None):
-    """Every leaf layer of a network (auxiliary heads after the block they
-    branch off; ``input_size``: the square side, default the spec's) or of
-    one Inception block (``input_size``: its ``(C, H, W)`` input), in order,
-    as :class:`Step` s: the one walk that counting, the FLOP rules and the
-    weight layout all read."""
+    """Every leaf layer of a network (``input_size``: the side) or of one
+    Inception block (``input_size``: ``(C, H, W)``), as :class:`Step` s, with
+    auxiliary heads after the block they branch off."""
     if isinstance(spec_or_block, Inception):
         if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
             raise ValueError(f"an Inception block needs input_size=(channels, height, "
@@ -388,16 +350,9 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
                    batch_norm: bool = False, aux_heads: bool = False,
                    factorize: bool = False, stem: str = "standard",
                    conv_bias: bool = False) -> GoogLeNetSpec:
-    """Describe GoogLeNet for an input and a class count.
-
-    ``head_pool``: ``"global"`` (d2l's adaptive pool, any input size) or
-    ``"avg7"`` (the paper's 7x7 pool: the last map must be 7x7). The
-    variants: ``reduce=False`` (the naive block), ``batch_norm``
-    (Conv-BN-ReLU everywhere), ``aux_heads`` (after inception4a and 4d),
-    ``factorize`` (two 3x3 for the 5x5), ``stem="small"`` (for 28x28: conv1
-    is 3x3 with stride 1 and the first max pool goes, so the body sees
-    14x14 instead of 4x4). ``conv_bias`` keeps the convolutions' biases
-    beside BatchNorm.
+    """Describe GoogLeNet. ``head_pool``: ``"global"`` (d2l, any size) or
+    ``"avg7"`` (the paper's; the last map must be 7x7). ``stem="small"``
+    (for 28x28): conv1 3x3 stride 1 and no first pool, so the body sees 14x14.
     """
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
@@ -434,9 +389,8 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
 
 #: The book's model: Fashion-MNIST resized to 96x96, one channel, 10 classes.
 BOOK = googlenet_spec(in_channels=1, input_size=96, num_classes=10, head_pool="global")
-#: The paper's ImageNet model (no auxiliary heads, no LRN, no dropout).
+#: The paper's ImageNet model (no auxiliary heads, LRN or dropout).
 PAPER = googlenet_spec(in_channels=3, input_size=224, num_classes=1000, head_pool="avg7")
-#: The variants compared in the last chapter, all for Fashion-MNIST.
 VARIANTS = {
     "baseline": BOOK,
     "batch norm": googlenet_spec(batch_norm=True),
@@ -444,13 +398,11 @@ VARIANTS = {
     "factorized 5x5": googlenet_spec(factorize=True),
     "28x28": googlenet_spec(input_size=28, stem="small"),
 }
-#: Conv-BN-ReLU with auxiliary heads at 224x224x3 and 1000 classes, as in the
-#: PyTorch tutorials that report 13.39M parameters with torchinfo.
+#: Conv-BN-ReLU with auxiliary heads, as in tutorials reporting 13.39M parameters.
 PAPER_BN_AUX = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
                               head_pool="avg7", batch_norm=True, aux_heads=True)
-#: The same with the convolutions' biases kept beside BatchNorm: the
-#: ``Inception_V1`` tutorial's model (``BasicConv2d`` is ``nn.Conv2d`` with its
-#: default bias, then ``BatchNorm2d``, then ReLU), 13,393,352 parameters.
+#: The same with conv biases beside BatchNorm: the ``Inception_V1`` tutorial's
+#: model (13,393,352 parameters).
 TUTORIAL_V1 = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
                              head_pool="avg7", batch_norm=True, aux_heads=True,
                              conv_bias=True)

@@ -1,20 +1,5 @@
-"""AlexNet, VGG-11 and NiN, described like GoogLeNet so the same counter counts them.
-
-The exercises of the variants chapter compare GoogLeNet's parameters and
-compute with the networks before it. Each function returns an
-:class:`~d2l_lite.architecture.NetworkSpec` that :func:`d2l_lite.counting.count_network`
-reads; nothing here builds a framework model. Configurations follow the papers
-(as d2l writes them), for 224x224 inputs by default:
-
-* **AlexNet** (Krizhevsky et al., 2012, one tower): 11x11/4 conv 96, 5x5 conv 256,
-  three 3x3 convs (384, 384, 256), three 3x3/2 max pools, dense 4096, 4096, classes;
-* **VGG-11** (Simonyan and Zisserman, 2014, configuration A): eight 3x3 convs
-  (64, 128, 256, 256, 512, 512, 512, 512) in five blocks, each ending in a 2x2/2
-  max pool, dense 4096, 4096, classes;
-* **NiN** (Lin et al., 2013, d2l's version): four NiN blocks (a conv then two
-  1x1 convs) of 96 (11x11/4), 256 (5x5), 384 (3x3) and ``num_classes`` (3x3)
-  channels with 3x3/2 max pools between, then global average pooling: no dense
-  layer at all.
+"""AlexNet, VGG-11 and NiN as :class:`~d2l_lite.architecture.NetworkSpec` s, so
+the same counter compares them with GoogLeNet (as d2l writes them, 224x224).
 """
 
 from __future__ import annotations
@@ -50,7 +35,7 @@ def alexnet_spec(in_channels: int = 3, input_size: int = 224,
 
 def vgg11_spec(in_channels: int = 3, input_size: int = 224,
                num_classes: int = 1000) -> NetworkSpec:
-    """VGG-11: five blocks of 3x3 convs ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))."""
+    """VGG-11 (configuration A): five blocks of 3x3 convs, each ending in a 2x2 pool."""
     stages: List[Stage] = []
     for i, (convs, channels) in enumerate(((1, 64), (1, 128), (2, 256), (2, 512),
                                            (2, 512)), start=1):
@@ -65,7 +50,7 @@ def vgg11_spec(in_channels: int = 3, input_size: int = 224,
 
 def nin_spec(in_channels: int = 3, input_size: int = 224,
              num_classes: int = 1000) -> NetworkSpec:
-    """NiN: conv + two 1x1 convs per block, global average pooling as the head."""
+    """NiN: conv + two 1x1 convs per block, global average pooling, no dense layer."""
     def block(i: int, channels: int, kernel: int, stride: int, padding: int):
         return (Conv(f"nin{i}_conv", channels, kernel, stride, padding),
                 Conv(f"nin{i}_1x1a", channels, 1), Conv(f"nin{i}_1x1b", channels, 1))

@@ -1,27 +1,16 @@
 """Analytic parameter and multiply-accumulate (MAC) counts, framework-neutral.
 
-Conventions, stated once:
-
-* **MACs** count the multiply-accumulates of convolutions and dense layers
-  only: a convolution producing ``C_out x H x W`` from ``C_in`` channels with a
-  ``k x k`` kernel costs ``C_out * H * W * C_in * k * k`` MACs. Bias additions,
-  ReLU and pooling are not MACs and are left out.
-* **FLOPs** are ``2 x MACs`` (one multiply and one add each), the convention of
-  ``torch.utils.flop_counter`` and of TensorFlow's profiler for convolutions.
-* **Parameters** include biases (every convolution and dense layer has one, as
-  in d2l's GoogLeNet). A Conv-BN-ReLU convolution has no bias; its BatchNorm
-  adds a scale and a shift per channel (2 x C parameters). The running mean
-  and variance are state, not parameters, and are not counted. BatchNorm's
-  arithmetic is not counted as MACs (at inference it folds into the
-  convolution).
-* **Auxiliary heads** get rows of their own, with ``part == "aux"``. They are
-  trained but not run at inference, so :func:`inference_macs` leaves them out.
+MACs count convolutions and dense layers only (``C_out * H * W * C_in * k * k``
+for a convolution); FLOPs are ``2 x MACs``, as ``torch.utils.flop_counter``
+counts. Parameters include biases; a Conv-BN-ReLU convolution has none, and its
+BatchNorm adds 2 x C (running statistics are state, not counted). Auxiliary
+heads are rows with ``part == "aux"``, left out of :func:`inference_macs`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Tuple
 
 from .architecture import (Conv, Dense, Inception, NetworkSpec, Step, layer_output_shape,
                            walk)
@@ -53,8 +42,6 @@ def flops(macs: int) -> int:
 
 
 def _count_step(step: Step) -> LayerCount:
-    """Parameters and MACs of one leaf layer. A convolution has weights plus
-    a bias, or, for Conv-BN-ReLU, weights plus BatchNorm's scale and shift."""
     layer, (c_in, h, w), (c_out, h_out, w_out) = step.layer, step.in_shape, step.out_shape
     kind, params, macs = "pool", 0, 0
     if isinstance(layer, Conv):
@@ -82,13 +69,8 @@ def count_inception(block: Inception, in_shape: Shape) -> List[LayerCount]:
 
 def count_network(spec: NetworkSpec, input_size: int | None = None,
                   detail: bool = False) -> List[LayerCount]:
-    """Count every layer of ``spec`` for a square input.
-
-    With ``detail=False`` an Inception block is one row (its branches summed)
-    and so is an auxiliary head; with ``detail=True`` each of their layers gets
-    its own row. Auxiliary heads follow the block they branch off, with
-    ``part == "aux"``.
-    """
+    """Count every layer of ``spec``; without ``detail`` an Inception block or
+    an auxiliary head is one row."""
     rows = [_count_step(step) for step in walk(spec, input_size)]
     if detail:
         return rows
@@ -102,12 +84,10 @@ def count_network(spec: NetworkSpec, input_size: int | None = None,
             continue
         if grouped and grouped[-1].name == group:  # a block or head continues
             first = grouped.pop()
-            row = LayerCount(first.stage, first.part, group, first.in_shape,
-                             row.out_shape, first.params + row.params,
-                             first.macs + row.macs)
+            row = replace(first, out_shape=row.out_shape, params=first.params + row.params,
+                          macs=first.macs + row.macs)
         else:
-            row = LayerCount(row.stage, row.part, group, row.in_shape, row.out_shape,
-                             row.params, row.macs)
+            row = replace(row, name=group, kind="")
         if group in blocks:  # concatenated branches: the block's width, same size
             row = replace(row, out_shape=(blocks[group].out_channels,) + row.in_shape[1:])
         grouped.append(row)
@@ -116,10 +96,8 @@ def count_network(spec: NetworkSpec, input_size: int | None = None,
 
 def stage_rows(spec: NetworkSpec, input_size: int | None = None
                ) -> List[Tuple[str, Tuple[int, ...], int]]:
-    """``(stage, output shape, parameters)`` for each stage, then one row per
-    auxiliary head: what every framework's model must reproduce (the
-    contract test). Shapes are ``(C, H, W)``; the head's and the auxiliary
-    heads' are ``(num_classes,)``."""
+    """``(stage, output shape, parameters)`` per stage, then per auxiliary head:
+    what every framework's model must reproduce (a 1x1 output is ``(C,)``)."""
     out: dict = {}
     for row in count_network(spec, input_size):
         key = row.name if row.part == "aux" else row.stage
@@ -136,15 +114,9 @@ def inference_macs(rows: Iterable[LayerCount]) -> int:
 
 
 def torchinfo_mult_adds(spec: NetworkSpec, batch_size: int = 1, aux: bool = False) -> int:
-    """"Total mult-adds" as ``torchinfo.summary`` reports it for ``spec``.
-
-    torchinfo's rule (``LayerInfo.calculate_macs``): a convolution's weight
-    *and bias* count once per output position (so a bias adds ``C x H x W``),
-    any other layer's parameters (dense weights and biases, BatchNorm's scale
-    and shift) count once; everything times the batch size. In ``eval`` mode,
-    torchinfo's default, auxiliary heads do not run and add nothing
-    (``aux=False``); in ``train`` mode they do.
-    """
+    """"Total mult-adds" as ``torchinfo.summary`` reports it: a convolution's
+    weight and bias count per output position, other parameters once, times
+    the batch. Auxiliary heads count only in ``train`` mode (``aux=True``)."""
     total = 0
     for row in count_network(spec, detail=True):
         if row.part == "aux" and not aux:
@@ -167,28 +139,19 @@ def total_macs(rows: Iterable[LayerCount]) -> int:
 
 
 def count_any(spec_or_block, input_size=None) -> List[LayerCount]:
-    """Rows for a whole network or for one Inception block.
-
-    ``spec_or_block`` is a :class:`~d2l_lite.architecture.GoogLeNetSpec`
-    (``input_size``: the image side, default the spec's) or an
-    :class:`~d2l_lite.architecture.Inception` (``input_size``: its input as
-    ``(channels, height, width)``, required).
-    """
+    """Rows for a network (``input_size``: the side) or an Inception block
+    (``input_size``: ``(C, H, W)``, required)."""
     if isinstance(spec_or_block, NetworkSpec):
         return count_network(spec_or_block, input_size)
     if isinstance(spec_or_block, Inception):
-        if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
-            raise ValueError(f"an Inception block needs input_size=(channels, height, "
-                             f"width), e.g. (192, 28, 28), got {input_size!r}")
-        return count_inception(spec_or_block, tuple(input_size))
+        return [_count_step(step) for step in walk(spec_or_block, input_size)]
     raise ValueError(f"expected a GoogLeNetSpec (or another NetworkSpec) or an "
                      f"architecture.Inception, got "
                      f"{type(spec_or_block).__name__}")
 
 
 def analytic_flops(spec_or_block, input_size=None) -> int:
-    """``2 x MACs`` of convolutions and dense layers, for one image at inference
-    (auxiliary heads, which only run in training, left out)."""
+    """``2 x MACs`` for one image at inference (no auxiliary heads)."""
     return flops(inference_macs(count_any(spec_or_block, input_size)))
 
 

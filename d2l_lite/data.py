@@ -1,17 +1,10 @@
-"""Fashion-MNIST, framework-neutral: NumPy arrays in, NumPy arrays out.
+"""Fashion-MNIST as NumPy arrays, from ``data_dir=...``, else
+``D2L_FASHION_MNIST_DIR``, else the official files downloaded once into
+``D2L_DATA_CACHE`` (default ``~/.cache/d2l_lite``) and checked by MD5.
 
-Where the files come from, in this order:
-
-1. ``data_dir=...`` passed to :func:`load_fashion_mnist`;
-2. the environment variable ``D2L_FASHION_MNIST_DIR``;
-3. otherwise the four official files are downloaded (once) into
-   ``D2L_DATA_CACHE`` (default ``~/.cache/d2l_lite``) and checked against
-   their official MD5 sums.
-
-A local directory is read as it is: its files need not be the official ones
-(the copy under ``shared/data`` is a different split), so their checksums are
-not compared, but their format is validated. The loader says which source it
-used and never switches from one source to another on its own.
+A local directory may hold another split (``shared/data`` does), so only its
+format is validated. The loader says which source it used and never falls
+back from one to another on its own.
 """
 
 from __future__ import annotations
@@ -82,11 +75,7 @@ def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
                        cache_dir: Union[str, Path, None] = None,
                        base_url: str = OFFICIAL_URL,
                        verbose: bool = True) -> FashionMNIST:
-    """Load Fashion-MNIST from a local directory or the official download.
-
-    Raises :class:`DataError` with a message that names the file and says
-    what to do when anything is missing, corrupt or not downloadable.
-    """
+    """Load Fashion-MNIST; a :class:`DataError` names the file and what to do."""
     if data_dir is None and os.environ.get(ENV_DIR):
         data_dir = os.environ[ENV_DIR]
         origin = f"{ENV_DIR}={data_dir}"
@@ -203,11 +192,8 @@ def _download_missing(folder: Path, base_url: str) -> None:
 def minibatch_indices(num_examples: int, batch_size: int, *, shuffle: bool,
                       seed: int = 0, epoch: int = 0,
                       drop_last: bool = False) -> Iterator[np.ndarray]:
-    """Index arrays for one epoch of minibatches.
-
-    Shuffling is seeded by ``(seed, epoch)``, so every framework sees the same
-    order and a rerun repeats it.
-    """
+    """Index arrays for one epoch; shuffling is seeded by ``(seed, epoch)``, so
+    every framework sees the same order."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = (np.random.default_rng([seed, epoch]).permutation(num_examples)

@@ -1,11 +1,6 @@
-"""Framework-neutral FLOP rules: what each framework's own counter reports,
-computed from the spec alone.
-
-PyTorch's ``FlopCounterMode`` and MXNet's hook counter report exactly
-``2 x`` the analytic multiply-accumulates (:func:`d2l_lite.counting.analytic_flops`).
-TensorFlow's profiler and XLA's cost analysis count more (bias additions,
-pooling, ...); their rules, which need no framework code, live here and read
-:func:`d2l_lite.architecture.walk`, the same walk as the counter.
+"""What TensorFlow's profiler and XLA's cost analysis report, computed from the
+spec alone. (PyTorch's and MXNet's counters report exactly ``2 x`` the
+analytic MACs; these two also count bias additions, pooling, ...)
 """
 
 from __future__ import annotations
@@ -18,29 +13,12 @@ from . import architecture
 from .architecture import walk
 
 
-# TensorFlow's profiler ------------------------------------------------------------
-
 def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
-    """What TensorFlow's profiler (``d2l_lite.tensorflow.flops_by_op``) reports
-    for one image (a batch of 1), op type by op type, by the ``"flops"`` rule
-    TensorFlow registers for each op type (``ops.RegisterStatistics``):
-
-    * ``Conv2D``: 2 x kernel height x kernel width x input channels per output
-      element: 2 x MACs, every tap counted (padding included);
-    * ``BiasAdd``: one per element it adds to: every convolution's output and
-      the dense layer's (Keras adds biases with ``tf.nn.bias_add``);
-    * ``MatMul``: 2 x in x out for the dense layer;
-    * ``MaxPool``, ``AvgPool``: kernel area per output element (the stem's
-      pools and the 3x3 pool of every block's fourth branch; the paper's 7x7
-      head pool);
-    * ``Mean`` (``GlobalAveragePooling2D``): one per input element;
-    * ``Relu``, ``Pad`` (``ZeroPadding2D``), ``ConcatV2``, reshapes: no
-      statistic registered, so zero.
-
-    Arguments as for :func:`d2l_lite.architecture.walk`; the auxiliary heads
-    do not run at inference. (Specs without BatchNorm: a Conv-BN-ReLU
-    convolution has no ``BiasAdd``, and BatchNorm's own ops are not counted.)
-    """
+    """TensorFlow's profiler's FLOPs for one image, by op type, from the rule
+    each op registers (``ops.RegisterStatistics``): ``Conv2D`` 2 x MACs with
+    every tap counted; ``BiasAdd`` one per element; ``MatMul`` 2 x in x out;
+    pools the kernel area per output; ``Mean`` one per input; ``Relu``,
+    ``Pad``, ``ConcatV2`` nothing. Arguments as for :func:`walk`."""
     ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool", "AvgPool", "Mean"), 0)
     for step in walk(spec_or_block, input_size):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
@@ -60,38 +38,19 @@ def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
     return {op: n for op, n in ops.items() if n}
 
 
-# XLA's cost analysis (JAX) ------------------------------------------------------
-
 def conv_taps(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Kernel taps, summed over the output positions along one axis, that land
-    on the input rather than on its zero padding: for output ``o``, the taps
-    ``k`` with ``0 <= o * stride - padding + k < size``. XLA counts a
-    convolution's multiply-adds over these taps only (2 FLOPs each, times
-    the taps of the other axis, the channels in and out and the batch)."""
+    """Kernel taps along one axis, over all outputs, that land on the input, not
+    the padding: XLA counts a convolution's multiply-adds over these only."""
     out = architecture.conv_output_size(size, kernel, stride, padding)
     return sum(1 for o in range(out) for k in range(kernel)
                if 0 <= o * stride - padding + k < size)
 
 
 def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
-    """XLA's FLOP count of a forward pass, term by term: one ``(layer, kind,
-    flops)`` row per operation XLA's CPU compiler keeps after fusion, in the
-    order its cost analysis visits them (the order of :func:`walk`; the
-    auxiliary heads do not run at inference). XLA's rules
-    (``HloCostAnalysis``), checked op by op in the FLOPs chapter:
-
-    * ``"conv"``: 2 FLOPs per multiply-add, but only for kernel taps on real
-      input (:func:`conv_taps` along each axis), times the channels in and out;
-    * ``"bias+relu"``: one add and one max per output element of a convolution;
-    * ``"maxpool"``: ``window - 1`` comparisons per output element, padding or not;
-    * ``"mean"`` (global average pool): ``H x W - 1`` adds per channel, then
-      ``"mean/scale"``, one multiply per channel; the paper's 7x7 average
-      pool is the same pair (``"avgpool"``, ``"avgpool/scale"``);
-    * ``"dense"``: ``2 x in x out``; ``"dense bias"``: ``out``;
-    * concatenation, reshapes, padding: nothing.
-
-    Arguments as for :func:`d2l_lite.architecture.walk`.
-    """
+    """XLA's FLOPs of a forward pass as ``(layer, kind, flops)`` terms, one per
+    operation left after fusion, in walk order (``HloCostAnalysis``'s rules:
+    convolutions over :func:`conv_taps` only, bias+ReLU 2 per output, pools
+    ``window - 1`` per output plus a scale, dense ``2 x in x out`` + bias)."""
     n, terms = batch_size, []
     for step in walk(spec_or_block, input_size):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
@@ -126,11 +85,8 @@ def xla_flops_by_op(spec_or_block, input_size=None, batch_size: int = 1) -> Dict
 
 
 def xla_flops(spec_or_block, input_size=None, batch_size: int = 1) -> int:
-    """XLA's total, as ``cost_analysis()["flops"]`` reports it: the terms of
-    :func:`xla_flop_terms` added up as XLA adds them, in its order, in a
-    32-bit float (``HloCostAnalysis`` keeps ``float`` totals), so above 2^24
-    each addition rounds; the exact sum is ``sum(xla_flops_by_op(...).values())``.
-    """
+    """XLA's ``cost_analysis()["flops"]``: the terms added in order in float32,
+    as ``HloCostAnalysis`` does, so above 2^24 each addition rounds."""
     total = np.float32(0)
     for _, _, flops in xla_flop_terms(spec_or_block, input_size, batch_size):
         total = np.float32(total + np.float32(flops))

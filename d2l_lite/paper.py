@@ -1,10 +1,5 @@
-"""The GoogLeNet paper's Table 1 and torchvision's variant, as data to check against.
-
-Szegedy et al., *Going deeper with convolutions* (CVPR 2015), Table 1 lists for
-every layer its parameters in K (1 K = 1024 weights, biases not counted) and
-its "ops" (multiply-adds, in decimal millions). :func:`compare_table1` puts
-those figures next to what the architecture itself gives, so a reader sees
-which rows follow from the listed filter counts and which do not.
+"""The GoogLeNet paper's Table 1 (params in K of 1024 weights, no biases; ops in
+M multiply-adds) and torchvision's variant, checked against the architecture.
 """
 
 from __future__ import annotations
@@ -17,8 +12,7 @@ from .counting import count_network
 
 __all__ = ["TABLE1", "Table1Row", "compare_table1", "torchvision_params"]
 
-#: (our layer names, the paper's params in K, the paper's ops in M).
-#: The paper lists the 1x1 reduce and 3x3 convolutions of the stem as one row.
+#: (our layer names, params in K, ops in M); the stem's conv2 and conv3 are one row.
 TABLE1: Tuple[Tuple[Tuple[str, ...], float, float], ...] = (
     (("conv1",), 2.7, 34),
     (("conv2", "conv3"), 112, 360),
@@ -37,7 +31,7 @@ TABLE1: Tuple[Tuple[Tuple[str, ...], float, float], ...] = (
 
 @dataclass(frozen=True)
 class Table1Row:
-    """One row of the paper's table beside the values computed from the spec."""
+    """One row of the paper's table beside the computed values."""
 
     layer: str
     paper_params_k: float
@@ -49,13 +43,12 @@ class Table1Row:
 
 
 def compare_table1(spec: GoogLeNetSpec = PAPER) -> List[Table1Row]:
-    """The paper's params and ops next to the values its own architecture gives."""
+    """The paper's params and ops next to what its architecture gives."""
     detail = count_network(spec, detail=True)
     out = []
     for names, paper_k, paper_m in TABLE1:
         rows = [r for r in detail if r.name.split("/")[0] in names]
-        # The paper counts weights only: every layer with parameters has one
-        # bias per output channel.
+        # The paper counts weights only: drop one bias per output channel.
         weights = sum(r.params - r.out_shape[0] for r in rows if r.params)
         k, m = weights / 1024, sum(r.macs for r in rows) / 1e6
         tolerance = 0.1 if paper_k < 10 else 1
@@ -65,17 +58,9 @@ def compare_table1(spec: GoogLeNetSpec = PAPER) -> List[Table1Row]:
 
 
 def torchvision_params(spec: GoogLeNetSpec = PAPER) -> List[Tuple[str, int]]:
-    """From this book's paper-configuration count to torchvision's ``googlenet``.
-
-    torchvision (``aux_logits=False``) differs in two ways, and these steps turn
-    one count into the other exactly:
-
-    1. every convolution is bias-free and followed by BatchNorm with a learned
-       scale and shift: ``-1 + 2 = +1`` parameter per convolution channel;
-    2. its "5x5" branch really uses 3x3 kernels (a known bug kept for
-       compatibility with trained weights): ``-(25 - 9)`` weights per
-       (reduce channel, output channel) pair of every block.
-    """
+    """Steps from this book's paper count to torchvision's ``googlenet``: BatchNorm
+    instead of conv biases (+1 per channel), and 3x3 kernels in its "5x5"
+    branch (a known bug kept for compatibility with trained weights)."""
     rows = count_network(spec, detail=True)
     total = sum(r.params for r in rows)
     conv_channels = sum(r.out_shape[0] for r in rows if r.params and r.name != "fc")

@@ -33,11 +33,7 @@ def _label(layer, in_channels: int) -> str:
 
 def draw_inception(block: Inception, in_channels: int, size: Optional[int] = None,
                    ax=None, title: Optional[str] = None):
-    """Draw the four branches of ``block`` with their channel counts.
-
-    Returns the matplotlib Axes. Boxes are coloured by kernel size, so the
-    cheap 1x1 layers (blue) stand out from the expensive 3x3 and 5x5 ones.
-    """
+    """Draw the four branches of ``block``, coloured by kernel size; return the Axes."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -93,12 +89,8 @@ def legend_handles(kinds: Sequence[str] = ("1x1", "3x3", "5x5", "pool")):
 
 
 def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
-    """Draw GoogLeNet as a column of layers, bracketed into stem, body and head.
-
-    Each box names the layer and the output it produces for a square input
-    of ``input_size`` (default: the spec's own), computed by the analytic
-    counter, so the picture always matches the tables.
-    """
+    """GoogLeNet as a column of layers with their output shapes (from the
+    counter, so the picture matches the tables), bracketed by part."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 

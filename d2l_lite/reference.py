@@ -1,26 +1,15 @@
-"""A NumPy reference GoogLeNet: one set of weights, one forward pass, no framework.
+"""A NumPy reference GoogLeNet: canonical weights and a float64 forward pass
+that all four frameworks' logits are compared with.
 
-The parity checks port the *same* weights into all four frameworks and compare
-their logits with each other and with this float64 forward pass.
-
-Weights are kept in one canonical layout, PyTorch's:
-
-* convolution ``"<layer>/weight"``: ``(out_channels, in_channels, kh, kw)`` (OIHW);
-* dense ``"fc/weight"``: ``(out_features, in_features)``;
-* every layer has ``"<layer>/bias"``: ``(out_channels,)``, except a
-  Conv-BN-ReLU convolution, whose BatchNorm has ``"<layer>_bn/weight"`` (scale),
-  ``"<layer>_bn/bias"`` (shift) and the state ``"<layer>_bn/running_mean"``,
-  ``"<layer>_bn/running_var"``;
-* auxiliary heads: ``"aux1/conv/weight"``, ``"aux1/fc1/weight"`` ... .
-
-Layer names come from the spec: ``conv1``, ``conv2``, ``conv3``,
-``inception3a/branch2/3x3`` ... ``fc``. The framework modules' ``load_weights``
-convert from this layout (OIHW -> HWIO for TensorFlow and Flax, transposed
-dense kernels) so a reader can see each conversion once.
+Weights use PyTorch's layout, named by the spec's paths: ``"<layer>/weight"``
+(conv OIHW, dense out x in), ``"<layer>/bias"``, and for Conv-BN-ReLU
+``"<layer>_bn/weight"``, ``bias``, ``running_mean``, ``running_var``. Each
+framework's ``load_weights`` converts from it, so every conversion is seen once.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -28,14 +17,12 @@ import numpy as np
 from .architecture import (BN_EPS, AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
                            Inception, MaxPool, walk)
 
-__all__ = ["parameter_shapes", "ordered", "check_shapes", "state_shapes", "random_weights", "xavier_weights", "forward",
-           "inception_forward", "random_input"]
+__all__ = ["parameter_shapes", "ordered", "check_shapes", "state_shapes", "random_weights",
+           "xavier_weights", "forward", "inception_forward", "random_input"]
 
 
 def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
-    """Canonical name -> shape for every trainable parameter of ``spec``, in layer
-    order (auxiliary heads after the block they branch off), from
-    :func:`~d2l_lite.architecture.walk`."""
+    """Canonical name -> shape of every trainable parameter, in walk order."""
     shapes: Dict[str, Tuple[int, ...]] = {}
     for step in walk(spec):
         (c_in, h, w), out = step.in_shape, step.out_shape[0]
@@ -55,14 +42,8 @@ def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
 
 def ordered(weights: Dict[str, np.ndarray]) -> Tuple[List[Tuple[str, np.ndarray]],
                                                     List[Tuple[str, np.ndarray]]]:
-    """``(params, state)``: canonical weights in the order a textbook model
-    creates its tensors, for the frameworks' ``load_weights``.
-
-    ``params``: the main network layer by layer (a Conv-BN-ReLU layer as conv
-    weight, BatchNorm scale, BatchNorm shift), then the auxiliary heads
-    (``aux1``, then ``aux2``), which the models create after their head.
-    ``state``: each BatchNorm's running mean and variance, in the same order.
-    """
+    """``(params, state)`` in the order a textbook model creates its tensors:
+    the main network, then the auxiliary heads; BatchNorm statistics as state."""
     items = sorted(weights.items(), key=lambda item: item[0].startswith("aux"))
     is_state = [k.endswith(("running_mean", "running_var")) for k, _ in items]
     return ([item for item, s in zip(items, is_state) if not s],
@@ -71,9 +52,7 @@ def ordered(weights: Dict[str, np.ndarray]) -> Tuple[List[Tuple[str, np.ndarray]
 
 def check_shapes(names: List[str], expected: List[Tuple[int, ...]],
                  found: List[Tuple[int, ...]], framework: str) -> None:
-    """Raise a ``ValueError`` naming the first tensor whose shape differs
-    between the canonical weights (converted to the framework's layout) and
-    the model, or saying how many tensors each has."""
+    """Raise a ``ValueError`` naming the first tensor whose shapes differ."""
     if len(expected) != len(found):
         raise ValueError(f"the weights hold {len(expected)} tensors but the {framework} "
                          f"model has {len(found)}: was it built for the same spec?")
@@ -84,8 +63,7 @@ def check_shapes(names: List[str], expected: List[Tuple[int, ...]],
 
 
 def state_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
-    """Canonical name -> shape of the non-trainable state: BatchNorm's running
-    mean and variance (empty without BatchNorm)."""
+    """Canonical name -> shape of BatchNorm's running mean and variance."""
     state: Dict[str, Tuple[int, ...]] = {}
     for name, shape in parameter_shapes(spec).items():
         if name.endswith("_bn/weight"):
@@ -96,11 +74,8 @@ def state_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
 
 
 def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
-    """He-style random float32 weights (small random biases) for ``spec``.
-
-    Scaled so activations keep roughly unit size through all 22 layers, which
-    makes a logit comparison meaningful (nothing vanishes or explodes).
-    """
+    """He-scaled random float32 weights: activations keep unit size through 22
+    layers, so a logit comparison is meaningful."""
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in parameter_shapes(spec).items():
@@ -118,12 +93,8 @@ def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
 
 
 def xavier_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
-    """Initial weights for training: Glorot/Xavier uniform, zero biases.
-
-    This is d2l's initialisation for GoogLeNet. Loading these into each
-    framework (``load_weights``) starts all four training runs from the very
-    same point, so their curves differ only by numerics.
-    """
+    """d2l's initialisation (Xavier uniform, zero biases), so all four
+    frameworks start training from the same point."""
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in parameter_shapes(spec).items():
@@ -150,31 +121,33 @@ def random_input(spec: GoogLeNetSpec, batch_size: int = 1, seed: int = 0,
     return rng.random((batch_size, spec.in_channels, size, size)).astype(np.float32)
 
 
+def _taps(x: np.ndarray, kernel: int, stride: int, padding: int = 0, fill: float = 0.0):
+    """``((i, j), view)`` for each kernel tap: what it sees of the padded input."""
+    h, w = x.shape[2:]
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+               constant_values=fill)
+    h_out = (h + 2 * padding - kernel) // stride + 1
+    w_out = (w + 2 * padding - kernel) // stride + 1
+    return [((i, j), x[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride])
+            for i in range(kernel) for j in range(kernel)]
+
+
 def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: int) -> np.ndarray:
-    n, c, h, wd = x.shape
-    o, _, k, _ = w.shape
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    h_out = (h + 2 * padding - k) // stride + 1
-    w_out = (wd + 2 * padding - k) // stride + 1
-    cols = np.empty((n, c, k, k, h_out, w_out), dtype=x.dtype)
-    for i in range(k):
-        for j in range(k):
-            cols[:, :, i, j] = x[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride]
+    taps = _taps(x, w.shape[2], stride, padding)
+    cols = np.empty(x.shape[:2] + w.shape[2:] + taps[0][1].shape[2:], dtype=x.dtype)
+    for (i, j), view in taps:
+        cols[:, :, i, j] = view
     out = np.einsum("nckluv,ockl->nouv", cols, w, optimize=True)
     return out + b[None, :, None, None]
 
 
 def _max_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
-    n, c, h, w = x.shape
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
-               constant_values=-np.inf)
-    h_out = (h + 2 * padding - kernel) // stride + 1
-    w_out = (w + 2 * padding - kernel) // stride + 1
-    out = np.full((n, c, h_out, w_out), -np.inf, dtype=x.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            out = np.maximum(out, x[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride])
-    return out
+    return functools.reduce(np.maximum, [v for _, v in _taps(x, kernel, stride, padding,
+                                                             -np.inf)])
+
+
+def _avg_pool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    return sum(v for _, v in _taps(x, kernel, stride)) / (kernel * kernel)
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -182,13 +155,11 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 
 def _conv_layer(conv: Conv, path: str, x: np.ndarray, weights) -> np.ndarray:
-    """Conv-ReLU, or Conv-BN-ReLU with BatchNorm in inference mode (running statistics)."""
     w = weights[f"{path}/weight"].astype(np.float64)
-    if not conv.batch_norm:
-        return _relu(_conv2d(x, w, weights[f"{path}/bias"].astype(np.float64),
-                             conv.stride, conv.padding))
     bias = weights[f"{path}/bias"].astype(np.float64) if conv.bias else np.zeros(len(w))
     y = _conv2d(x, w, bias, conv.stride, conv.padding)
+    if not conv.batch_norm:
+        return _relu(y)
     gamma, beta, mean, var = (weights[f"{path}_bn/{k}"].astype(np.float64)[None, :, None, None]
                               for k in ("weight", "bias", "running_mean", "running_var"))
     return _relu((y - mean) / np.sqrt(var + BN_EPS) * gamma + beta)
@@ -209,8 +180,7 @@ def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.nda
 
 
 def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Logits of GoogLeNet for an NCHW batch ``x``, computed in float64, as at
-    inference (auxiliary heads are not run; BatchNorm uses its running statistics)."""
+    """Float64 inference logits for an NCHW batch (no auxiliary heads)."""
     spec.check_input(x.shape[1], x.shape[2], x.shape[3])
     y = x.astype(np.float64)
     for stage in spec.stages:
@@ -232,13 +202,3 @@ def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) 
                 y = _relu(y) if layer.relu else y
     return y
 
-
-def _avg_pool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
-    n, c, h, w = x.shape
-    h_out = (h - kernel) // stride + 1
-    w_out = (w - kernel) // stride + 1
-    out = np.zeros((n, c, h_out, w_out), dtype=x.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            out += x[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride]
-    return out / (kernel * kernel)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 __all__ = ["SMALL_SCALE_ENV", "small_scale", "device_notice", "hardware"]
 
-#: Set to 1 (``make test`` and CI do) to run training notebooks on a few
-#: hundred images for a couple of epochs: same code path, 96x96 inputs.
+#: Set to 1 (``make test`` and CI do) for quick training runs on a few hundred images.
 SMALL_SCALE_ENV = "D2L_SMALL_SCALE"
 
 
@@ -29,8 +28,7 @@ def device_notice(framework: str, is_gpu: bool, name: str) -> str:
 
 
 def hardware() -> str:
-    """The machine in words, for result tables: the GPU's name (``nvidia-smi``),
-    else the CPU's model and core count."""
+    """The machine in words: the GPU's name, else the CPU's model and cores."""
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=30)

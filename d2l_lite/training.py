@@ -1,14 +1,11 @@
-"""Framework-neutral parts of training: recipes, the history, live progress.
-
-Each framework module has a ``train(model, data, recipe, ...)`` function with
-the same interface; they share what is here, so the four training loops differ
-only where the frameworks really differ.
-"""
+"""Framework-neutral parts of training: recipes, run scales, the history, the
+shared loop (:func:`fit`) and live progress. Each framework's ``train`` brings
+only its two steps."""
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -27,16 +24,12 @@ __all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "ru
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that decides how a model is trained, in one place.
+    """Everything that decides how a model is trained.
 
-    ``optimizer``: ``"sgd"`` (with ``momentum``, optionally Nesterov) or
-    ``"adamw"``. ``schedule``: ``"constant"``, ``"cosine"``, ``"step"`` (the
-    paper's era: divided by 10 after half and again after three quarters of
-    the epochs) or ``"paper"`` (the paper's own: 4% lower every 8 epochs),
-    each with linear warm-up over ``warmup_epochs``.
-    ``mixed_precision`` uses bfloat16 compute on a GPU (ignored on the CPU). ``compile`` uses the framework's compiler
-    (``torch.compile``, ``jax.jit``, ``tf.function(jit_compile=True)``, Gluon
-    ``hybridize``).
+    ``optimizer``: ``"sgd"`` or ``"adamw"``. ``schedule``: ``"constant"``,
+    ``"cosine"``, ``"step"`` (/10 after half and three quarters of the epochs)
+    or ``"paper"`` (4% lower every 8 epochs), after linear warm-up.
+    ``mixed_precision``: bfloat16 on a GPU; ``compile``: the framework's compiler.
     """
 
     name: str
@@ -67,22 +60,20 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def with_(self, **changes) -> "Recipe":
-        """A copy with some fields changed (e.g. fewer epochs for a quick run)."""
+        """A copy with some fields changed."""
         return replace(self, **changes)
 
 
 #: Dive into Deep Learning's recipe: plain SGD, lr 0.01, batch 128, 10 epochs.
 CLASSIC = Recipe("classic", num_epochs=10, batch_size=128, lr=0.01, optimizer="sgd")
-
-#: The book's best within the same architecture and 10 epochs: AdamW with a
-#: cosine schedule and warm-up, label smoothing, bf16 and a compiled step.
+#: The book's best in 10 epochs: AdamW, cosine with warm-up, label smoothing, bf16, compiled.
 FAST = Recipe("fast", num_epochs=10, batch_size=256, lr=2e-3, optimizer="adamw",
               weight_decay=0.05, schedule="cosine", warmup_epochs=1.0,
               label_smoothing=0.1, mixed_precision=True, compile=True)
 
 
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    """Full batches per epoch (trainers drop the last partial one); at least one."""
+    """Full batches per epoch (the last partial one is dropped); at least one."""
     steps = num_train // batch_size
     if steps == 0:
         raise ValueError(f"{num_train} training images make no full batch of "
@@ -94,13 +85,12 @@ def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     """The learning rate at optimiser step ``step`` (0-based) under ``recipe``."""
     if recipe.schedule == "constant":
         return recipe.lr
-    import math
     total = recipe.num_epochs * steps_per_epoch
     warmup = int(recipe.warmup_epochs * steps_per_epoch)
     if step < warmup:
         return recipe.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    if recipe.schedule == "paper":  # the paper: 4% lower every 8 epochs
+    if recipe.schedule == "paper":
         return recipe.lr * 0.96 ** (step // (8 * steps_per_epoch))
     if recipe.schedule == "step":
         return recipe.lr * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
@@ -109,22 +99,19 @@ def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
 
 @dataclass(frozen=True)
 class RunScale:
-    """How much data and how many epochs a training notebook uses."""
+    """How much data and how many epochs a training notebook uses (None: all, or
+    the recipe's own)."""
 
     name: str                  # "small", "reduced" or "full"
-    num_train: Optional[int]   # None: all 60,000
-    num_test: Optional[int]    # None: all 10,000
-    max_epochs: Optional[int]  # None: the recipe's own
-    max_batch_size: Optional[int]  # None: the recipe's own
+    num_train: Optional[int]
+    num_test: Optional[int]
+    max_epochs: Optional[int]
+    max_batch_size: Optional[int]
     note: str
 
     def apply(self, data, recipe: Recipe):
-        """The data subset and the recipe (epochs and batch size capped) for this scale.
-
-        Smaller batches keep the number of optimiser steps large enough to
-        leave the plateau at the start of training (a deep network without
-        normalisation sits near loss ln 10 for some tens of steps).
-        """
+        """The data subset and the capped recipe. Small batches keep enough steps
+        to leave the plateau near loss ln 10 that GoogLeNet starts on."""
         if self.num_train is not None:
             data = data.subset(self.num_train, self.num_test)
         return data, self.apply_recipe(recipe)
@@ -142,21 +129,9 @@ FULL_SCALE_ENV = "D2L_FULL_SCALE"
 
 
 def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
-    """The scale of a training run, decided once per notebook.
-
-    * ``D2L_SMALL_SCALE=1`` (``make test``, CI): 512 train and 256 test
-      images, 2 epochs, batches of at most 32: the same code path at 96x96 in
-      a few minutes on a CPU. Too few steps to learn much: it checks that the
-      code runs and the loss moves, not accuracy;
-    * no GPU: 2,000 train and 500 test images, 2 epochs, batches of at most
-      32 (about 125 optimiser steps), so a CPU finishes in minutes
-      (``D2L_FULL_SCALE=1`` forces the full run anyway);
-    * a GPU: the full data set and the recipe's own epochs and batch size.
-
-    ``small`` overrides ``D2L_SMALL_SCALE`` (None: read the variable).
-    """
-    import os
-
+    """The scale of a training run: ``"small"`` with ``D2L_SMALL_SCALE=1`` (or
+    ``small``; checks the code runs, not accuracy), ``"reduced"`` without a GPU
+    (about 125 steps; ``D2L_FULL_SCALE=1`` overrides), else ``"full"``."""
     if small_scale() if small is None else small:
         return RunScale("small", 512, 256, 2, 32,
                         "small-scale mode (D2L_SMALL_SCALE=1): 512 train / 256 test "
@@ -172,7 +147,7 @@ def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
 
 @dataclass
 class EpochStats:
-    """One epoch's metrics; ``seconds`` covers the training steps only (not evaluation)."""
+    """One epoch's metrics; ``seconds`` covers the training steps only."""
 
     epoch: int
     train_loss: float
@@ -204,25 +179,13 @@ class History:
 
     @property
     def train_seconds(self) -> float:
-        """Seconds spent in epochs (compilation included in the first epoch)."""
+        """Seconds spent in epochs (compilation included in the first)."""
         return sum(e.seconds for e in self.epochs)
-
-    def time_to_accuracy(self, target: float) -> Optional[float]:
-        """Seconds of training until test accuracy first reached ``target``."""
-        elapsed = 0.0
-        for e in self.epochs:
-            elapsed += e.seconds
-            if e.test_acc >= target:
-                return elapsed
-        return None
 
     def to_dict(self) -> Dict:
         out = asdict(self)
         out["recipe"] = asdict(self.recipe)
         return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
 
     def summary(self) -> str:
         if not self.epochs:
@@ -238,15 +201,13 @@ class History:
 
 
 def split_aux(output) -> Tuple:
-    """``(logits, [aux logits...])`` from what a model returns in training mode:
-    a model with auxiliary heads returns that pair, any other its logits alone."""
+    """``(logits, [aux logits...])`` from a model's training-mode output."""
     return output if isinstance(output, tuple) else (output, [])
 
 
 def compile_seconds(times: List[float]) -> float:
-    """Time of a compiled step's first calls beyond a steady call: what tracing,
-    compiling (and, with CUDA graphs, recording) cost. ``times`` are the first
-    calls' seconds; the last one is taken as the steady time."""
+    """What the first calls of a compiled step cost beyond a steady call (the
+    last of ``times``): tracing, compiling, recording CUDA graphs."""
     if len(times) < 2:
         return 0.0
     steady = times[-1]
@@ -262,9 +223,8 @@ def check_recipe(recipe) -> Recipe:
 
 
 def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The test set in fixed-size batches, ``(index, valid)``, each
-    ``num_batches x batch_size``: the last batch is padded with image 0 and
-    masked by ``valid``, so a compiled evaluation step sees one shape."""
+    """``(index, valid)``, each ``num_batches x batch_size``: the last batch is
+    padded with image 0 and masked, so a compiled evaluation sees one shape."""
     num_eval = -(-num_test // batch_size) * batch_size
     index = np.arange(num_eval)
     valid = index < num_test
@@ -276,17 +236,13 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, num_test: i
         train_step: Callable, eval_step: Callable, *, to_device: Callable = np.asarray,
         sync: Callable = lambda: None, to_float: Callable = float, compiled: bool = False,
         plot: bool = True, progress: bool = True) -> History:
-    """The training loop the four frameworks share; each brings its two steps.
+    """The training loop the four frameworks share.
 
-    ``train_step(index, lr)`` trains on the training images ``index`` (one
-    batch of row numbers, on the device) at learning rate ``lr`` and returns
-    the batch's mean loss and its number of correct predictions, both left on
-    the device; ``eval_step(index, valid)`` returns the number of correct
-    predictions among the test images ``index`` where ``valid``. The totals
-    are read (``to_float``) once per epoch, after ``sync()`` waits for the
-    device. ``to_device`` moves a NumPy index array to the device once per
-    epoch. With ``compiled``, the first steps are timed one by one and their
-    excess over a steady step is the run's ``compile_seconds``.
+    ``train_step(index, lr)`` returns a batch's mean loss and correct count;
+    ``eval_step(index, valid)`` the correct count among valid test images. Both
+    stay on the device and are read (``to_float``) once per epoch after
+    ``sync()``. With ``compiled``, the first steps' excess over a steady step
+    is the run's ``compile_seconds``.
     """
     batch, steps = recipe.batch_size, steps_per_epoch(num_train, recipe.batch_size)
     history = History(framework, recipe, device, num_train, num_test)
@@ -334,13 +290,12 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, num_test: i
 
 
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over ten classes
-#: A training loss above this in any epoch means the run diverged (went unstable).
+#: A training loss above this in any epoch means the run diverged.
 DIVERGED_LOSS = CHANCE_LOSS + 0.25
 
 
 def check_complete(history: History, recipe: Recipe) -> None:
-    """Assert that ``history`` is a finished run of ``recipe``: one entry per
-    epoch, every number in it finite."""
+    """Assert one entry per epoch of ``recipe``, every number finite."""
     assert history.recipe == recipe, (history.recipe, recipe)
     assert len(history.epochs) == recipe.num_epochs, (len(history.epochs), recipe.num_epochs)
     for e in history.epochs:
@@ -349,21 +304,12 @@ def check_complete(history: History, recipe: Recipe) -> None:
 
 
 def check_history(history: History, recipe: Recipe, scale: RunScale) -> List[str]:
-    """Assert what must hold for a training run at ``scale``; return what was checked.
+    """Assert what must hold for a run at ``scale``; return what was checked.
 
-    At every scale the run is complete (one entry per epoch of ``recipe``), every
-    number in it is finite, and the training loss never rose far above the loss
-    of guessing (``ln 10``): a run that diverged fails here.
-
-    How much the network must have learned depends on the scale. GoogLeNet has
-    no normalisation layers and, from d2l's Xavier initialisation, sits on a
-    plateau near ``ln 10`` for some tens of optimiser steps, so:
-
-    * ``"small"`` (tens of steps): nothing more; the run proves the code path;
-    * ``"reduced"`` (about 125 steps): any recipe but the classic one (SGD at
-      lr 0.01, which may still be on the plateau) lowered its training loss;
-    * ``"full"``: both recipes lowered their loss and beat chance (0.1) by a
-      wide margin, a test accuracy above 0.5.
+    Always: complete, finite, no divergence. GoogLeNet without normalisation
+    sits near ``ln 10`` for tens of steps, so only ``"reduced"`` runs of
+    recipes other than the classic one, and ``"full"`` runs, must lower their
+    loss; ``"full"`` runs must also reach a test accuracy above 0.5.
     """
     check_complete(history, recipe)
     checked = [f"{recipe.num_epochs} epochs recorded", "all finite"]
@@ -390,12 +336,8 @@ def _in_notebook() -> bool:
 
 
 class ProgressPlot:
-    """A live plot of train loss, train accuracy and test accuracy per epoch.
-
-    In Jupyter and Colab it redraws one figure in place after each epoch; the
-    notebook keeps the last drawing, so the rendered book shows one clean
-    figure. Outside a notebook (scripts, benchmarks) it does nothing.
-    """
+    """Loss and accuracies redrawn in place after each epoch in a notebook (so
+    the book keeps one figure); outside a notebook it does nothing."""
 
     def __init__(self, title: str, num_epochs: int, enabled: Optional[bool] = None):
         self.title = title
@@ -412,9 +354,8 @@ class ProgressPlot:
         from IPython.display import Image, display
 
         fig = plot_history([history], title=self.title, num_epochs=self.num_epochs)
-        # PNG bytes rather than the figure object: displaying a figure depends
-        # on the notebook's matplotlib backend being set up, which differs
-        # between matplotlib versions (MXNet's environment has an older one).
+        # PNG bytes, not the figure: showing a figure needs a backend set up,
+        # which differs between matplotlib versions (MXNet's is older).
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
         plt.close(fig)
@@ -426,8 +367,8 @@ class ProgressPlot:
 
 
 def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
-    """Loss and accuracies per epoch for one or more runs, as one figure; each
-    run is named by what tells it apart (framework, recipe, or both)."""
+    """Loss and accuracies per epoch for one or more runs, each named by what
+    tells it apart (framework, recipe, or both)."""
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -468,9 +409,8 @@ def batch_progress(num_batches: int, epoch: int, num_epochs: int, enabled: bool 
 
 def median_seconds(call: Callable, repeats: int = 10, warmup: int = 2,
                    sync: Callable = lambda: None) -> float:
-    """Median wall-clock seconds of ``call()`` over ``repeats`` timed calls,
-    after ``warmup`` untimed ones, with ``sync()`` (wait for the device)
-    before and after each call."""
+    """Median seconds of ``call()`` over ``repeats`` calls after ``warmup``
+    untimed ones, with ``sync()`` around each."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     times = []

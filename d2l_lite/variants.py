@@ -1,9 +1,5 @@
-"""The variants chapter's measured comparison, framework-neutral.
-
-Six runs with the same budget (data, epochs, batch size, optimiser): the
-baseline, and five changes made one at a time. Each framework page trains
-them with its own :func:`train` and hands the histories to
-:func:`comparison_table`, :func:`check_comparison` and :func:`plot_comparison`.
+"""The variants chapter's comparison: the baseline and five changes made one at a
+time, with the same budget; each framework page trains them with its ``train``.
 """
 
 from __future__ import annotations
@@ -17,9 +13,7 @@ from .training import History, Recipe, RunScale
 __all__ = ["BASELINE", "RUNS", "comparison_scale", "comparison_table",
            "check_comparison", "plot_comparison"]
 
-#: The budget every run gets: the book's recipe (AdamW, cosine schedule with
-#: warm-up, bf16 and a compiled step on a GPU) without label smoothing, so that
-#: label smoothing can be one of the changes.
+#: The book's recipe without label smoothing, so that it can be one of the changes.
 BASELINE = training.FAST.with_(name="baseline", label_smoothing=0.0)
 
 #: (run name, model, recipe): one change from the baseline each.
@@ -35,11 +29,7 @@ RUNS: Tuple[Tuple[str, GoogLeNetSpec, Recipe], ...] = (
 
 
 def comparison_scale(scale: RunScale) -> RunScale:
-    """The scale of the six runs, from the notebook's :func:`training.run_scale`.
-
-    Six runs cost six times one: the tests (small scale) give each 128 images
-    for one epoch, a CPU 1,000 images for two epochs; a GPU runs them in full.
-    """
+    """The scale of each of the six runs: smaller than one run's, except on a GPU."""
     if scale.name == "small":
         return RunScale("small", 128, 64, 1, 32, "small-scale mode: each run 128 train / "
                         "64 test images, 1 epoch, batches of 32")
@@ -64,16 +54,9 @@ def comparison_table(histories: Dict[str, History]) -> None:
 
 
 def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str]:
-    """Assert what must hold for the six runs; return one line per run.
-
-    The comparison measures what each change does, so a run that stays on the
-    plateau, or one that goes unstable, is a result rather than a failure. What
-    must hold is that all six ran: in order, each with one entry per epoch of
-    its recipe at this scale, every number finite. On a full run the baseline
-    and the BatchNorm model must also have learned (test accuracy above 0.5).
-    Each line says what a run did: ``learned`` (final test accuracy above 0.2,
-    twice chance), ``plateau`` or ``unstable`` (training loss above
-    ``ln 10 + 0.25`` in some epoch).
+    """Assert that all six ran, complete and finite (a plateau or instability is
+    a result, not a failure; on a full run the baseline and BatchNorm must
+    beat 0.5); return one line per run: learned (above 0.2), plateau, unstable.
     """
     assert list(histories) == [name for name, _, _ in RUNS], list(histories)
     lines = []
