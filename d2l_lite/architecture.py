@@ -28,7 +28,6 @@ AUX_LOSS_WEIGHT = 0.3
 class Conv:
     """A square convolution and its ReLU; with ``batch_norm``, Conv-BN-ReLU,
     without a conv bias unless ``conv_bias`` keeps it (as some tutorials do)."""
-
     name: str
     out_channels: int
     kernel: int
@@ -45,7 +44,6 @@ class Conv:
 @dataclass(frozen=True)
 class MaxPool:
     """Max pooling; padding counts as -inf (never selected)."""
-
     name: str
     kernel: int = 3
     stride: int = 2
@@ -55,7 +53,6 @@ class MaxPool:
 @dataclass(frozen=True)
 class AvgPool:
     """Average pooling without padding (the paper's 7x7 head pool)."""
-
     name: str
     kernel: int = 7
     stride: int = 1
@@ -64,14 +61,12 @@ class AvgPool:
 @dataclass(frozen=True)
 class GlobalAvgPool:
     """Average over all positions (d2l's ``AdaptiveAvgPool2d((1, 1))``)."""
-
     name: str = "avgpool"
 
 
 @dataclass(frozen=True)
 class Dense:
     """A dense layer; ``flatten`` reads a map of any size, else it must be 1x1."""
-
     name: str
     out_features: int
     relu: bool = False
@@ -85,7 +80,6 @@ _WIDTHS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 class Inception:
     """An Inception block in the column names of the paper's Table 1.
     ``reduce=False``: the naive block; ``factorize``: two 3x3 for the 5x5."""
-
     name: str
     ch1x1: int
     ch3x3red: int
@@ -135,7 +129,6 @@ Layer = Union[Conv, MaxPool, AvgPool, GlobalAvgPool, Dense, Inception]
 @dataclass(frozen=True)
 class Stage:
     """A named group of layers (d2l's ``b1`` ... ``b5``, the head)."""
-
     name: str
     part: str  # "stem", "body" or "head"
     layers: Tuple[Layer, ...]
@@ -144,7 +137,6 @@ class Stage:
 @dataclass(frozen=True)
 class AuxHead:
     """An auxiliary classifier after block ``after``, run in training only."""
-
     name: str       # "aux1", "aux2"
     after: str      # "inception4a", "inception4d"
     num_classes: int
@@ -180,7 +172,6 @@ INCEPTION_3A = _BLOCKS["inception3a"]
 @dataclass(frozen=True)
 class NetworkSpec:
     """A whole network: its input, stages and auxiliary heads."""
-
     in_channels: int
     input_size: int
     num_classes: int
@@ -210,9 +201,13 @@ class NetworkSpec:
         smallest, largest = self.input_size_range
         for side in (height, width):
             if side < smallest:
+                reason = ("The stem and the pools halve the side five times (rounding up), "
+                          "and the head's 7x7 average pool then needs at least a 7x7 map: "
+                          "ceil(n / 32) >= 7." if self.head_pool == "avg7"
+                          else "Every layer needs a non-empty output.")
                 raise ValueError(
                     f"Input {height}x{width} is too small for this GoogLeNet: it needs at "
-                    f"least {smallest}x{smallest}. {self._min_size_reason()} Resize the "
+                    f"least {smallest}x{smallest}. {reason} Resize the "
                     f"images to {self.input_size}x{self.input_size}, the size this model "
                     f"was configured for.")
             if largest is not None and side > largest:
@@ -235,9 +230,9 @@ class NetworkSpec:
     def _fits(self, size: int) -> bool:
         try:
             self.spatial_sizes(size)
+            return True
         except ValueError:
             return False
-        return True
 
     def spatial_sizes(self, size: int) -> Tuple[Tuple[str, int], ...]:
         """The side after each stage; a ``ValueError`` names an empty layer."""
@@ -252,13 +247,6 @@ class NetworkSpec:
                         f"a {size}x{size} map; its 5x5 average pool needs at least 5x5")
             out.append((stage.name, size))
         return tuple(out)
-
-    def _min_size_reason(self) -> str:
-        if self.head_pool == "avg7":
-            return ("The stem and the pools halve the side five times (rounding up), and "
-                    "the head's 7x7 average pool then needs at least a 7x7 map: "
-                    "ceil(n / 32) >= 7.")
-        return "Every layer needs a non-empty output."
 
 
 @dataclass(frozen=True)
@@ -289,7 +277,6 @@ def _layer_output_size(layer: Layer, size: int) -> int:
 class Step:
     """One leaf layer met by :func:`walk`, its path (``inception3a/branch2/3x3``)
     and shapes ``(C, H, W)``; part ``"aux"`` marks auxiliary heads."""
-
     stage: str
     part: str
     name: str
@@ -300,10 +287,8 @@ class Step:
 
 def layer_output_shape(layer, shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
     channels, size = shape[0], _layer_output_size(layer, shape[1])
-    if isinstance(layer, Conv):
-        channels = layer.out_channels
-    elif isinstance(layer, Dense):
-        channels = layer.out_features
+    if isinstance(layer, (Conv, Dense)):
+        channels = layer.out_channels if isinstance(layer, Conv) else layer.out_features
     return (channels, size, size)
 
 
@@ -375,8 +360,7 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
                              Conv("conv3", 192, 3, padding=1, **bn),
                              MaxPool("maxpool2"))),
         Stage("b3", "body", (b["inception3a"], b["inception3b"], MaxPool("maxpool3"))),
-        Stage("b4", "body", (b["inception4a"], b["inception4b"], b["inception4c"],
-                             b["inception4d"], b["inception4e"], MaxPool("maxpool4"))),
+        Stage("b4", "body", (*(b[f"inception4{x}"] for x in "abcde"), MaxPool("maxpool4"))),
         Stage("b5", "body", (b["inception5a"], b["inception5b"])),
         Stage("head", "head", (pool, Dense("fc", num_classes))),
     )
@@ -399,10 +383,8 @@ VARIANTS = {
     "28x28": googlenet_spec(input_size=28, stem="small"),
 }
 #: Conv-BN-ReLU with auxiliary heads, as in tutorials reporting 13.39M parameters.
-PAPER_BN_AUX = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
-                              head_pool="avg7", batch_norm=True, aux_heads=True)
+PAPER_BN_AUX = googlenet_spec(3, 224, 1000, "avg7", batch_norm=True, aux_heads=True)
 #: The same with conv biases beside BatchNorm: the ``Inception_V1`` tutorial's
 #: model (13,393,352 parameters).
-TUTORIAL_V1 = googlenet_spec(in_channels=3, input_size=224, num_classes=1000,
-                             head_pool="avg7", batch_norm=True, aux_heads=True,
+TUTORIAL_V1 = googlenet_spec(3, 224, 1000, "avg7", batch_norm=True, aux_heads=True,
                              conv_bias=True)

@@ -18,6 +18,12 @@ def _spec(in_channels: int, input_size: int, num_classes: int, stages) -> Networ
     return spec
 
 
+def _classifier(num_classes: int) -> Stage:
+    """AlexNet's and VGG's head: dense 4096, 4096, classes."""
+    return Stage("classifier", "head", (Dense("fc6", 4096, relu=True, flatten=True),
+                                        Dense("fc7", 4096, relu=True), Dense("fc8", num_classes)))
+
+
 def alexnet_spec(in_channels: int = 3, input_size: int = 224,
                  num_classes: int = 1000) -> NetworkSpec:
     """AlexNet as d2l writes it (padding 1 on the first conv, so 224 works)."""
@@ -27,10 +33,7 @@ def alexnet_spec(in_channels: int = 3, input_size: int = 224,
             Conv("conv2", 256, 5, padding=2), MaxPool("pool2", 3, 2, 0),
             Conv("conv3", 384, 3, padding=1), Conv("conv4", 384, 3, padding=1),
             Conv("conv5", 256, 3, padding=1), MaxPool("pool3", 3, 2, 0))),
-        Stage("classifier", "head", (
-            Dense("fc6", 4096, relu=True, flatten=True), Dense("fc7", 4096, relu=True),
-            Dense("fc8", num_classes))),
-    ))
+        _classifier(num_classes)))
 
 
 def vgg11_spec(in_channels: int = 3, input_size: int = 224,
@@ -42,10 +45,7 @@ def vgg11_spec(in_channels: int = 3, input_size: int = 224,
         layers: List[Layer] = [Conv(f"conv{i}_{j}", channels, 3, padding=1)
                                for j in range(1, convs + 1)]
         stages.append(Stage(f"block{i}", "body", (*layers, MaxPool(f"pool{i}", 2, 2, 0))))
-    stages.append(Stage("classifier", "head", (
-        Dense("fc6", 4096, relu=True, flatten=True), Dense("fc7", 4096, relu=True),
-        Dense("fc8", num_classes))))
-    return _spec(in_channels, input_size, num_classes, stages)
+    return _spec(in_channels, input_size, num_classes, stages + [_classifier(num_classes)])
 
 
 def nin_spec(in_channels: int = 3, input_size: int = 224,

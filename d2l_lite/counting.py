@@ -25,7 +25,6 @@ Shape = Tuple[int, int, int]  # channels, height, width
 @dataclass(frozen=True)
 class LayerCount:
     """One row of a count table."""
-
     stage: str       # "b1" ... "b5", "head"; "" for a lone block
     part: str        # "stem", "body", "head", "aux"; "" for a lone block
     name: str        # e.g. "conv1", "inception3a/branch2/3x3"

@@ -53,7 +53,6 @@ class DataError(RuntimeError):
 @dataclass(frozen=True)
 class FashionMNIST:
     """The data set as uint8 arrays: images ``(N, 28, 28)``, labels ``(N,)``."""
-
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
@@ -92,11 +91,8 @@ def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
                       or Path.home() / ".cache" / "d2l_lite").expanduser() / "fashion-mnist"
         _download_missing(folder, base_url)
         source = f"official download ({base_url}), cached in {folder}"
-    arrays = {name: read_idx(folder / name) for name in FILES}
-    data = FashionMNIST(arrays["train-images-idx3-ubyte.gz"],
-                        arrays["train-labels-idx1-ubyte.gz"],
-                        arrays["t10k-images-idx3-ubyte.gz"],
-                        arrays["t10k-labels-idx1-ubyte.gz"], source)
+    # FILES lists train images, train labels, test images, test labels, in field order.
+    data = FashionMNIST(*(read_idx(folder / name) for name in FILES), source)
     _check_pairs(data, folder)
     if verbose:
         print(f"Fashion-MNIST: {len(data.train_labels):,} train and "
@@ -107,7 +103,6 @@ def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
 def read_idx(path: Union[str, Path]) -> np.ndarray:
     """Read one gzipped IDX file, checking its magic number, shape and size."""
     path = Path(path)
-    name = path.name
     if not path.is_file():
         raise DataError(f"Fashion-MNIST file {path} is missing. {_HELP}")
     try:
@@ -120,7 +115,7 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
     if len(raw) < 8:
         raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes).")
     magic, count = struct.unpack(">II", raw[:8])
-    expected_magic = FILES[name][1] if name in FILES else magic
+    expected_magic = FILES[path.name][1] if path.name in FILES else magic
     if magic not in (2049, 2051) or magic != expected_magic:
         raise DataError(f"{path} has IDX magic number {magic}, expected {expected_magic} "
                         f"({'labels' if expected_magic == 2049 else 'images'}). Is it "

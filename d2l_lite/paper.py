@@ -32,7 +32,6 @@ TABLE1: Tuple[Tuple[Tuple[str, ...], float, float], ...] = (
 @dataclass(frozen=True)
 class Table1Row:
     """One row of the paper's table beside the computed values."""
-
     layer: str
     paper_params_k: float
     computed_params_k: float   # weights only, / 1024, as the paper counts

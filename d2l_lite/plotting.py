@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from .architecture import Conv, Inception, MaxPool
+from .architecture import AvgPool, Conv, Dense, GlobalAvgPool, Inception, MaxPool
+from .counting import count_network
 
 __all__ = ["draw_inception", "draw_googlenet", "legend_handles", "COLORS"]
 
 #: One colour per kind of layer, used by every figure in the book.
-COLORS = {
-    "1x1": "#9ecae1",      # 1x1 convolution (channel mixing, reduction)
-    "3x3": "#fdae6b",
-    "5x5": "#fd8d3c",
-    "pool": "#a1d99b",
-    "io": "#e0e0e0",
-}
+COLORS = {"1x1": "#9ecae1", "3x3": "#fdae6b", "5x5": "#fd8d3c", "pool": "#a1d99b",
+          "io": "#e0e0e0"}
 
 
 def _kind(layer) -> str:
@@ -57,7 +53,7 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
     box(centre, rows["in"], f"input: {in_channels} channels{where}", COLORS["io"])
     box(centre, rows["out"], f"concatenate channels: {block.out_channels}{where}", COLORS["io"])
     for x, (_, layers) in zip(xs, block.branches()):
-        channels, level = in_channels, 0
+        channels = in_channels
         previous = (centre, rows["in"])
         # One-layer branches sit on the upper row, so every branch ends level.
         levels = [1] if len(layers) == 1 else [0, 1]
@@ -72,8 +68,7 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
         ax.text(x, rows[1] + height / 2 + 0.08, f"branch {i + 1}", ha="center",
                 va="bottom", fontsize=8, color="#555555")
     ax.legend(handles=legend_handles(), loc="lower right", fontsize=8, frameon=False)
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 5.2)
+    ax.set(xlim=(0, 10), ylim=(0, 5.2))
     ax.axis("off")
     ax.set_title(title or f"{block.name}: four branches, concatenated", fontsize=11)
     return ax
@@ -82,7 +77,6 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
 def legend_handles(kinds: Sequence[str] = ("1x1", "3x3", "5x5", "pool")):
     """Legend patches for the layer colours."""
     from matplotlib.patches import Patch
-
     names = {"1x1": "1x1 convolution", "3x3": "3x3 convolution",
              "5x5": "5x5 convolution", "pool": "max pooling", "io": "input / output"}
     return [Patch(fc=COLORS[k], ec="#444444", label=names[k]) for k in kinds]
@@ -94,37 +88,33 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
-    from .architecture import AvgPool, Dense, GlobalAvgPool
-    from .counting import count_network
-
     size = spec.input_size if input_size is None else input_size
     rows = count_network(spec, size)
     layers = [layer for stage in spec.stages for layer in stage.layers]
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.2))
-    n = len(rows)
-    y_of = {i: n - i for i in range(n)}
-    parts = {}
+    n, parts = len(rows), {}
     for i, (row, layer) in enumerate(zip(rows, layers)):
         if isinstance(layer, Inception):
             color, text = COLORS["3x3"], f"{layer.name}  (Inception)"
-        elif isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
-            kernel = getattr(layer, "kernel", None)
-            stride = getattr(layer, "stride", None)
-            what = "global avg pool" if kernel is None else (
-                f"{'max' if isinstance(layer, MaxPool) else 'avg'} pool {kernel}x{kernel}/{stride}")
-            color, text = COLORS["pool"], f"{layer.name}  ({what})"
+        elif isinstance(layer, GlobalAvgPool):
+            color, text = COLORS["pool"], f"{layer.name}  (global avg pool)"
+        elif isinstance(layer, (MaxPool, AvgPool)):
+            kind = "max" if isinstance(layer, MaxPool) else "avg"
+            color = COLORS["pool"]
+            text = f"{layer.name}  ({kind} pool {layer.kernel}x{layer.kernel}/{layer.stride})"
         elif isinstance(layer, Dense):
             color, text = COLORS["io"], f"{layer.name}  (dense, {layer.out_features})"
         else:
             color = COLORS["1x1"] if layer.kernel == 1 else COLORS["5x5"]
-            text = f"{layer.name}  (conv {layer.kernel}x{layer.kernel}/{layer.stride}, {layer.out_channels})"
-        c, h, w = row.out_shape
-        y = y_of[i]
+            text = (f"{layer.name}  (conv {layer.kernel}x{layer.kernel}/{layer.stride}, "
+                    f"{layer.out_channels})")
+        y = n - i
         ax.add_patch(FancyBboxPatch((0.5, y - 0.35), 4.2, 0.7, boxstyle="round,pad=0.02",
                                     fc=color, ec="#444444", lw=0.8))
         ax.text(0.65, y, text, va="center", fontsize=8.5)
-        ax.text(4.9, y, f"{c} x {h} x {w}", va="center", fontsize=8.5, family="monospace")
+        ax.text(4.9, y, " x ".join(map(str, row.out_shape)), va="center", fontsize=8.5,
+                family="monospace")
         parts.setdefault(row.part, []).append(y)
     ax.text(0.5, n + 0.8, f"input: {spec.in_channels} x {size} x {size}", fontsize=9)
     ax.text(4.9, n + 0.8, "output C x H x W", fontsize=9, color="#555555")
@@ -132,7 +122,6 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
         top, bottom = max(ys) + 0.4, min(ys) - 0.4
         ax.plot([0.3, 0.2, 0.2, 0.3], [top, top, bottom, bottom], color="#333333", lw=1)
         ax.text(0.1, (top + bottom) / 2, part, rotation=90, ha="right", va="center", fontsize=10)
-    ax.set_xlim(-0.4, 7)
-    ax.set_ylim(0.3, n + 1.3)
+    ax.set(xlim=(-0.4, 7), ylim=(0.3, n + 1.3))
     ax.axis("off")
     return ax

@@ -40,8 +40,10 @@ def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
     return shapes
 
 
-def ordered(weights: Dict[str, np.ndarray]) -> Tuple[List[Tuple[str, np.ndarray]],
-                                                    List[Tuple[str, np.ndarray]]]:
+Named = List[Tuple[str, np.ndarray]]
+
+
+def ordered(weights: Dict[str, np.ndarray]) -> Tuple[Named, Named]:
     """``(params, state)`` in the order a textbook model creates its tensors:
     the main network, then the auxiliary heads; BatchNorm statistics as state."""
     items = sorted(weights.items(), key=lambda item: item[0].startswith("aux"))
@@ -165,7 +167,8 @@ def _conv_layer(conv: Conv, path: str, x: np.ndarray, weights) -> np.ndarray:
     return _relu((y - mean) / np.sqrt(var + BN_EPS) * gamma + beta)
 
 
-def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.ndarray]) -> np.ndarray:
+def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.ndarray]
+                      ) -> np.ndarray:
     """One Inception block in float64: the four branches, concatenated on channels."""
     outputs = []
     for branch, layers in block.branches():
@@ -201,4 +204,3 @@ def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) 
                     + weights[f"{layer.name}/bias"].astype(np.float64)
                 y = _relu(y) if layer.relu else y
     return y
-

@@ -47,4 +47,3 @@ def hardware() -> str:
     except OSError:
         pass
     return f"CPU: {model}, {os.cpu_count()} cores"
-

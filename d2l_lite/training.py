@@ -31,7 +31,6 @@ class Recipe:
     or ``"paper"`` (4% lower every 8 epochs), after linear warm-up.
     ``mixed_precision``: bfloat16 on a GPU; ``compile``: the framework's compiler.
     """
-
     name: str
     num_epochs: int = 10
     batch_size: int = 128
@@ -99,9 +98,7 @@ def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
 
 @dataclass(frozen=True)
 class RunScale:
-    """How much data and how many epochs a training notebook uses (None: all, or
-    the recipe's own)."""
-
+    """How much data and how many epochs a training notebook uses (None: all)."""
     name: str                  # "small", "reduced" or "full"
     num_train: Optional[int]
     num_test: Optional[int]
@@ -110,8 +107,7 @@ class RunScale:
     note: str
 
     def apply(self, data, recipe: Recipe):
-        """The data subset and the capped recipe. Small batches keep enough steps
-        to leave the plateau near loss ln 10 that GoogLeNet starts on."""
+        """The data subset and the capped recipe (small batches: enough steps)."""
         if self.num_train is not None:
             data = data.subset(self.num_train, self.num_test)
         return data, self.apply_recipe(recipe)
@@ -148,7 +144,6 @@ def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
 @dataclass
 class EpochStats:
     """One epoch's metrics; ``seconds`` covers the training steps only."""
-
     epoch: int
     train_loss: float
     train_acc: float
@@ -160,7 +155,6 @@ class EpochStats:
 @dataclass
 class History:
     """What a training run returns: per-epoch metrics and timings."""
-
     framework: str
     recipe: Recipe
     device: str
@@ -236,14 +230,9 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, num_test: i
         train_step: Callable, eval_step: Callable, *, to_device: Callable = np.asarray,
         sync: Callable = lambda: None, to_float: Callable = float, compiled: bool = False,
         plot: bool = True, progress: bool = True) -> History:
-    """The training loop the four frameworks share.
-
-    ``train_step(index, lr)`` returns a batch's mean loss and correct count;
-    ``eval_step(index, valid)`` the correct count among valid test images. Both
-    stay on the device and are read (``to_float``) once per epoch after
-    ``sync()``. With ``compiled``, the first steps' excess over a steady step
-    is the run's ``compile_seconds``.
-    """
+    """The loop the four frameworks share: ``train_step(index, lr)`` returns the
+    mean loss and correct count, ``eval_step(index, valid)`` the correct count,
+    both left on the device and read once per epoch after ``sync()``."""
     batch, steps = recipe.batch_size, steps_per_epoch(num_train, recipe.batch_size)
     history = History(framework, recipe, device, num_train, num_test)
     live = ProgressPlot(f"{framework}, {recipe.name} recipe", recipe.num_epochs,
@@ -304,13 +293,9 @@ def check_complete(history: History, recipe: Recipe) -> None:
 
 
 def check_history(history: History, recipe: Recipe, scale: RunScale) -> List[str]:
-    """Assert what must hold for a run at ``scale``; return what was checked.
-
-    Always: complete, finite, no divergence. GoogLeNet without normalisation
-    sits near ``ln 10`` for tens of steps, so only ``"reduced"`` runs of
-    recipes other than the classic one, and ``"full"`` runs, must lower their
-    loss; ``"full"`` runs must also reach a test accuracy above 0.5.
-    """
+    """Assert what must hold at ``scale``; return what was checked. GoogLeNet sits
+    near ``ln 10`` for tens of steps, so only full runs and reduced non-classic
+    ones must lower their loss, and only full runs beat 0.5 test accuracy."""
     check_complete(history, recipe)
     checked = [f"{recipe.num_epochs} epochs recorded", "all finite"]
     worst = max(e.train_loss for e in history.epochs)
@@ -338,7 +323,6 @@ def _in_notebook() -> bool:
 class ProgressPlot:
     """Loss and accuracies redrawn in place after each epoch in a notebook (so
     the book keeps one figure); outside a notebook it does nothing."""
-
     def __init__(self, title: str, num_epochs: int, enabled: Optional[bool] = None):
         self.title = title
         self.num_epochs = num_epochs
@@ -352,7 +336,6 @@ class ProgressPlot:
 
         import matplotlib.pyplot as plt
         from IPython.display import Image, display
-
         fig = plot_history([history], title=self.title, num_epochs=self.num_epochs)
         # PNG bytes, not the figure: showing a figure needs a backend set up,
         # which differs between matplotlib versions (MXNet's is older).
@@ -367,10 +350,8 @@ class ProgressPlot:
 
 
 def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
-    """Loss and accuracies per epoch for one or more runs, each named by what
-    tells it apart (framework, recipe, or both)."""
+    """Loss and accuracies per epoch of runs, named by what tells them apart."""
     import matplotlib.pyplot as plt
-
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     frameworks = len({h.framework for h in histories}) > 1
     recipes = len({h.recipe.name for h in histories}) > 1
@@ -387,10 +368,8 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
     last = num_epochs or max((len(h.epochs) for h in histories), default=1)
     for ax, name in ((ax_loss, "training loss (cross-entropy)"),
                      (ax_acc, "accuracy (fraction correct)")):
-        ax.set_xlabel("epoch")
+        ax.set(xlabel="epoch", xlim=(0.5, last + 0.5), xticks=range(1, last + 1))
         ax.set_ylabel(name, fontsize=9)
-        ax.set_xlim(0.5, last + 0.5)
-        ax.set_xticks(range(1, last + 1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:
@@ -400,9 +379,8 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
 
 
 def batch_progress(num_batches: int, epoch: int, num_epochs: int, enabled: bool = True):
-    """A tqdm bar over one epoch's batches (notebook widget in Jupyter, text elsewhere)."""
+    """A tqdm bar over one epoch's batches."""
     from tqdm.auto import tqdm
-
     return tqdm(total=num_batches, desc=f"epoch {epoch}/{num_epochs}", leave=False,
                 disable=not enabled, unit="batch")
 
@@ -426,7 +404,6 @@ def median_seconds(call: Callable, repeats: int = 10, warmup: int = 2,
 
 class Timer:
     """Wall-clock seconds; the frameworks synchronise the device before reading it."""
-
     def __init__(self):
         self.start = time.perf_counter()
 
