@@ -1,14 +1,7 @@
-"""GoogLeNet in PyTorch, as the chapters write it, and the helpers around it.
-
-Imported the d2l way, ``from d2l_lite import torch as d2l``. The first half
-is the code the chapters write on their pages and save here (d2l's
-``#@save``), chapter by chapter. The second half serves the checks and the
-experiments: :func:`googlenet` builds the textbook model a spec describes,
-:func:`stage_rows` and :func:`load_weights` hold it to the spec and the NumPy
-reference, :func:`train`, :func:`count_flops` and :func:`time_forward` run
-the chapters' experiments. PyTorch's layouts are the canonical ones (NCHW,
-OIHW kernels, ``(out, in)`` dense weights): nothing is transposed here.
-"""
+"""GoogLeNet in PyTorch (``from d2l_lite import torch as d2l``): first the
+code the chapters save here (d2l's ``#@save``), then the helpers for the checks
+and experiments. PyTorch's layouts (NCHW, OIHW, dense ``(out, in)``) are the
+canonical ones: nothing is transposed here."""
 
 from __future__ import annotations
 
@@ -20,26 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import architecture, counting, reference, runtime, tables, training
 
-__all__ = ["try_gpu", "set_seed", "conv_relu", "max_pool", "Inception", "GoogLeNet",
-           "NaiveInception", "conv_bn_relu", "FactorizedInception", "aux_head",
-           "GoogLeNetAux", "SmallStemGoogLeNet", "train_step", "googlenet",
-           "count_parameters", "branch_parameters", "stage_rows", "layer_summary",
-           "load_weights", "logits", "device_data", "prepare_batch", "train",
-           "count_flops", "expected_flops", "time_forward"]
-
-
 def try_gpu() -> torch.device:
     """Return the GPU if there is one, else the CPU, and say which."""
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
-        print(runtime.device_notice("PyTorch", True, torch.cuda.get_device_name(device)))
-    else:
-        device = torch.device("cpu")
-        print(runtime.device_notice("PyTorch", False, "cpu"))
-    return device
+    cuda = torch.cuda.is_available()
+    print(runtime.device_notice("PyTorch", cuda, torch.cuda.get_device_name() if cuda else "cpu"))
+    return torch.device("cuda" if cuda else "cpu")
 
 
 def set_seed(seed: int) -> None:
@@ -209,8 +191,7 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
 # The spec meets the model ------------------------------------------------------------
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
-    """The textbook model that ``spec`` describes, with its parameters made
-    (one zero batch through the lazy layers) and BatchNorm statistics fresh."""
+    """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
     conv, block, cls = _choices(spec)
     model = cls(spec.num_classes, conv, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
@@ -219,8 +200,7 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
 
 
 def _build(model: nn.Module, spec: architecture.GoogLeNetSpec) -> nn.Module:
-    """Run one zero batch through a model whose lazy layers have not seen an
-    input yet, then forget that batch's BatchNorm statistics."""
+    """Make lazy parameters with one zero batch; forget its BatchNorm statistics."""
     if any(nn.parameter.is_lazy(p) for p in model.parameters()):
         with torch.no_grad():
             model(torch.zeros(2, spec.in_channels, spec.input_size, spec.input_size,
@@ -264,16 +244,12 @@ def count_parameters(model: nn.Module) -> int:
 
 def branch_parameters(block: Inception) -> Dict[str, int]:
     """``{"branch1": n, ..., "branch4": n}`` for a built :class:`Inception`."""
-    return {f"branch{i}": count_parameters(getattr(block, f"branch{i}"))
-            for i in range(1, 5)}
+    return {f"branch{i}": count_parameters(getattr(block, f"branch{i}")) for i in range(1, 5)}
 
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
-    """``(stage, output shape without the batch axis, parameters)`` per stage,
-    then per auxiliary head: the rows :func:`d2l_lite.counting.stage_rows`
-    computes from the spec."""
-    X = torch.zeros(tuple(input_shape), device=_device(model))
-    rows = []
+    """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters)."""
+    X, rows = torch.zeros(tuple(input_shape), device=_device(model)), []
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -298,10 +274,8 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
-    """Copy canonical weights (:func:`d2l_lite.reference.random_weights`) into
-    ``model``, tensor by tensor in the order the model created them
-    (:func:`d2l_lite.reference.ordered`). PyTorch's layout is the canonical
-    one, so each array is copied as it is. Returns the model."""
+    """Copy canonical weights into ``model`` in creation order
+    (:func:`d2l_lite.reference.ordered`), as they are; returns the model."""
     _require_built(model)
     params, state = reference.ordered(weights)
     bn_state = [t for bn in model.modules() if isinstance(bn, nn.BatchNorm2d)
@@ -319,15 +293,9 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
-    """Logits for an NCHW float32 NumPy batch, as a float32 NumPy array: eval
-    mode, no gradients, full float32 convolutions (cuDNN's default TF32 keeps
-    10 mantissa bits and would move the logits by about 1e-3)."""
+    """Float32 NumPy logits of an NCHW batch in eval mode, with IEEE float32
+    convolutions (cuDNN's default TF32 would move them by about 1e-3)."""
     was_training, conv = model.training, torch.backends.cudnn.conv
     precision, conv.fp32_precision = conv.fp32_precision, "ieee"
     model.eval()
@@ -342,16 +310,12 @@ def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
 
 # Training ------------------------------------------------------------------------
 
-#: torch.compile's mode for the FAST recipe on a GPU. "reduce-overhead" replays
-#: each compiled graph as a CUDA graph: at 96x96 most of GoogLeNet's kernels
-#: are small, so launch overhead matters.
+#: torch.compile's mode on a GPU: CUDA graphs, as GoogLeNet's kernels are small.
 COMPILE_MODE = "reduce-overhead"
 
 
 def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
-    """``(train_images, train_labels, test_images, test_labels)`` of a
-    :class:`~d2l_lite.data.FashionMNIST` as tensors on ``device``, copied once.
-    Images stay uint8 ``(N, 28, 28)``: :func:`prepare_batch` converts each batch."""
+    """Train and test images (uint8) and labels on ``device``, copied once."""
     return tuple(torch.tensor(array, dtype=dtype, device=device) for array, dtype in (
         (data.train_images, torch.uint8), (data.train_labels, torch.int64),
         (data.test_images, torch.uint8), (data.test_labels, torch.int64)))
@@ -359,31 +323,25 @@ def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
 
 def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
-    """Gather ``images[index]`` (uint8, N x 28 x 28) and make a float32
-    ``B x 1 x image_size x image_size`` batch in [0, 1], on the images' device."""
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]."""
     X = images[index].unsqueeze(1).float().div_(255)  # B x 1 x 28 x 28
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
                       align_corners=False, antialias=False)
     return X.contiguous(memory_format=torch.channels_last) if channels_last else X
 
 
-def _optimizer(model: nn.Module, recipe, device: torch.device,
-               compiled: bool) -> torch.optim.Optimizer:
-    """The recipe's optimiser. A compiled step gets the learning rate as a
-    tensor, so changing it does not recompile; on a GPU the eager step uses
-    the fused CUDA kernels and the compiled one ``capturable`` state."""
+def _optimizer(model: nn.Module, recipe, device: torch.device, compiled: bool):
+    """The recipe's optimiser; a compiled step gets the rate as a tensor (no
+    recompiles). GPU: fused kernels eager, ``capturable`` state compiled."""
     lr = torch.tensor(recipe.lr, device=device) if compiled else recipe.lr
     cuda = device.type == "cuda"
+    fused = (cuda and not compiled) or None  # None: PyTorch's default
     if recipe.optimizer == "sgd":  # weight_decay coupled: L2 added to the gradient
-        options = dict(momentum=recipe.momentum, nesterov=recipe.nesterov,
-                       weight_decay=recipe.weight_decay)
-        if cuda and not compiled:
-            options["fused"] = True
-        return torch.optim.SGD(model.parameters(), lr=lr, **options)
-    options = dict(weight_decay=recipe.weight_decay)  # AdamW: decay decoupled
-    if cuda:
-        options["capturable" if compiled else "fused"] = True
-    return torch.optim.AdamW(model.parameters(), lr=lr, **options)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
+                               fused=fused)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay,
+                             fused=fused, capturable=cuda and compiled)  # decay decoupled
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -394,20 +352,12 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
-          spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
-          image_size: Optional[int] = None, plot: bool = True,
+def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.BOOK,
+          device=None, image_size: Optional[int] = None, plot: bool = True,
           progress: bool = True) -> training.History:
-    """Train ``model`` (the textbook model of ``spec``) on ``data`` with ``recipe``,
-    from :func:`d2l_lite.reference.xavier_weights` (the same start in every
-    framework), with :func:`train_step` on :func:`d2l_lite.training.fit`.
-
-    The images go to the device once, as uint8; each batch is scaled and
-    resized to ``image_size`` (default the spec's) there. On a GPU,
-    ``recipe.mixed_precision`` means bfloat16 autocast with channels-last
-    tensors and ``recipe.compile`` compiles the step with ``torch.compile``;
-    on the CPU both are skipped with a notice.
-    """
+    """Train ``model`` (of ``spec``) from :func:`d2l_lite.reference.xavier_weights`
+    with :func:`train_step` on :func:`d2l_lite.training.fit`. On a GPU only:
+    bfloat16 autocast, channels last (``mixed_precision``), ``torch.compile``."""
     training.check_recipe(recipe)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
@@ -425,8 +375,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
         model.to(memory_format=torch.channels_last)
     train_X, train_y, test_X, test_y = device_data(data, device)
     optimizer = _optimizer(model, recipe, device, compiled)
-    step = torch.compile(train_step, mode=COMPILE_MODE, dynamic=False) if compiled \
-        else train_step
+    step = torch.compile(train_step, mode=COMPILE_MODE, dynamic=False) if compiled else train_step
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def fit_step(index, lr):
@@ -459,40 +408,32 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
 # FLOPs and timing ----------------------------------------------------------------
 
 def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
-    """FLOPs of one forward pass as ``torch.utils.flop_counter.FlopCounterMode``
-    counts them: 2 per multiply-accumulate of convolutions and matrix
-    products, nothing for bias additions, ReLU, pooling or concatenation."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """``FlopCounterMode``'s FLOPs of one forward pass: 2 per multiply-accumulate
+    of convolutions and matrix products, nothing for the rest."""
     if len(input_shape) != 4:
         raise ValueError(f"input_shape must be N x C x H x W, e.g. (1, 192, 28, 28), "
                          f"got {tuple(input_shape)}")
     X = torch.zeros(tuple(input_shape), device=_device(model_or_block))
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model_or_block(X)
     return counter.get_total_flops()
 
 
-def expected_flops(spec_or_block, input_size=None) -> int:
-    """What :func:`count_flops` reports for one image: exactly twice the
-    analytic multiply-accumulates (``input_size``: the image side for a spec,
-    ``(C, H, W)`` for an :class:`~d2l_lite.architecture.Inception`)."""
-    return counting.analytic_flops(spec_or_block, input_size)
+#: What :func:`count_flops` reports for one image: 2 x the analytic MACs.
+expected_flops = counting.analytic_flops
 
 
 def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of one eager forward pass in eval mode without
-    gradients (PyTorch's everyday inference path) on the module's device,
-    after ``warmup`` passes (lazy layers, cuDNN's kernel choice, caches)."""
+    """Median seconds of an eager forward pass (eval mode, no gradients) after
+    ``warmup`` passes (lazy layers, cuDNN's kernel choice, caches)."""
     device = _device(model_or_block)
     X = torch.rand(tuple(input_shape), device=device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     was_training = model_or_block.training
     model_or_block.eval()
     try:
         with torch.no_grad():
-            return training.median_seconds(lambda: model_or_block(X), repeats, warmup,
-                                           lambda: _synchronize(device))
+            return training.median_seconds(lambda: model_or_block(X), repeats, warmup, sync)
     finally:
         model_or_block.train(was_training)
