@@ -11,11 +11,10 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Optional, Tuple, Union
 
-__all__ = ["Conv", "MaxPool", "Inception", "GlobalAvgPool", "AvgPool", "Dense", "Stage",
-           "AuxHead", "NetworkSpec", "GoogLeNetSpec", "BN_EPS", "BN_MOMENTUM",
-           "AUX_LOSS_WEIGHT", "INCEPTION_3A", "INCEPTION_TABLE", "googlenet_spec", "BOOK",
-           "PAPER", "VARIANTS", "PAPER_BN_AUX", "TUTORIAL_V1", "conv_output_size", "Step", "walk",
-           "layer_output_shape"]
+__all__ = ["Conv", "MaxPool", "Inception", "GlobalAvgPool", "AvgPool", "Dense", "Stage", "AuxHead",
+           "NetworkSpec", "GoogLeNetSpec", "BN_EPS", "BN_MOMENTUM", "AUX_LOSS_WEIGHT",
+           "INCEPTION_3A", "INCEPTION_TABLE", "googlenet_spec", "BOOK", "PAPER", "VARIANTS",
+           "PAPER_BN_AUX", "TUTORIAL_V1", "conv_output_size", "Step", "walk", "layer_output_shape"]
 
 #: BatchNorm's epsilon and PyTorch's ``momentum`` (Keras, Flax and Gluon use 1 - it).
 BN_EPS = 1e-5

@@ -103,8 +103,7 @@ def stage_rows(spec: NetworkSpec, input_size: int | None = None
         shape = row.out_shape[:1] if row.out_shape[1:] == (1, 1) else row.out_shape
         out[key] = (shape, out.get(key, (None, 0))[1] + row.params)
     rows = [(name, shape, params) for name, (shape, params) in out.items()]
-    return ([r for r in rows if not r[0].startswith("aux")]
-            + [r for r in rows if r[0].startswith("aux")])
+    return sorted(rows, key=lambda r: r[0].startswith("aux"))  # stable: heads last
 
 
 def inference_macs(rows: Iterable[LayerCount]) -> int:
@@ -145,8 +144,7 @@ def count_any(spec_or_block, input_size=None) -> List[LayerCount]:
     if isinstance(spec_or_block, Inception):
         return [_count_step(step) for step in walk(spec_or_block, input_size)]
     raise ValueError(f"expected a GoogLeNetSpec (or another NetworkSpec) or an "
-                     f"architecture.Inception, got "
-                     f"{type(spec_or_block).__name__}")
+                     f"architecture.Inception, got {type(spec_or_block).__name__}")
 
 
 def analytic_flops(spec_or_block, input_size=None) -> int:

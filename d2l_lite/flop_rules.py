@@ -20,11 +20,9 @@ def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
     pools the kernel area per output; ``Mean`` one per input; ``Relu``,
     ``Pad``, ``ConcatV2`` nothing. Arguments as for :func:`walk`."""
     ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool", "AvgPool", "Mean"), 0)
-    for step in walk(spec_or_block, input_size):
+    for step in (s for s in walk(spec_or_block, input_size) if s.part != "aux"):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
         size = out[0] * out[1] * out[2]
-        if step.part == "aux":
-            continue
         if isinstance(layer, architecture.Conv):
             ops["Conv2D"] += 2 * size * c * layer.kernel ** 2
             ops["BiasAdd"] += 0 if layer.batch_norm else size
@@ -52,11 +50,9 @@ def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
     convolutions over :func:`conv_taps` only, bias+ReLU 2 per output, pools
     ``window - 1`` per output plus a scale, dense ``2 x in x out`` + bias)."""
     n, terms = batch_size, []
-    for step in walk(spec_or_block, input_size):
+    for step in (s for s in walk(spec_or_block, input_size) if s.part != "aux"):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
         size = n * out[0] * out[1] * out[2]
-        if step.part == "aux":
-            continue
         if isinstance(layer, architecture.Conv):
             taps = (conv_taps(h, layer.kernel, layer.stride, layer.padding)
                     * conv_taps(w, layer.kernel, layer.stride, layer.padding))

@@ -177,9 +177,7 @@ class History:
         return sum(e.seconds for e in self.epochs)
 
     def to_dict(self) -> Dict:
-        out = asdict(self)
-        out["recipe"] = asdict(self.recipe)
-        return out
+        return asdict(self)  # the recipe and epochs become dicts too
 
     def summary(self) -> str:
         if not self.epochs:

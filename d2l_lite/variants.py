@@ -4,6 +4,7 @@ time, with the same budget; each framework page trains them with its ``train``.
 
 from __future__ import annotations
 
+import itertools
 from typing import Dict, List, Tuple
 
 from . import architecture, counting, tables, training
@@ -63,12 +64,8 @@ def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str
     for name, _, recipe in RUNS:
         history = histories[name]
         training.check_complete(history, scale.apply_recipe(recipe))
-        if max(history.metric("train_loss")) > training.DIVERGED_LOSS:
-            outcome = "unstable"
-        elif history.final_test_acc > 0.2:
-            outcome = "learned"
-        else:
-            outcome = "plateau"
+        outcome = ("unstable" if max(history.metric("train_loss")) > training.DIVERGED_LOSS
+                   else "learned" if history.final_test_acc > 0.2 else "plateau")
         if scale.name == "full" and name in ("baseline", "batch norm"):
             assert history.final_test_acc > 0.5, (name, history.final_test_acc)
         lines.append(f"{name}: {len(history.epochs)} epochs, finite, {outcome} "
@@ -79,18 +76,13 @@ def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str
 def plot_comparison(histories: Dict[str, History], title: str = ""):
     """Test accuracy against epochs and against training seconds, one line per run."""
     import matplotlib.pyplot as plt
-
     fig, (ax_epoch, ax_time) = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for name, h in histories.items():
-        seconds, elapsed = [], 0.0
-        for e in h.epochs:
-            elapsed += e.seconds
-            seconds.append(elapsed)
+        seconds = list(itertools.accumulate(h.metric("seconds")))
         ax_epoch.plot(h.metric("epoch"), h.metric("test_acc"), marker="o", label=name)
         ax_time.plot(seconds, h.metric("test_acc"), marker="o", label=name)
-    ax_epoch.set_xlabel("epoch")
+    ax_epoch.set(xlabel="epoch", ylabel="test accuracy")
     ax_time.set_xlabel("training seconds")
-    ax_epoch.set_ylabel("test accuracy")
     for ax in (ax_epoch, ax_time):
         ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":")  # chance
         ax.grid(alpha=0.3)
