@@ -4,7 +4,6 @@
 
 import contextlib
 import os
-import statistics
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a default TF reads once, on import
@@ -261,8 +260,7 @@ def branch_parameters(block: Inception) -> Dict[str, int]:
 
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
-    """:func:`d2l_lite.counting.stage_rows` (shapes C x H x W) measured on the
-    model: a zero batch of NHWC ``input_shape`` run stage by stage."""
+    """:func:`d2l_lite.counting.stage_rows` (C x H x W) measured on an NHWC zero batch."""
     X, rows = tf.zeros(input_shape), []
     for stage in [*model.stem.layers, *model.body.layers, model.head]:
         X = stage(X, training=False)
@@ -283,8 +281,7 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
-    """Copy canonical weights into ``model`` in the order it created its tensors
-    (:func:`d2l_lite.reference.ordered`), converting layouts; returns it."""
+    """Canonical weights into ``model`` in creation order, layouts converted; returns it."""
     spec = getattr(model, "spec", None)  # set by googlenet: what dense layers flatten
     maps = {f"{s.name}/weight": s.in_shape for s in architecture.walk(spec)
             if isinstance(s.layer, architecture.Dense)} if spec else {}
@@ -337,7 +334,6 @@ def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> 
 
 class AdamW(keras.optimizers.Optimizer):
     """PyTorch's AdamW: epsilon after the bias correction (Keras's: before)."""
-
     def __init__(self, learning_rate, weight_decay, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(learning_rate, weight_decay=weight_decay, name="adamw")
         self.betas, self.eps = betas, eps
@@ -358,7 +354,6 @@ class AdamW(keras.optimizers.Optimizer):
 
 class _SGD(keras.optimizers.SGD):
     """SGD with ``torch.optim.SGD``'s weight decay: L2 (Keras's is decoupled)."""
-
     def __init__(self, learning_rate, momentum, nesterov, l2):
         super().__init__(learning_rate, momentum, nesterov, name="sgd")
         self.l2 = l2
@@ -370,7 +365,7 @@ class _SGD(keras.optimizers.SGD):
 
 
 def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
-    yield layer  # and every layer inside it: stages, blocks, branches
+    yield layer  # and every layer inside: stages, blocks, branches
     for child in ([getattr(layer, f"branch{i}") for i in range(1, 5)]
                   if hasattr(layer, "branch4") else getattr(layer, "layers", [])):
         yield from _sublayers(child)
@@ -378,8 +373,7 @@ def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 
 @contextlib.contextmanager
 def _bfloat16(model: GoogLeNet, enabled: bool) -> Iterator[None]:
-    """Keras's ``"mixed_bfloat16"`` policy (bfloat16 compute, float32 weights)
-    for every layer but the dense ones (float32 logits), restored afterwards."""
+    """Keras's ``"mixed_bfloat16"`` policy but for dense layers (float32 logits), then restored."""
     layers = list(_sublayers(model)) if enabled else []
     saved = [layer.dtype_policy for layer in layers]
     for layer in layers:
@@ -393,12 +387,10 @@ def _bfloat16(model: GoogLeNet, enabled: bool) -> Iterator[None]:
 
 
 def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
-          spec: architecture.GoogLeNetSpec = architecture.BOOK, device: Optional[str] = None,
-          image_size: Optional[int] = None, plot: bool = True,
-          progress: bool = True) -> training.History:
-    """Train ``model`` (of ``spec``) from ``reference.xavier_weights`` with ``recipe``
-    by :func:`training.fit`: :func:`train_step` in a ``tf.function`` graph (on a
-    GPU: XLA with ``recipe.compile``, bfloat16 with ``recipe.mixed_precision``)."""
+          spec=architecture.BOOK, device: Optional[str] = None, image_size: Optional[int] = None,
+          plot: bool = True, progress: bool = True) -> training.History:
+    """Train ``model`` (of ``spec``) from ``reference.xavier_weights`` by :func:`training.fit`,
+    :func:`train_step` in a ``tf.function`` (GPU only: XLA, bfloat16)."""
     training.check_recipe(recipe)
     device = device or ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")
     gpu = "GPU" in device.upper()
@@ -464,8 +456,7 @@ def count_flops(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) 
 
 def flops_by_op(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> Dict[str, int]:
     """:func:`count_flops` by op type (``"Conv2D"``, ``"BiasAdd"`` ...), zeros left out."""
-    counts: Dict[str, int] = {}
-    nodes = list(_profile(model_or_block, input_shape).children)
+    counts, nodes = {}, list(_profile(model_or_block, input_shape).children)
     while nodes:  # the op view nests each op type under the previous one
         node = nodes.pop()
         if node.float_ops:
@@ -479,21 +470,13 @@ expected_flops_by_op = flop_rules.tensorflow_flops_by_op
 
 
 def expected_flops(spec_or_block, input_size=None) -> int:
-    """:func:`count_flops` for one image, from the spec (:func:`expected_flops_by_op`)."""
+    """:func:`count_flops` for one image, from the spec."""
     return sum(expected_flops_by_op(spec_or_block, input_size).values())
 
 
 def time_forward(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of a forward pass on an NHWC ``input_shape`` batch as a
-    ``tf.function`` graph, after ``warmup`` passes; devices synchronised."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    forward, X, times = _forward(model_or_block, input_shape), tf.random.uniform(input_shape), []
-    for i in range(warmup + repeats):
-        tf.test.experimental.sync_devices()
-        timer = training.Timer()
-        forward(X)
-        tf.test.experimental.sync_devices()
-        times.append(timer.elapsed())
-    return statistics.median(times[warmup:])
+    """Median seconds of a ``tf.function`` forward pass on an NHWC batch, after ``warmup``."""
+    forward, X = _forward(model_or_block, input_shape), tf.random.uniform(input_shape)
+    return training.median_seconds(lambda: forward(X), repeats, warmup,
+                                   tf.test.experimental.sync_devices)
