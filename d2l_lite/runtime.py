@@ -34,16 +34,13 @@ def hardware() -> str:
                              capture_output=True, text=True, timeout=30)
         names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
         if out.returncode == 0 and names:
-            return names[0] + (f" (x{len(names)}, one used)"
-                               if len(names) > 1 else "")
+            return names[0] + (f" (x{len(names)}, one used)" if len(names) > 1 else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    model = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
     return f"CPU: {model}, {os.cpu_count()} cores"
