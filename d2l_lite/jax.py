@@ -1,14 +1,10 @@
-"""GoogLeNet in JAX/Flax (linen): the textbook code the chapters show and save
-here (d2l's ``#@save``), then :func:`googlenet` (the model a spec describes),
-the checks against the spec and the NumPy reference, and the experiments. A
-linen module is a description: its parameters live in a ``variables`` dict,
-which the helpers take where PyTorch's read the model. Flax is channels-last.
-"""
+"""GoogLeNet in JAX/Flax (linen): the code the chapters save here (d2l's ``#@save``),
+then the helpers for the checks and experiments. A linen module holds no parameters:
+the helpers take its ``variables`` dict where PyTorch's read the model. NHWC."""
 
 from __future__ import annotations
 
 import functools
-import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -23,15 +19,6 @@ from . import architecture, reference, runtime, tables, training
 from .flop_rules import conv_taps, xla_flop_terms
 from .flop_rules import xla_flops as expected_flops
 from .flop_rules import xla_flops_by_op as expected_flops_by_op
-
-__all__ = ["try_gpu", "set_seed", "ConvReLU", "Inception", "max_pool", "GoogLeNet",
-           "NaiveInception", "ConvBNReLU", "FactorizedInception", "AuxHead", "GoogLeNetAux",
-           "SmallStemGoogLeNet", "TrainState", "train_step", "googlenet", "init",
-           "count_parameters", "branch_parameters", "stage_rows", "layer_summary",
-           "load_weights", "logits", "device_data", "prepare_batch", "optimizer", "train",
-           "count_flops", "conv_taps", "xla_flop_terms", "expected_flops_by_op",
-           "expected_flops", "time_forward"]
-
 
 def try_gpu() -> jax.Device:
     """JAX's first device, a GPU if there is one; prints where JAX runs."""
@@ -291,8 +278,7 @@ def count_parameters(variables: dict) -> int:
 
 
 def _trace(module, input_shape):
-    """``init`` traced for shapes only: ``(variables, calls)``, each module
-    method call as ``(path, class, method, output shape)`` when it returns."""
+    """``init`` traced for shapes: ``(variables, [(path, class, method, out shape)])``."""
     calls = []
 
     def record(call, args, kwargs, context):
@@ -308,8 +294,7 @@ def _trace(module, input_shape):
 
 
 def _sections(module, input_shape):
-    """``(name, output shape, parameters)`` per method the module runs (stages,
-    branches), then per auxiliary head (a submodule that runs after them)."""
+    """``(name, output shape, parameters)`` per stage or branch method, then aux head."""
     variables, calls = _trace(module, input_shape)
     rows, pending = [], []
     for path, _, method, shape in calls:
@@ -348,10 +333,8 @@ _TENSORS = {"params": {nn.Conv: ("kernel", "bias"), nn.Dense: ("kernel", "bias")
 
 
 def load_weights(model: nn.Module, weights: dict, input_shape=None) -> dict:
-    """The ``variables`` (Flax models hold none) that put :func:`reference.ordered`
-    into the model's tensors in creation order, traced on an NHWC ``input_shape``
-    (default 96 x 96, conv1's channels; an auxiliary ``fc1`` depends on it).
-    Kernels OIHW -> HWIO, dense (out, in) -> (in, out), C x H x W -> H x W x C."""
+    """The ``variables`` holding :func:`reference.ordered` in creation order, traced on
+    NHWC ``input_shape`` (default 96 x 96: an aux ``fc1`` depends on it), layouts converted."""
     params, state = reference.ordered(weights)
     shapes, calls = _trace(model, input_shape or (1, 96, 96, params[0][1].shape[1]))
     flat = traverse_util.flatten_dict(shapes)
@@ -429,9 +412,8 @@ CPU_TRAIN_COMPILER_OPTIONS = ({"xla_cpu_experimental_ynn_fusion_type": ""}
 
 def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, device=None,
           image_size=None, plot=True, progress=True) -> Tuple[training.History, dict]:
-    """``(history, variables)``: :func:`training.fit` with :func:`train_step`,
-    jitted (state donated), on batches gathered and resized on ``device``,
-    from :func:`reference.xavier_weights`; bfloat16 only on a GPU."""
+    """``(history, variables)``: :func:`training.fit` with a jitted :func:`train_step`
+    (state donated) from :func:`reference.xavier_weights`; bfloat16 only on a GPU."""
     device = device or jax.devices()[0]
     gpu = device.platform == "gpu"
     if recipe.mixed_precision and not gpu:
@@ -476,8 +458,7 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
 # FLOPs and timing ----------------------------------------------------------------
 
 def count_flops(model_or_block, input_shape, *, device=None) -> int:
-    """XLA's count (:func:`xla_flop_terms`) of a forward pass on an NHWC batch, by
-    the CPU's compiler (or ``device``'s), variables as arguments: shapes only."""
+    """XLA's FLOPs (:func:`xla_flop_terms`) of a forward pass, compiled from shapes only."""
     with jax.default_device(device or jax.devices("cpu")[0]):
         x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
         variables = jax.eval_shape(model_or_block.init, jax.random.key(0), x)
@@ -486,13 +467,9 @@ def count_flops(model_or_block, input_shape, *, device=None) -> int:
 
 
 def time_forward(model_or_block, input_shape, repeats=10, warmup=2, variables=None):
-    """Median seconds of a jitted forward pass on an NHWC batch, each awaited,
-    after ``warmup`` passes (the first compiles)."""
+    """Median seconds of a jitted forward pass, awaited, after ``warmup`` (the first compiles)."""
     variables = variables or init(model_or_block, input_shape)
-    forward, times = jax.jit(model_or_block.apply), []
+    forward = jax.jit(model_or_block.apply)
     X = jax.random.uniform(jax.random.key(0), tuple(input_shape))
-    for _ in range(warmup + repeats):
-        timer = training.Timer()
-        forward(variables, X).block_until_ready()
-        times.append(timer.elapsed())
-    return statistics.median(times[warmup:])
+    return training.median_seconds(lambda: forward(variables, X).block_until_ready(),
+                                   repeats, warmup)
