@@ -1,15 +1,10 @@
-"""GoogLeNet in MXNet Gluon 1.9: ``from d2l_lite import mxnet as d2l``.
-
-First the textbook code in the order the chapters teach it (each shows its
-part in a cell tagged ``d2l-save``, d2l's ``#@save``), then the helpers that
-every framework module defines under the same names. MXNet's layouts are
-the canonical ones (NCHW, OIHW, dense ``(out, in)``): nothing is transposed.
-"""
+"""GoogLeNet in MXNet Gluon 1.9 (``from d2l_lite import mxnet as d2l``): the code the
+chapters save here (d2l's ``#@save``), then the helpers every framework module names
+alike. MXNet's layouts (NCHW, OIHW, dense ``(out, in)``) are canonical: no transposes."""
 
 from __future__ import annotations
 
 import math
-import statistics
 import subprocess
 from typing import Dict, List, Sequence, Tuple
 
@@ -19,14 +14,6 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 from . import architecture, counting, reference, runtime, tables, training
-
-__all__ = ["try_gpu", "set_seed", "conv_relu", "max_pool", "Inception", "GoogLeNet",
-           "NaiveInception", "conv_bn_relu", "FactorizedInception", "aux_head",
-           "GoogLeNetAux", "SmallStemGoogLeNet", "googlenet", "count_parameters",
-           "branch_parameters", "stage_rows", "layer_summary", "load_weights", "logits",
-           "device_data", "prepare_batch", "AdamW", "train_step", "train", "count_flops",
-           "expected_flops", "time_forward"]
-
 
 def try_gpu() -> mx.Context:
     """Return the first GPU if there is one, else the CPU; say which."""
@@ -213,9 +200,8 @@ class SmallStemGoogLeNet(GoogLeNet):
 # Where the spec meets the model ------------------------------------------------
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:
-    """The textbook model that ``spec`` describes, on ``ctx`` (CPU):
-    initialised (Xavier) and run on one zero batch, so every parameter has
-    its shape, with fresh BatchNorm statistics."""
+    """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
+    one zero batch, with fresh BatchNorm statistics."""
     first = spec.part("body")[0].layers[0]
     if first.factorize and not first.reduce:
         raise ValueError("no textbook block is both naive and factorised")
@@ -247,8 +233,7 @@ def _context(model: gluon.Block) -> mx.Context:
 
 
 def count_parameters(model: gluon.Block) -> int:
-    """Trainable parameters of a built model or block (BatchNorm's running
-    statistics, Gluon parameters with ``grad_req="null"``, are state)."""
+    """Trainable parameters (BatchNorm's running statistics have ``grad_req="null"``)."""
     params = [p for p in model.collect_params().values() if p.grad_req != "null"]
     for p in params:
         if p.shape is None or 0 in p.shape:
@@ -264,8 +249,7 @@ def branch_parameters(block: Inception) -> Dict[str, int]:
 
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
-    """:func:`d2l_lite.counting.stage_rows` measured on the model: (stage,
-    output shape without the batch axis, parameters), aux heads last."""
+    """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters)."""
     x = nd.zeros(tuple(input_shape), ctx=_context(model))
     rows = []
     with autograd.predict_mode():
@@ -286,10 +270,8 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 
 
 def load_weights(model: gluon.Block, weights: Dict[str, np.ndarray]) -> gluon.Block:
-    """Copy canonical weights into ``model``; return it. ``collect_params``
-    lists tensors in the order their blocks were added, the order of
-    :func:`d2l_lite.reference.ordered`: trained ones (BatchNorm's ``gamma``,
-    ``beta``), then running statistics. The layouts agree: no conversion."""
+    """Copy canonical weights into ``model`` as they are; return it. ``collect_params``
+    keeps the order of :func:`d2l_lite.reference.ordered` once state goes last."""
     params, state = reference.ordered(weights)
     mine = sorted(model.collect_params().values(),  # stable: state last
                   key=lambda p: p.grad_req == "null")
@@ -302,8 +284,7 @@ def load_weights(model: gluon.Block, weights: Dict[str, np.ndarray]) -> gluon.Bl
 
 
 def logits(model: gluon.Block, X: np.ndarray) -> np.ndarray:
-    """NumPy logits of an NCHW float32 NumPy batch, at inference
-    (BatchNorm's running statistics, no auxiliary heads)."""
+    """NumPy logits of an NCHW float32 NumPy batch, at inference (no aux heads)."""
     with autograd.predict_mode():
         out = model(nd.array(np.asarray(X, np.float32), ctx=_context(model)))
     return out.asnumpy().astype(np.float32)
@@ -311,16 +292,14 @@ def logits(model: gluon.Block, X: np.ndarray) -> np.ndarray:
 
 # Training --------------------------------------------------------------------------
 def device_data(data, ctx: mx.Context) -> Tuple[nd.NDArray, ...]:
-    """Train images, train labels, test images, test labels on ``ctx``, copied
-    once: images uint8 (N x 28 x 28), labels float32 (as Gluon's losses use)."""
+    """Images (uint8) and labels (float32, as Gluon's losses use) on ``ctx``, once."""
     return tuple(nd.array(a, ctx=ctx, dtype="uint8" if a.ndim == 3 else "float32")
                  for a in (data.train_images, data.train_labels,
                            data.test_images, data.test_labels))
 
 
 def prepare_batch(images: nd.NDArray, index: nd.NDArray, image_size: int = 96) -> nd.NDArray:
-    """``images[index]`` as a float32 ``B x 1 x image_size x image_size``
-    batch in [0, 1], on the device. ``align_corners=False`` samples at pixel
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1], resized at pixel
     centres like PyTorch's ``F.interpolate`` (MXNet's default does not)."""
     X = nd.take(images, index).astype("float32").expand_dims(1) / 255  # B x 1 x 28 x 28
     return nd.contrib.BilinearResize2D(X, height=image_size, width=image_size,
@@ -336,11 +315,9 @@ def _device_name(ctx: mx.Context) -> str:
 
 
 class AdamW(mx.optimizer.Optimizer):
-    """``torch.optim.AdamW``: MXNet 1.9.1 registers no AdamW optimiser, only
-    the ``nd.contrib.adamw_update`` kernel, which has no bias correction.
-    With ``lr * sqrt(c2) / c1`` and ``eps * sqrt(c2)`` (``c1 = 1 - beta1**t``,
-    ``c2 = 1 - beta2**t``) it takes PyTorch's step; MXNet's ``adam``
-    corrects only the rate, making epsilon 30 times larger at first."""
+    """``torch.optim.AdamW`` (MXNet 1.9.1 has none) from ``nd.contrib.adamw_update``,
+    bias-corrected by ``lr * sqrt(c2) / c1`` and ``eps * sqrt(c2)`` (``ci = 1 - beta_i**t``);
+    MXNet's ``adam`` corrects only the rate, making epsilon 30 times larger at first."""
 
     def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
                  beta2: float = 0.999, epsilon: float = 1e-8, **kwargs):
@@ -366,9 +343,8 @@ class AdamW(mx.optimizer.Optimizer):
 
 
 def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
-    """A ``gluon.Trainer``: ``sgd`` (``nag``) with ``wd`` coupled as in
-    ``torch.optim.SGD`` (with momentum equal only at a constant rate: MXNet
-    keeps the rate inside its momentum buffer), or :class:`AdamW`."""
+    """A ``gluon.Trainer``: ``sgd`` (``nag``) with coupled ``wd`` (torch's SGD only at a
+    constant rate: MXNet keeps the rate in its momentum buffer), or :class:`AdamW`."""
     if recipe.optimizer == "sgd":
         optimizer = mx.optimizer.create("nag" if recipe.nesterov else "sgd",
                                         learning_rate=recipe.lr, momentum=recipe.momentum,
@@ -393,10 +369,8 @@ def train_step(model, trainer, loss_fn, X, y, target):
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
           spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
           image_size=None, plot: bool = True, progress: bool = True) -> training.History:
-    """Train ``model`` (the textbook model of ``spec``) on ``data`` with
-    :func:`d2l_lite.training.fit` and :func:`train_step`, from the Xavier
-    weights every framework starts from; ``recipe.compile`` hybridizes. (MXNet
-    1.9 has no bfloat16 training on GPUs: ``mixed_precision`` is ignored.)"""
+    """Train ``model`` (of ``spec``) from :func:`d2l_lite.reference.xavier_weights` with
+    :func:`train_step` on :func:`d2l_lite.training.fit`; ``recipe.compile`` hybridizes."""
     training.check_recipe(recipe)
     ctx = _context(model) if device is None else device
     size = image_size or spec.input_size
@@ -442,11 +416,9 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
 
 # FLOPs and timing ----------------------------------------------------------------
 def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
-    """FLOPs of one forward pass on an ``input_shape`` batch. MXNet 1.9 has
-    no FLOP counter: a forward hook on every ``Conv2D`` and ``Dense`` (not
-    the idle aux heads') counts 2 x output elements x ``weight.shape[1:]``
-    from the shapes MXNet ran: the analytic formula on MXNet's shapes, no
-    independent counter. The block must be built and not hybridized."""
+    """FLOPs of one forward pass. MXNet 1.9 has no counter: hooks on every ``Conv2D`` and
+    ``Dense`` (not the idle aux heads') apply the analytic formula to the shapes MXNet
+    ran, 2 x outputs x ``weight.shape[1:]``. The block must not be hybridized."""
     if len(input_shape) != 4:
         raise ValueError(f"input_shape must be N x C x H x W, got {tuple(input_shape)}")
     macs, layers = [], []
@@ -480,18 +452,8 @@ expected_flops = counting.analytic_flops
 
 def time_forward(model_or_block: gluon.HybridBlock, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of one forward pass on an ``input_shape`` batch, the
-    block hybridized (``static_alloc``, ``static_shape``; left so) on its
-    parameters' device. ``warmup`` passes build the cached graph; each timed
-    pass ends with ``nd.waitall()`` (MXNet runs asynchronously)."""
+    """Median seconds of a forward pass, hybridized (and left so), after ``warmup``
+    passes that build the cached graph; ``nd.waitall()`` (MXNet runs asynchronously)."""
     X = nd.random.uniform(shape=tuple(input_shape), ctx=_context(model_or_block))
     model_or_block.hybridize(static_alloc=True, static_shape=True)
-    times = []
-    for i in range(warmup + repeats):
-        nd.waitall()
-        timer = training.Timer()
-        model_or_block(X)
-        nd.waitall()
-        if i >= warmup:
-            times.append(timer.elapsed())
-    return statistics.median(times)
+    return training.median_seconds(lambda: model_or_block(X), repeats, warmup, nd.waitall)
