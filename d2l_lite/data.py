@@ -85,12 +85,15 @@ def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
         if not folder.is_dir():
             raise DataError(f"Fashion-MNIST directory {folder} (from {origin}) does not "
                             f"exist or is not a directory. {_HELP}")
-        source = f"local IDX files in {folder}"
+        # Named without the machine's path, which committed outputs would show.
+        source = (f"local IDX files (${ENV_DIR}, .../{folder.name})" if origin.startswith(ENV_DIR)
+                  else f"local IDX files in .../{folder.name}")
     else:
         folder = Path(cache_dir or os.environ.get(ENV_CACHE)
                       or Path.home() / ".cache" / "d2l_lite").expanduser() / "fashion-mnist"
         _download_missing(folder, base_url)
-        source = f"official download ({base_url}), cached in {folder}"
+        cached = str(folder).replace(str(Path.home()), "~", 1)
+        source = f"official download ({base_url}), cached in {cached}"
     # FILES lists train images, train labels, test images, test labels, in field order.
     data = FashionMNIST(*(read_idx(folder / name) for name in FILES), source)
     _check_pairs(data, folder)
