@@ -133,3 +133,14 @@ def test_page_in_a_browser(page, server, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SCREENSHOTS / f"{page.replace('/', '_')}.png"), full_page=True)
     tab.close()
+
+
+@pytest.mark.parametrize("page", [p for p in toc_pages() if p.startswith("chapters/")])
+def test_every_chapter_page_offers_its_notebook_for_download(page, book):
+    """The page's download button links the .ipynb source (Colab's button is
+    checked in the browser test above)."""
+    html, _, _ = book
+    text = (html / f"{page}.html").read_text()
+    name = page.rsplit("/", 1)[-1]
+    assert re.search(rf'href="[^"]*_sources/{re.escape(page)}\.ipynb"', text) \
+        or f"{name}.ipynb" in text, f"{page}.html links no .ipynb download"
