@@ -141,6 +141,6 @@ def test_every_chapter_page_offers_its_notebook_for_download(page, book):
     checked in the browser test above)."""
     html, _, _ = book
     text = (html / f"{page}.html").read_text()
-    name = page.rsplit("/", 1)[-1]
-    assert re.search(rf'href="[^"]*_sources/{re.escape(page)}\.ipynb"', text) \
-        or f"{name}.ipynb" in text, f"{page}.html links no .ipynb download"
+    link = re.search(rf'href="([^"]*_sources/{re.escape(page)}\.ipynb)"', text)
+    assert link, f"{page}.html links no .ipynb download"
+    assert (html / f"{page}.html").parent.joinpath(link.group(1)).resolve().exists()
