@@ -11,11 +11,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Optional, Tuple, Union
 
-__all__ = ["Conv", "MaxPool", "Inception", "GlobalAvgPool", "AvgPool", "Dense", "Stage", "AuxHead",
-           "NetworkSpec", "GoogLeNetSpec", "BN_EPS", "BN_MOMENTUM", "AUX_LOSS_WEIGHT",
-           "INCEPTION_3A", "INCEPTION_TABLE", "googlenet_spec", "BOOK", "PAPER", "VARIANTS",
-           "PAPER_BN_AUX", "TUTORIAL_V1", "conv_output_size", "Step", "walk", "layer_output_shape"]
-
 #: BatchNorm's epsilon and PyTorch's ``momentum`` (Keras, Flax and Gluon use 1 - it).
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -77,8 +72,8 @@ _WIDTHS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 
 @dataclass(frozen=True)
 class Inception:
-    """An Inception block in the column names of the paper's Table 1.
-    ``reduce=False``: the naive block; ``factorize``: two 3x3 for the 5x5."""
+    """An Inception block in the paper's Table 1 columns. ``reduce=False``: the naive
+    block; ``factorize``: two 3x3 for the 5x5."""
     name: str
     ch1x1: int
     ch3x3red: int
@@ -228,8 +223,7 @@ class NetworkSpec:
 
     def _fits(self, size: int) -> bool:
         try:
-            self.spatial_sizes(size)
-            return True
+            return bool(self.spatial_sizes(size))
         except ValueError:
             return False
 
@@ -285,9 +279,9 @@ class Step:
 
 
 def layer_output_shape(layer, shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
-    channels, size = shape[0], _layer_output_size(layer, shape[1])
-    if isinstance(layer, (Conv, Dense)):
-        channels = layer.out_channels if isinstance(layer, Conv) else layer.out_features
+    size = _layer_output_size(layer, shape[1])
+    channels = (layer.out_channels if isinstance(layer, Conv) else layer.out_features
+                if isinstance(layer, Dense) else shape[0])
     return (channels, size, size)
 
 
@@ -306,9 +300,8 @@ def _walk_layers(layers, shape, stage: str, part: str, prefix: str = ""):
 
 
 def walk(spec_or_block, input_size=None):
-    """Every leaf layer of a network (``input_size``: the side) or of one
-    Inception block (``input_size``: ``(C, H, W)``), as :class:`Step` s, with
-    auxiliary heads after the block they branch off."""
+    """Every leaf :class:`Step` of a network (``input_size``: the side) or of one Inception
+    block (``input_size``: ``(C, H, W)``); auxiliary heads follow the block they leave."""
     if isinstance(spec_or_block, Inception):
         if not isinstance(input_size, (tuple, list)) or len(input_size) != 3:
             raise ValueError(f"an Inception block needs input_size=(channels, height, "
@@ -325,19 +318,16 @@ def walk(spec_or_block, input_size=None):
             shape = yield from _walk_layers((layer,), shape, stage.name, stage.part)
             if layer.name in aux:
                 head = aux[layer.name]
-                yield from _walk_layers(head.layers(), shape, stage.name, "aux",
-                                        f"{head.name}/")
+                yield from _walk_layers(head.layers(), shape, stage.name, "aux", f"{head.name}/")
 
 
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
-                   head_pool: str = "global", reduce: bool = True, *,
-                   batch_norm: bool = False, aux_heads: bool = False,
-                   factorize: bool = False, stem: str = "standard",
+                   head_pool: str = "global", reduce: bool = True, *, batch_norm: bool = False,
+                   aux_heads: bool = False, factorize: bool = False, stem: str = "standard",
                    conv_bias: bool = False) -> GoogLeNetSpec:
-    """Describe GoogLeNet. ``head_pool``: ``"global"`` (d2l, any size) or
-    ``"avg7"`` (the paper's; the last map must be 7x7). ``stem="small"``
-    (for 28x28): conv1 3x3 stride 1 and no first pool, so the body sees 14x14.
-    """
+    """Describe GoogLeNet. ``head_pool``: ``"global"`` (d2l, any size) or ``"avg7"`` (the
+    paper's; the last map must be 7x7). ``stem="small"`` (for 28x28): conv1 3x3 stride 1
+    and no first pool, so the body sees 14x14."""
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
         if not isinstance(value, int) or value < 1:
@@ -383,7 +373,5 @@ VARIANTS = {
 }
 #: Conv-BN-ReLU with auxiliary heads, as in tutorials reporting 13.39M parameters.
 PAPER_BN_AUX = googlenet_spec(3, 224, 1000, "avg7", batch_norm=True, aux_heads=True)
-#: The same with conv biases beside BatchNorm: the ``Inception_V1`` tutorial's
-#: model (13,393,352 parameters).
-TUTORIAL_V1 = googlenet_spec(3, 224, 1000, "avg7", batch_norm=True, aux_heads=True,
-                             conv_bias=True)
+#: The same with conv biases beside BatchNorm: the ``Inception_V1`` tutorial's (13,393,352).
+TUTORIAL_V1 = googlenet_spec(3, 224, 1000, "avg7", batch_norm=True, aux_heads=True, conv_bias=True)

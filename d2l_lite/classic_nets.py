@@ -1,15 +1,11 @@
-"""AlexNet, VGG-11 and NiN as :class:`~d2l_lite.architecture.NetworkSpec` s, so
-the same counter compares them with GoogLeNet (as d2l writes them, 224x224).
-"""
+"""AlexNet, VGG-11 and NiN as :class:`~d2l_lite.architecture.NetworkSpec` s, so the same
+counter compares them with GoogLeNet (as d2l writes them, 224x224)."""
 
 from __future__ import annotations
 
 from typing import List
 
-from .architecture import (Conv, Dense, GlobalAvgPool, Layer, MaxPool, NetworkSpec,
-                           Stage)
-
-__all__ = ["alexnet_spec", "vgg11_spec", "nin_spec"]
+from .architecture import Conv, Dense, GlobalAvgPool, Layer, MaxPool, NetworkSpec, Stage
 
 
 def _spec(in_channels: int, input_size: int, num_classes: int, stages) -> NetworkSpec:
@@ -36,20 +32,17 @@ def alexnet_spec(in_channels: int = 3, input_size: int = 224,
         _classifier(num_classes)))
 
 
-def vgg11_spec(in_channels: int = 3, input_size: int = 224,
-               num_classes: int = 1000) -> NetworkSpec:
+def vgg11_spec(in_channels: int = 3, input_size: int = 224, num_classes: int = 1000) -> NetworkSpec:
     """VGG-11 (configuration A): five blocks of 3x3 convs, each ending in a 2x2 pool."""
     stages: List[Stage] = []
-    for i, (convs, channels) in enumerate(((1, 64), (1, 128), (2, 256), (2, 512),
-                                           (2, 512)), start=1):
+    for i, (convs, channels) in enumerate(((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)), 1):
         layers: List[Layer] = [Conv(f"conv{i}_{j}", channels, 3, padding=1)
                                for j in range(1, convs + 1)]
         stages.append(Stage(f"block{i}", "body", (*layers, MaxPool(f"pool{i}", 2, 2, 0))))
     return _spec(in_channels, input_size, num_classes, stages + [_classifier(num_classes)])
 
 
-def nin_spec(in_channels: int = 3, input_size: int = 224,
-             num_classes: int = 1000) -> NetworkSpec:
+def nin_spec(in_channels: int = 3, input_size: int = 224, num_classes: int = 1000) -> NetworkSpec:
     """NiN: conv + two 1x1 convs per block, global average pooling, no dense layer."""
     def block(i: int, channels: int, kernel: int, stride: int, padding: int):
         return (Conv(f"nin{i}_conv", channels, kernel, stride, padding),
@@ -61,5 +54,4 @@ def nin_spec(in_channels: int = 3, input_size: int = 224,
             *block(2, 256, 5, 1, 2), MaxPool("pool2", 3, 2, 0),
             *block(3, 384, 3, 1, 1), MaxPool("pool3", 3, 2, 0),
             *block(4, num_classes, 3, 1, 1))),
-        Stage("head", "head", (GlobalAvgPool("avgpool"),)),
-    ))
+        Stage("head", "head", (GlobalAvgPool("avgpool"),))))

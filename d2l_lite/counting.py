@@ -1,23 +1,15 @@
-"""Analytic parameter and multiply-accumulate (MAC) counts, framework-neutral.
-
-MACs count convolutions and dense layers only (``C_out * H * W * C_in * k * k``
-for a convolution); FLOPs are ``2 x MACs``, as ``torch.utils.flop_counter``
-counts. Parameters include biases; a Conv-BN-ReLU convolution has none, and its
-BatchNorm adds 2 x C (running statistics are state, not counted). Auxiliary
-heads are rows with ``part == "aux"``, left out of :func:`inference_macs`.
-"""
+"""Analytic parameter and multiply-accumulate (MAC) counts, framework-neutral. MACs count
+convolutions and dense layers only (``C_out * H * W * C_in * k * k`` for a convolution);
+FLOPs are ``2 x MACs``, as ``torch.utils.flop_counter`` counts. Parameters include biases;
+a Conv-BN-ReLU convolution has none, and its BatchNorm adds 2 x C (running statistics are
+state, not counted). Auxiliary heads are rows with ``part == "aux"``, not inference MACs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Iterable, List, Tuple
 
-from .architecture import (Conv, Dense, Inception, NetworkSpec, Step, layer_output_shape,
-                           walk)
-
-__all__ = ["LayerCount", "count_conv", "count_inception", "count_network", "count_any",
-           "analytic_flops", "branch_params", "stage_rows", "inference_macs",
-           "torchinfo_mult_adds", "total_params", "total_macs", "flops"]
+from .architecture import Conv, Dense, Inception, NetworkSpec, Step, layer_output_shape, walk
 
 Shape = Tuple[int, int, int]  # channels, height, width
 
@@ -51,8 +43,8 @@ def _count_step(step: Step) -> LayerCount:
     elif isinstance(layer, Dense):
         macs = c_in * h * w * c_out
         params, kind = macs + c_out, "dense"
-    return LayerCount(step.stage, step.part, step.name, step.in_shape, step.out_shape,
-                      params, macs, kind)
+    return LayerCount(step.stage, step.part, step.name, step.in_shape, step.out_shape, params,
+                      macs, kind)
 
 
 def count_conv(conv: Conv, in_shape: Shape, prefix: str = "") -> LayerCount:
@@ -68,8 +60,7 @@ def count_inception(block: Inception, in_shape: Shape) -> List[LayerCount]:
 
 def count_network(spec: NetworkSpec, input_size: int | None = None,
                   detail: bool = False) -> List[LayerCount]:
-    """Count every layer of ``spec``; without ``detail`` an Inception block or
-    an auxiliary head is one row."""
+    """Count every layer of ``spec``; without ``detail`` a block or an aux head is one row."""
     rows = [_count_step(step) for step in walk(spec, input_size)]
     if detail:
         return rows
@@ -95,8 +86,8 @@ def count_network(spec: NetworkSpec, input_size: int | None = None,
 
 def stage_rows(spec: NetworkSpec, input_size: int | None = None
                ) -> List[Tuple[str, Tuple[int, ...], int]]:
-    """``(stage, output shape, parameters)`` per stage, then per auxiliary head:
-    what every framework's model must reproduce (a 1x1 output is ``(C,)``)."""
+    """``(stage, output shape, parameters)`` per stage, then per auxiliary head: what every
+    framework's model must reproduce (a 1x1 output is ``(C,)``)."""
     out: dict = {}
     for row in count_network(spec, input_size):
         key = row.name if row.part == "aux" else row.stage
@@ -112,9 +103,9 @@ def inference_macs(rows: Iterable[LayerCount]) -> int:
 
 
 def torchinfo_mult_adds(spec: NetworkSpec, batch_size: int = 1, aux: bool = False) -> int:
-    """"Total mult-adds" as ``torchinfo.summary`` reports it: a convolution's
-    weight and bias count per output position, other parameters once, times
-    the batch. Auxiliary heads count only in ``train`` mode (``aux=True``)."""
+    """"Total mult-adds" as ``torchinfo.summary`` reports it: a convolution's weight and bias
+    count per output position, other parameters once, times the batch. Auxiliary heads
+    count only in ``train`` mode (``aux=True``)."""
     total = 0
     for row in count_network(spec, detail=True):
         if row.part == "aux" and not aux:
@@ -142,7 +133,7 @@ def count_any(spec_or_block, input_size=None) -> List[LayerCount]:
     if isinstance(spec_or_block, NetworkSpec):
         return count_network(spec_or_block, input_size)
     if isinstance(spec_or_block, Inception):
-        return [_count_step(step) for step in walk(spec_or_block, input_size)]
+        return count_inception(spec_or_block, input_size)
     raise ValueError(f"expected a GoogLeNetSpec (or another NetworkSpec) or an "
                      f"architecture.Inception, got {type(spec_or_block).__name__}")
 

@@ -1,11 +1,8 @@
-"""Fashion-MNIST as NumPy arrays, from ``data_dir=...``, else
-``D2L_FASHION_MNIST_DIR``, else the official files downloaded once into
-``D2L_DATA_CACHE`` (default ``~/.cache/d2l_lite``) and checked by MD5.
-
-A local directory may hold another split (``shared/data`` does), so only its
-format is validated. The loader says which source it used and never falls
-back from one to another on its own.
-"""
+"""Fashion-MNIST as NumPy arrays, from ``data_dir=...``, else ``D2L_FASHION_MNIST_DIR``,
+else the official files downloaded once into ``D2L_DATA_CACHE`` (default
+``~/.cache/d2l_lite``) and checked by MD5. A local directory may hold another split
+(``shared/data`` does), so only its format is validated. The loader says which source it
+used and never falls back from one to another on its own."""
 
 from __future__ import annotations
 
@@ -23,9 +20,6 @@ from pathlib import Path
 from typing import Iterator, Union
 
 import numpy as np
-
-__all__ = ["FashionMNIST", "DataError", "load_fashion_mnist", "CLASSES", "FILES",
-           "OFFICIAL_URL", "ENV_DIR", "ENV_CACHE", "read_idx", "minibatch_indices"]
 
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 ENV_DIR = "D2L_FASHION_MNIST_DIR"
@@ -71,8 +65,7 @@ class FashionMNIST:
 
 
 def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
-                       cache_dir: Union[str, Path, None] = None,
-                       base_url: str = OFFICIAL_URL,
+                       cache_dir: Union[str, Path, None] = None, base_url: str = OFFICIAL_URL,
                        verbose: bool = True) -> FashionMNIST:
     """Load Fashion-MNIST; a :class:`DataError` names the file and what to do."""
     if data_dir is None and os.environ.get(ENV_DIR):
@@ -96,7 +89,14 @@ def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
         source = f"official download ({base_url}), cached in {cached}"
     # FILES lists train images, train labels, test images, test labels, in field order.
     data = FashionMNIST(*(read_idx(folder / name) for name in FILES), source)
-    _check_pairs(data, folder)
+    for split, images, labels in (("train", data.train_images, data.train_labels),
+                                  ("t10k", data.test_images, data.test_labels)):
+        if len(images) != len(labels):
+            raise DataError(f"{folder}: {split}-images holds {len(images)} images but "
+                            f"{split}-labels holds {len(labels)} labels; the two files "
+                            f"must come from the same copy of the data set.")
+        if len(images) == 0:
+            raise DataError(f"{folder}: {split}-images holds no images.")
     if verbose:
         print(f"Fashion-MNIST: {len(data.train_labels):,} train and "
               f"{len(data.test_labels):,} test images from {source}")
@@ -128,8 +128,7 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
             raise DataError(f"{path} is too short for an IDX image header.")
         rows, cols = struct.unpack(">II", raw[8:16])
         if (rows, cols) != (28, 28):
-            raise DataError(f"{path} holds {rows}x{cols} images; Fashion-MNIST images "
-                            f"are 28x28.")
+            raise DataError(f"{path} holds {rows}x{cols} images; Fashion-MNIST images are 28x28.")
         header, shape = 16, (count, rows, cols)
     else:
         header, shape = 8, (count,)
@@ -139,20 +138,8 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
                         f"has {len(raw)} bytes: the file is truncated or padded.")
     array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
     if magic == 2049 and array.size and array.max() > 9:
-        raise DataError(f"{path} has label {int(array.max())}; Fashion-MNIST labels are "
-                        f"0-9.")
+        raise DataError(f"{path} has label {int(array.max())}; Fashion-MNIST labels are 0-9.")
     return array
-
-
-def _check_pairs(data: FashionMNIST, folder: Path) -> None:
-    for split, images, labels in (("train", data.train_images, data.train_labels),
-                                  ("t10k", data.test_images, data.test_labels)):
-        if len(images) != len(labels):
-            raise DataError(f"{folder}: {split}-images holds {len(images)} images but "
-                            f"{split}-labels holds {len(labels)} labels; the two files "
-                            f"must come from the same copy of the data set.")
-        if len(images) == 0:
-            raise DataError(f"{folder}: {split}-images holds no images.")
 
 
 def _md5(path: Path) -> str:
@@ -187,11 +174,10 @@ def _download_missing(folder: Path, base_url: str) -> None:
         os.replace(tmp.name, target)
 
 
-def minibatch_indices(num_examples: int, batch_size: int, *, shuffle: bool,
-                      seed: int = 0, epoch: int = 0,
-                      drop_last: bool = False) -> Iterator[np.ndarray]:
-    """Index arrays for one epoch; shuffling is seeded by ``(seed, epoch)``, so
-    every framework sees the same order."""
+def minibatch_indices(num_examples: int, batch_size: int, *, shuffle: bool, seed: int = 0,
+                      epoch: int = 0, drop_last: bool = False) -> Iterator[np.ndarray]:
+    """Index arrays for one epoch; shuffling is seeded by ``(seed, epoch)``, so every
+    framework sees the same order."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = (np.random.default_rng([seed, epoch]).permutation(num_examples)

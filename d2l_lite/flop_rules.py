@@ -1,7 +1,6 @@
-"""What TensorFlow's profiler and XLA's cost analysis report, computed from the
-spec alone. (PyTorch's and MXNet's counters report exactly ``2 x`` the
-analytic MACs; these two also count bias additions, pooling, ...)
-"""
+"""What TensorFlow's profiler and XLA's cost analysis report, computed from the spec alone.
+(PyTorch's and MXNet's counters report exactly ``2 x`` the analytic MACs; these two also
+count bias additions, pooling, ...)"""
 
 from __future__ import annotations
 
@@ -14,11 +13,10 @@ from .architecture import walk
 
 
 def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
-    """TensorFlow's profiler's FLOPs for one image, by op type, from the rule
-    each op registers (``ops.RegisterStatistics``): ``Conv2D`` 2 x MACs with
-    every tap counted; ``BiasAdd`` one per element; ``MatMul`` 2 x in x out;
-    pools the kernel area per output; ``Mean`` one per input; ``Relu``,
-    ``Pad``, ``ConcatV2`` nothing. Arguments as for :func:`walk`."""
+    """TensorFlow's profiler's FLOPs for one image, by op type, from the rule each op
+    registers (``ops.RegisterStatistics``): ``Conv2D`` 2 x MACs with every tap counted;
+    ``BiasAdd`` one per element; ``MatMul`` 2 x in x out; pools the kernel area per output;
+    ``Mean`` one per input; ``Relu``, ``Pad``, ``ConcatV2`` nothing."""
     ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool", "AvgPool", "Mean"), 0)
     for step in (s for s in walk(spec_or_block, input_size) if s.part != "aux"):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
@@ -37,18 +35,18 @@ def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
 
 
 def conv_taps(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Kernel taps along one axis, over all outputs, that land on the input, not
-    the padding: XLA counts a convolution's multiply-adds over these only."""
+    """Kernel taps along one axis, over all outputs, that land on the input, not the
+    padding: XLA counts a convolution's multiply-adds over these only."""
     out = architecture.conv_output_size(size, kernel, stride, padding)
     return sum(1 for o in range(out) for k in range(kernel)
                if 0 <= o * stride - padding + k < size)
 
 
 def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
-    """XLA's FLOPs of a forward pass as ``(layer, kind, flops)`` terms, one per
-    operation left after fusion, in walk order (``HloCostAnalysis``'s rules:
-    convolutions over :func:`conv_taps` only, bias+ReLU 2 per output, pools
-    ``window - 1`` per output plus a scale, dense ``2 x in x out`` + bias)."""
+    """XLA's FLOPs of a forward pass as ``(layer, kind, flops)`` terms, one per operation
+    left after fusion, in walk order (``HloCostAnalysis``'s rules: convolutions over
+    :func:`conv_taps` only, bias+ReLU 2 per output, pools ``window - 1`` per output plus a
+    scale, dense ``2 x in x out`` + bias)."""
     n, terms = batch_size, []
     for step in (s for s in walk(spec_or_block, input_size) if s.part != "aux"):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
@@ -61,8 +59,7 @@ def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
         elif isinstance(layer, architecture.MaxPool):
             terms.append((step.name, "maxpool", size * (layer.kernel ** 2 - 1)))
         elif isinstance(layer, architecture.GlobalAvgPool):
-            terms += [(step.name, "mean", n * c * (h * w - 1)),
-                      (step.name, "mean/scale", n * c)]
+            terms += [(step.name, "mean", n * c * (h * w - 1)), (step.name, "mean/scale", n * c)]
         elif isinstance(layer, architecture.AvgPool):
             terms += [(step.name, "avgpool", size * (layer.kernel ** 2 - 1)),
                       (step.name, "avgpool/scale", size)]

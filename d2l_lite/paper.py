@@ -1,6 +1,5 @@
-"""The GoogLeNet paper's Table 1 (params in K of 1024 weights, no biases; ops in
-M multiply-adds) and torchvision's variant, checked against the architecture.
-"""
+"""The GoogLeNet paper's Table 1 (params in K of 1024 weights, no biases; ops in M
+multiply-adds) and torchvision's variant, checked against the architecture."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ from typing import List, Tuple
 
 from .architecture import GoogLeNetSpec, PAPER
 from .counting import count_network
-
-__all__ = ["TABLE1", "Table1Row", "compare_table1", "torchvision_params"]
 
 #: (our layer names, params in K, ops in M); the stem's conv2 and conv3 are one row.
 TABLE1: Tuple[Tuple[Tuple[str, ...], float, float], ...] = (
@@ -63,8 +60,7 @@ def torchvision_params(spec: GoogLeNetSpec = PAPER) -> List[Tuple[str, int]]:
     rows = count_network(spec, detail=True)
     total = sum(r.params for r in rows)
     conv_channels = sum(r.out_shape[0] for r in rows if r.params and r.name != "fc")
-    five = sum((25 - 9) * r.in_shape[0] * r.out_shape[0] for r in rows
-               if r.name.endswith("/5x5"))
+    five = sum((25 - 9) * r.in_shape[0] * r.out_shape[0] for r in rows if r.name.endswith("/5x5"))
     return [
         ("this book, paper configuration (conv biases, 5x5 kernels)", total),
         ("conv biases removed, BatchNorm scale and shift added", conv_channels),

@@ -7,17 +7,8 @@ from typing import Optional, Sequence
 from .architecture import AvgPool, Conv, Dense, GlobalAvgPool, Inception, MaxPool
 from .counting import count_network
 
-__all__ = ["draw_inception", "draw_googlenet", "legend_handles", "COLORS"]
-
 #: One colour per kind of layer, used by every figure in the book.
-COLORS = {"1x1": "#9ecae1", "3x3": "#fdae6b", "5x5": "#fd8d3c", "pool": "#a1d99b",
-          "io": "#e0e0e0"}
-
-
-def _kind(layer) -> str:
-    if isinstance(layer, MaxPool):
-        return "pool"
-    return {1: "1x1", 3: "3x3", 5: "5x5"}.get(layer.kernel, "io")
+COLORS = {"1x1": "#9ecae1", "3x3": "#fdae6b", "5x5": "#fd8d3c", "pool": "#a1d99b", "io": "#e0e0e0"}
 
 
 def _label(layer, in_channels: int) -> str:
@@ -58,7 +49,8 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
         # One-layer branches sit on the upper row, so every branch ends level.
         levels = [1] if len(layers) == 1 else [0, 1]
         for layer, level in zip(layers, levels):
-            box(x, rows[level], _label(layer, channels), COLORS[_kind(layer)])
+            kind = "pool" if isinstance(layer, MaxPool) else f"{layer.kernel}x{layer.kernel}"
+            box(x, rows[level], _label(layer, channels), COLORS.get(kind, COLORS["io"]))
             arrow(previous[0], previous[1], x, rows[level])
             previous = (x, rows[level])
             if isinstance(layer, Conv):
@@ -83,8 +75,8 @@ def legend_handles(kinds: Sequence[str] = ("1x1", "3x3", "5x5", "pool")):
 
 
 def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
-    """GoogLeNet as a column of layers with their output shapes (from the
-    counter, so the picture matches the tables), bracketed by part."""
+    """GoogLeNet as a column of layers with their output shapes (from the counter, so the
+    picture matches the tables), bracketed by part."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 

@@ -1,11 +1,8 @@
-"""A NumPy reference GoogLeNet: canonical weights and a float64 forward pass
-that all four frameworks' logits are compared with.
-
-Weights use PyTorch's layout, named by the spec's paths: ``"<layer>/weight"``
-(conv OIHW, dense out x in), ``"<layer>/bias"``, and for Conv-BN-ReLU
-``"<layer>_bn/weight"``, ``bias``, ``running_mean``, ``running_var``. Each
-framework's ``load_weights`` converts from it, so every conversion is seen once.
-"""
+"""A NumPy reference GoogLeNet: canonical weights and a float64 forward pass that all
+four frameworks' logits are compared with. Weights use PyTorch's layout, named by the
+spec's paths: ``"<layer>/weight"`` (conv OIHW, dense out x in), ``"<layer>/bias"``, and for
+Conv-BN-ReLU ``"<layer>_bn/weight"``, ``bias``, ``running_mean``, ``running_var``. Each
+framework's ``load_weights`` converts from it, so every conversion is seen once."""
 
 from __future__ import annotations
 
@@ -16,9 +13,6 @@ import numpy as np
 
 from .architecture import (BN_EPS, AvgPool, Conv, Dense, GlobalAvgPool, GoogLeNetSpec,
                            Inception, MaxPool, walk)
-
-__all__ = ["parameter_shapes", "ordered", "check_shapes", "state_shapes", "random_weights",
-           "xavier_weights", "forward", "inception_forward", "random_input"]
 
 
 def parameter_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
@@ -66,13 +60,9 @@ def check_shapes(names: List[str], expected: List[Tuple[int, ...]],
 
 def state_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:
     """Canonical name -> shape of BatchNorm's running mean and variance."""
-    state: Dict[str, Tuple[int, ...]] = {}
-    for name, shape in parameter_shapes(spec).items():
-        if name.endswith("_bn/weight"):
-            base = name[:-len("/weight")]
-            state[f"{base}/running_mean"] = shape
-            state[f"{base}/running_var"] = shape
-    return state
+    return {f"{name[:-len('/weight')]}/{stat}": shape
+            for name, shape in parameter_shapes(spec).items() if name.endswith("_bn/weight")
+            for stat in ("running_mean", "running_var")}
 
 
 def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
@@ -110,8 +100,7 @@ def xavier_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             weights[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
     for name, shape in state_shapes(spec).items():
-        weights[name] = (np.zeros if name.endswith("running_mean") else np.ones)(
-            shape, np.float32)
+        weights[name] = (np.zeros if name.endswith("running_mean") else np.ones)(shape, np.float32)
     return weights
 
 
@@ -125,13 +114,14 @@ def random_input(spec: GoogLeNetSpec, batch_size: int = 1, seed: int = 0,
 
 def _taps(x: np.ndarray, kernel: int, stride: int, padding: int = 0, fill: float = 0.0):
     """``((i, j), view)`` for each kernel tap: what it sees of the padded input."""
-    h, w = x.shape[2:]
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
-               constant_values=fill)
-    h_out = (h + 2 * padding - kernel) // stride + 1
-    w_out = (w + 2 * padding - kernel) // stride + 1
+    h_out, w_out = ((n + 2 * padding - kernel) // stride + 1 for n in x.shape[2:])
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
     return [((i, j), x[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride])
             for i in range(kernel) for j in range(kernel)]
+
+
+def _max_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+    return functools.reduce(np.maximum, [v for _, v in _taps(x, kernel, stride, padding, -np.inf)])
 
 
 def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: int) -> np.ndarray:
@@ -139,13 +129,7 @@ def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: i
     cols = np.empty(x.shape[:2] + w.shape[2:] + taps[0][1].shape[2:], dtype=x.dtype)
     for (i, j), view in taps:
         cols[:, :, i, j] = view
-    out = np.einsum("nckluv,ockl->nouv", cols, w, optimize=True)
-    return out + b[None, :, None, None]
-
-
-def _max_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
-    return functools.reduce(np.maximum, [v for _, v in _taps(x, kernel, stride, padding,
-                                                             -np.inf)])
+    return np.einsum("nckluv,ockl->nouv", cols, w, optimize=True) + b[None, :, None, None]
 
 
 def _avg_pool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
@@ -199,8 +183,7 @@ def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) 
             elif isinstance(layer, AvgPool):
                 y = _avg_pool(y, layer.kernel, layer.stride)
             elif isinstance(layer, Dense):
-                y = y.reshape(len(y), -1)
-                y = y @ weights[f"{layer.name}/weight"].astype(np.float64).T \
-                    + weights[f"{layer.name}/bias"].astype(np.float64)
+                w, b = (weights[f"{layer.name}/{k}"].astype(np.float64) for k in ("weight", "bias"))
+                y = y.reshape(len(y), -1) @ w.T + b
                 y = _relu(y) if layer.relu else y
     return y

@@ -7,8 +7,6 @@ import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["SMALL_SCALE_ENV", "small_scale", "device_notice", "hardware"]
-
 #: Set to 1 (``make test`` and CI do) for quick training runs on a few hundred images.
 SMALL_SCALE_ENV = "D2L_SMALL_SCALE"
 

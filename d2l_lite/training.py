@@ -1,6 +1,5 @@
-"""Framework-neutral parts of training: recipes, run scales, the history, the
-shared loop (:func:`fit`) and live progress. Each framework's ``train`` brings
-only its two steps."""
+"""Framework-neutral parts of training: recipes, run scales, the history, the shared loop
+(:func:`fit`) and live progress. Each framework's ``train`` brings only its two steps."""
 
 from __future__ import annotations
 
@@ -16,21 +15,12 @@ import numpy as np
 from .data import minibatch_indices
 from .runtime import small_scale
 
-__all__ = ["Recipe", "CLASSIC", "FAST", "EpochStats", "History", "RunScale", "run_scale",
-           "ProgressPlot", "plot_history", "batch_progress", "Timer", "learning_rate",
-           "steps_per_epoch", "split_aux", "compile_seconds", "check_complete",
-           "check_history", "check_recipe", "eval_batches", "fit", "median_seconds"]
-
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that decides how a model is trained.
-
-    ``optimizer``: ``"sgd"`` or ``"adamw"``. ``schedule``: ``"constant"``,
-    ``"cosine"``, ``"step"`` (/10 after half and three quarters of the epochs)
-    or ``"paper"`` (4% lower every 8 epochs), after linear warm-up.
-    ``mixed_precision``: bfloat16 on a GPU; ``compile``: the framework's compiler.
-    """
+    """Everything that decides how a model is trained. ``schedule``: ``"constant"``,
+    ``"cosine"``, ``"step"`` (/10 after half and three quarters of the epochs) or ``"paper"``
+    (4% lower every 8 epochs), after linear warm-up. ``mixed_precision``: bf16 on a GPU."""
     name: str
     num_epochs: int = 10
     batch_size: int = 128
@@ -125,9 +115,8 @@ FULL_SCALE_ENV = "D2L_FULL_SCALE"
 
 
 def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
-    """The scale of a training run: ``"small"`` with ``D2L_SMALL_SCALE=1`` (or
-    ``small``; checks the code runs, not accuracy), ``"reduced"`` without a GPU
-    (about 125 steps; ``D2L_FULL_SCALE=1`` overrides), else ``"full"``."""
+    """``"small"`` with ``D2L_SMALL_SCALE=1`` (or ``small``; checks the code runs, not
+    accuracy), ``"reduced"`` without a GPU (``D2L_FULL_SCALE=1`` overrides), else ``"full"``."""
     if small_scale() if small is None else small:
         return RunScale("small", 512, 256, 2, 32,
                         "small-scale mode (D2L_SMALL_SCALE=1): 512 train / 256 test "
@@ -137,8 +126,7 @@ def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
                         "no GPU: reduced run of 2,000 train / 500 test images, at most "
                         f"2 epochs, batches of at most 32 (set {FULL_SCALE_ENV}=1 for the "
                         "full run)")
-    return RunScale("full", None, None, None, None,
-                    "full run: 60,000 train / 10,000 test images")
+    return RunScale("full", None, None, None, None, "full run: 60,000 train / 10,000 test images")
 
 
 @dataclass
@@ -198,12 +186,9 @@ def split_aux(output) -> Tuple:
 
 
 def compile_seconds(times: List[float]) -> float:
-    """What the first calls of a compiled step cost beyond a steady call (the
-    last of ``times``): tracing, compiling, recording CUDA graphs."""
-    if len(times) < 2:
-        return 0.0
-    steady = times[-1]
-    return max(0.0, sum(times[:-1]) - steady * (len(times) - 1))
+    """What the first calls of a compiled step cost beyond a steady call (the last of
+    ``times``): tracing, compiling, recording CUDA graphs."""
+    return max(0.0, sum(times[:-1]) - times[-1] * (len(times) - 1)) if len(times) > 1 else 0.0
 
 
 def check_recipe(recipe) -> Recipe:
@@ -220,17 +205,16 @@ def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray
     num_eval = -(-num_test // batch_size) * batch_size
     index = np.arange(num_eval)
     valid = index < num_test
-    return (np.where(valid, index, 0).reshape(-1, batch_size),
-            valid.reshape(-1, batch_size))
+    return np.where(valid, index, 0).reshape(-1, batch_size), valid.reshape(-1, batch_size)
 
 
 def fit(framework: str, recipe: Recipe, device: str, num_train: int, num_test: int,
         train_step: Callable, eval_step: Callable, *, to_device: Callable = np.asarray,
         sync: Callable = lambda: None, to_float: Callable = float, compiled: bool = False,
         plot: bool = True, progress: bool = True) -> History:
-    """The loop the four frameworks share: ``train_step(index, lr)`` returns the
-    mean loss and correct count, ``eval_step(index, valid)`` the correct count,
-    both left on the device and read once per epoch after ``sync()``."""
+    """The loop the four frameworks share: ``train_step(index, lr)`` returns the mean loss
+    and correct count, ``eval_step(index, valid)`` the correct count, both left on the
+    device and read once per epoch after ``sync()``."""
     batch, steps = recipe.batch_size, steps_per_epoch(num_train, recipe.batch_size)
     history = History(framework, recipe, device, num_train, num_test)
     live = ProgressPlot(f"{framework}, {recipe.name} recipe", recipe.num_epochs,
@@ -262,11 +246,9 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, num_test: i
         seconds = timer.elapsed()
         bar.close()
         for j in range(len(eval_index)):
-            test_correct = test_correct + run("eval", eval_step, j, eval_index[j],
-                                              eval_valid[j])
+            test_correct = test_correct + run("eval", eval_step, j, eval_index[j], eval_valid[j])
         if compiled and not history.epochs:
-            history.compile_seconds = (compile_seconds(first["train"])
-                                       + compile_seconds(first["eval"]))
+            history.compile_seconds = sum(map(compile_seconds, first.values()))
         history.epochs.append(EpochStats(
             epoch=epoch + 1, train_loss=to_float(loss_sum) / steps,
             train_acc=to_float(correct) / (steps * batch),
@@ -291,9 +273,9 @@ def check_complete(history: History, recipe: Recipe) -> None:
 
 
 def check_history(history: History, recipe: Recipe, scale: RunScale) -> List[str]:
-    """Assert what must hold at ``scale``; return what was checked. GoogLeNet sits
-    near ``ln 10`` for tens of steps, so only full runs and reduced non-classic
-    ones must lower their loss, and only full runs beat 0.5 test accuracy."""
+    """Assert what must hold at ``scale``; return what was checked. GoogLeNet sits near
+    ``ln 10`` for tens of steps, so only full runs and reduced non-classic ones must lower
+    their loss, and only full runs beat 0.5 test accuracy."""
     check_complete(history, recipe)
     checked = [f"{recipe.num_epochs} epochs recorded", "all finite"]
     worst = max(e.train_loss for e in history.epochs)
@@ -319,8 +301,8 @@ def _in_notebook() -> bool:
 
 
 class ProgressPlot:
-    """Loss and accuracies redrawn in place after each epoch in a notebook (so
-    the book keeps one figure); outside a notebook it does nothing."""
+    """Loss and accuracies redrawn in place after each epoch in a notebook (so the book
+    keeps one figure); outside a notebook it does nothing."""
     def __init__(self, title: str, num_epochs: int, enabled: Optional[bool] = None):
         self.title = title
         self.num_epochs = num_epochs
@@ -356,8 +338,7 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
     for h in histories:
         epochs = [e.epoch for e in h.epochs]
         name = ", ".join([h.framework] * frameworks + [f"{h.recipe.name} recipe"] * recipes)
-        line, = ax_loss.plot(epochs, h.metric("train_loss"), marker="o",
-                             label=name or "train loss")
+        line, = ax_loss.plot(epochs, h.metric("train_loss"), marker="o", label=name or "train loss")
         prefix = f"{name}: " if name else ""
         ax_acc.plot(epochs, h.metric("train_acc"), marker="o", linestyle="--",
                     color=line.get_color(), label=f"{prefix}train acc")
@@ -385,8 +366,8 @@ def batch_progress(num_batches: int, epoch: int, num_epochs: int, enabled: bool 
 
 def median_seconds(call: Callable, repeats: int = 10, warmup: int = 2,
                    sync: Callable = lambda: None) -> float:
-    """Median seconds of ``call()`` over ``repeats`` calls after ``warmup``
-    untimed ones, with ``sync()`` around each."""
+    """Median seconds of ``call()`` over ``repeats`` calls after ``warmup`` untimed ones,
+    with ``sync()`` around each."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     times = []

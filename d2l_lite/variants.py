@@ -1,6 +1,5 @@
-"""The variants chapter's comparison: the baseline and five changes made one at a
-time, with the same budget; each framework page trains them with its ``train``.
-"""
+"""The variants chapter's comparison: the baseline and five changes made one at a time,
+with the same budget; each framework page trains them with its ``train``."""
 
 from __future__ import annotations
 
@@ -10,9 +9,6 @@ from typing import Dict, List, Tuple
 from . import architecture, counting, tables, training
 from .architecture import GoogLeNetSpec
 from .training import History, Recipe, RunScale
-
-__all__ = ["BASELINE", "RUNS", "comparison_scale", "comparison_table",
-           "check_comparison", "plot_comparison"]
 
 #: The book's recipe without label smoothing, so that it can be one of the changes.
 BASELINE = training.FAST.with_(name="baseline", label_smoothing=0.0)
@@ -55,10 +51,9 @@ def comparison_table(histories: Dict[str, History]) -> None:
 
 
 def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str]:
-    """Assert that all six ran, complete and finite (a plateau or instability is
-    a result, not a failure; on a full run the baseline and BatchNorm must
-    beat 0.5); return one line per run: learned (above 0.2), plateau, unstable.
-    """
+    """Assert that all six ran, complete and finite (a plateau or instability is a result,
+    not a failure; on a full run the baseline and BatchNorm must beat 0.5); return one line
+    per run: learned (above 0.2), plateau, unstable."""
     assert list(histories) == [name for name, _, _ in RUNS], list(histories)
     lines = []
     for name, _, recipe in RUNS:
