@@ -192,8 +192,17 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
-    conv, block, cls = _choices(spec)
-    model = cls(spec.num_classes, conv, block)
+    first = next(layer for stage in spec.part("body") for layer in stage.layers)
+    if not first.reduce and first.factorize:
+        raise ValueError("no textbook block is both naive and factorised")
+    small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
+    if small and spec.aux_heads:
+        raise ValueError("no textbook model has both the small stem and aux heads")
+    bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
+    cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
+    conv = partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu
+    model = cls(spec.num_classes, conv, NaiveInception if not first.reduce else
+                FactorizedInception if first.factorize else Inception)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         model.head[0] = nn.AvgPool2d(7, stride=1)
     return _build(model, spec)
@@ -209,23 +218,6 @@ def _build(model: nn.Module, spec: architecture.GoogLeNetSpec) -> nn.Module:
             if isinstance(module, nn.BatchNorm2d):
                 module.reset_running_stats()
     return model
-
-
-def _choices(spec: architecture.GoogLeNetSpec):
-    """``(conv, block, model class)`` of the textbook code for ``spec``."""
-    first = next(layer for stage in spec.part("body") for layer in stage.layers)
-    if not first.reduce and first.factorize:
-        raise ValueError("no textbook block is both naive and factorised")
-    small = not any(isinstance(layer, architecture.MaxPool)
-                    for layer in spec.stages[0].layers)
-    if small and spec.aux_heads:
-        raise ValueError("no textbook model has both the small stem and aux heads")
-    bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
-    return (partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu,
-            NaiveInception if not first.reduce else
-            FactorizedInception if first.factorize else Inception,
-            GoogLeNetAux if spec.aux_heads else
-            SmallStemGoogLeNet if small else GoogLeNet)
 
 
 def _require_built(module: nn.Module) -> None:
@@ -344,14 +336,6 @@ def _optimizer(model: nn.Module, recipe, device: torch.device, compiled: bool):
                              fused=fused, capturable=cuda and compiled)  # decay decoupled
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)  # in place: the compiled step reads the same tensor
-        else:
-            group["lr"] = lr
-
-
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.BOOK,
           device=None, image_size: Optional[int] = None, plot: bool = True,
           progress: bool = True) -> training.History:
@@ -379,7 +363,8 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def fit_step(index, lr):
-        _set_lr(optimizer, lr)
+        for group in optimizer.param_groups:  # compiled: in place, the step reads that tensor
+            group["lr"] = group["lr"].fill_(lr) if compiled else lr
         optimizer.zero_grad(set_to_none=True)  # not traceable: outside the compiled step
         if compiled:  # a new CUDA graph replay: the last outputs have been read
             torch.compiler.cudagraph_mark_step_begin()
