@@ -20,17 +20,21 @@ from .flop_rules import conv_taps, xla_flop_terms
 from .flop_rules import xla_flops as expected_flops
 from .flop_rules import xla_flops_by_op as expected_flops_by_op
 
+
 def try_gpu() -> jax.Device:
     """JAX's first device, a GPU if there is one; prints where JAX runs."""
     device = jax.devices()[0]
     print(runtime.device_notice("JAX", device.platform == "gpu", device.device_kind))
     return device
 
+
 def set_seed(seed: int) -> jax.Array:
     """JAX has no global random state: the key to pass on, made from ``seed``."""
     return jax.random.key(seed)
 
+
 # The Inception chapter ------------------------------------------------------------
+
 
 class ConvReLU(nn.Module):
     """A convolution and its ReLU, GoogLeNet's building brick."""
@@ -79,7 +83,9 @@ class Inception(nn.Module):
         branches = [self.branch1, self.branch2, self.branch3, self.branch4]
         return jnp.concatenate([b(x, train) for b in branches], axis=-1)
 
+
 # The GoogLeNet chapter --------------------------------------------------------------
+
 
 def max_pool(x):
     """The 3x3, stride-2 max pool between stages (pads with -inf)."""
@@ -131,7 +137,9 @@ class GoogLeNet(nn.Module):
         x = jnp.mean(x, axis=(1, 2))  # global average pool: N x 1024
         return nn.Dense(self.num_classes)(x)
 
+
 # The FLOPs chapter -------------------------------------------------------------------
+
 
 class NaiveInception(Inception):
     """The block without its 1x1 reductions: the 3x3 and 5x5
@@ -142,7 +150,9 @@ class NaiveInception(Inception):
     def branch3(self, x, train):
         return self.conv(self.ch5x5, 5, padding=2)(x, train)
 
+
 # The variants chapter ----------------------------------------------------------------
+
 
 class ConvBNReLU(ConvReLU):
     """Conv-BN-ReLU: no conv bias, BatchNorm's shift takes its place."""
@@ -156,12 +166,14 @@ class ConvBNReLU(ConvReLU):
                          epsilon=1e-5)(x)
         return nn.relu(x)
 
+
 class FactorizedInception(Inception):
     """Branch 3's 5x5 convolution as two 3x3 ones (Inception-v3)."""
     def branch3(self, x, train):
         x = self.conv(self.ch5x5red, 1)(x, train)
         x = self.conv(self.ch5x5red, 3, padding=1)(x, train)
         return self.conv(self.ch5x5, 3, padding=1)(x, train)
+
 
 class AuxHead(nn.Module):
     """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
@@ -201,12 +213,15 @@ class GoogLeNetAux(GoogLeNet):
         x = block(256, 160, 320, 32, 128, 128, c)(x, train)
         return max_pool(x), (a, d)
 
+
 class SmallStemGoogLeNet(GoogLeNet):
     """For 28x28 images: b1 is one 3x3 convolution, no max pool."""
     def b1(self, x, train):  # N x 28 x 28 x 1 -> N x 28 x 28 x 64
         return self.conv(64, 3, padding=1)(x, train)
 
+
 # The training chapter ----------------------------------------------------------------
+
 
 class TrainState(train_state.TrainState):
     """Flax's train state (params, opt_state, apply_fn, tx), plus:"""
@@ -241,7 +256,9 @@ def train_step(state, X, y, label_smoothing=0.0, dtype=jnp.float32):
         batch_stats=new.get("batch_stats", state.batch_stats))
     return state, loss, (y_hat.argmax(axis=-1) == y).sum()
 
+
 # The spec meets the model ------------------------------------------------------------
+
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model ``spec`` describes ("avg7": the global pool of a 7x7 map)."""
@@ -254,18 +271,22 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
     return cls(spec.num_classes, ConvBNReLU if spec.batch_norm else ConvReLU, block)
 
+
 def init(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> dict:
     """``model``'s variables for an NHWC input (unoptimised: compiles faster)."""
     return jax.jit(model.init, compiler_options={"xla_backend_optimization_level": 0})(
         jax.random.key(seed), jnp.zeros(tuple(input_shape), jnp.float32))
 
+
 def count_parameters(variables: dict) -> int:
     """Trainable parameters in ``variables`` (or their ``jax.eval_shape``)."""
     return sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
 
+
 def _trace(module, input_shape):
     """``init`` traced for shapes: ``(variables, [(path, class, method, out shape)])``."""
     calls = []
+
     def record(call, args, kwargs, context):
         out = call(*args, **kwargs)
         leaves = jax.tree.leaves(out)
@@ -275,6 +296,7 @@ def _trace(module, input_shape):
     with nn.intercept_methods(record):
         x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
         return jax.eval_shape(module.init, jax.random.key(0), x), calls
+
 
 def _sections(module, input_shape):
     """``(name, output shape, parameters)`` per stage or branch method, then aux head."""
@@ -290,14 +312,17 @@ def _sections(module, input_shape):
     return [(name, shape, sum(count_parameters({"params": variables["params"][c]})
                               for c in children)) for name, shape, children in rows]
 
+
 def branch_parameters(block: Inception, input_shape) -> Dict[str, int]:
     """``{"branch1": n, ..., "branch4": n}`` for a block on an NHWC input."""
     return {name: params for name, _, params in _sections(block, input_shape)}
+
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
     """:func:`counting.stage_rows` (``(stage, (C, H, W), parameters)``) measured."""
     return [(name, (shape[-1], *shape[:-1]), params)
             for name, shape, params in _sections(model, input_shape)]
+
 
 def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     """Print :func:`stage_rows` with NHWC shapes (nothing is computed)."""
@@ -305,10 +330,12 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
                        [(name, (input_shape[0], *shape), params)
                         for name, shape, params in _sections(model, input_shape)])
 
+
 #: Each Flax layer's tensors, in the order of the canonical weights.
 _TENSORS = {"params": {nn.Conv: ("kernel", "bias"), nn.Dense: ("kernel", "bias"),
                        nn.BatchNorm: ("scale", "bias")},
             "batch_stats": {nn.BatchNorm: ("mean", "var")}}
+
 
 def load_weights(model: nn.Module, weights: dict, input_shape=None) -> dict:
     """The ``variables`` holding :func:`reference.ordered` in creation order, traced on
@@ -332,6 +359,7 @@ def load_weights(model: nn.Module, weights: dict, input_shape=None) -> dict:
         variables.update(zip(keys, map(jnp.asarray, arrays)))
     return traverse_util.unflatten_dict(variables)
 
+
 def _to_flax(w: np.ndarray, last_map) -> np.ndarray:
     w = np.asarray(w, np.float32)
     if w.ndim == 4:
@@ -341,17 +369,21 @@ def _to_flax(w: np.ndarray, last_map) -> np.ndarray:
         w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(len(w), -1)
     return w.T if w.ndim == 2 else w
 
+
 @functools.partial(jax.jit, static_argnums=0)
 def _forward(model: nn.Module, variables: dict, x: jax.Array) -> jax.Array:
     with jax.default_matmul_precision("highest"):  # not TF32 on recent GPUs
         return model.apply(variables, x)
+
 
 def logits(model: nn.Module, X: np.ndarray, variables: dict) -> np.ndarray:
     """Float32 NumPy logits for an NCHW NumPy batch, like the reference's."""
     X = jnp.asarray(np.asarray(X, np.float32).transpose(0, 2, 3, 1))  # NHWC
     return np.asarray(_forward(model, variables, X), np.float32)
 
+
 # Training ------------------------------------------------------------------------
+
 
 def device_data(data, device=None) -> Tuple[jax.Array, ...]:
     """Train images and labels, test images and labels on ``device``, once."""
@@ -359,11 +391,13 @@ def device_data(data, device=None) -> Tuple[jax.Array, ...]:
         (data.train_images, np.uint8), (data.train_labels, np.int32),
         (data.test_images, np.uint8), (data.test_labels, np.int32)))
 
+
 def prepare_batch(images: jax.Array, image_size: int = 96) -> jax.Array:
     """uint8 ``B x 28 x 28`` -> float32 ``B x S x S x 1`` in [0, 1], as PyTorch's bilinear."""
     X = jax.image.resize(images.astype(jnp.float32) / 255,
                          (len(images), image_size, image_size), "bilinear", antialias=False)
     return X[..., None]  # channels last
+
 
 def optimizer(recipe: training.Recipe) -> optax.GradientTransformation:
     """The recipe's optimiser (lr in its state; decay as in torch's SGD, AdamW)."""
@@ -375,9 +409,11 @@ def optimizer(recipe: training.Recipe) -> optax.GradientTransformation:
         optax.sgd(learning_rate, recipe.momentum or None, recipe.nesterov)))(
             learning_rate=recipe.lr)
 
+
 #: No YNNPACK (jaxlib 0.10's CPU convolutions): slower weight gradients here.
 CPU_TRAIN_COMPILER_OPTIONS = ({"xla_cpu_experimental_ynn_fusion_type": ""}
                               if jax.__version_info__ >= (0, 10) else {})
+
 
 def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, device=None,
           image_size=None, plot=True, progress=True) -> Tuple[training.History, dict]:
@@ -422,7 +458,9 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
     stats = {"batch_stats": state.batch_stats} if state.batch_stats else {}
     return history, {"params": state.params, **stats}  # Flax models hold none
 
+
 # FLOPs and timing ----------------------------------------------------------------
+
 
 def count_flops(model_or_block, input_shape, *, device=None) -> int:
     """XLA's FLOPs (:func:`xla_flop_terms`) of a forward pass, compiled from shapes only."""
@@ -431,6 +469,7 @@ def count_flops(model_or_block, input_shape, *, device=None) -> int:
         variables = jax.eval_shape(model_or_block.init, jax.random.key(0), x)
         cost = jax.jit(model_or_block.apply).lower(variables, x).compile().cost_analysis()
     return int((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+
 
 def time_forward(model_or_block, input_shape, repeats=10, warmup=2, variables=None):
     """Median seconds of a jitted forward pass, awaited, after ``warmup`` (the first compiles)."""

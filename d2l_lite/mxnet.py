@@ -15,6 +15,7 @@ from mxnet.gluon import nn
 
 from . import architecture, counting, reference, runtime, tables, training
 
+
 def try_gpu() -> mx.Context:
     """Return the first GPU if there is one, else the CPU; say which."""
     is_gpu = mx.context.num_gpus() > 0
@@ -22,10 +23,12 @@ def try_gpu() -> mx.Context:
     print(runtime.device_notice("MXNet", is_gpu, str(device)))
     return device
 
+
 def set_seed(seed: int) -> None:
     """Seed MXNet's random generators (initialisers, dropout) and NumPy's."""
     mx.random.seed(seed)
     np.random.seed(seed)
+
 
 # The Inception chapter -----------------------------------------------------------
 def conv_relu(channels, kernel_size, stride=1, padding=0):
@@ -54,6 +57,7 @@ class Inception(nn.HybridBlock):
         # N x C x H x W -> N x (ch1x1 + ch3x3 + ch5x5 + pool_proj) x H x W
         return F.concat(self.branch1(x), self.branch2(x),
                         self.branch3(x), self.branch4(x), dim=1)
+
 
 # The GoogLeNet chapter -----------------------------------------------------------
 def max_pool():
@@ -109,6 +113,7 @@ class GoogLeNet(nn.HybridBlock):
     def hybrid_forward(self, F, x):  # head: N x 1024 x 3 x 3 -> N x 10
         return self.head(self.body(self.stem(x)))
 
+
 # The FLOPs chapter ---------------------------------------------------------------
 class NaiveInception(Inception):
     """Inception without the 1x1 reductions: the 3x3 and 5x5 convolutions
@@ -122,6 +127,7 @@ class NaiveInception(Inception):
         self.branch3 = nn.HybridSequential()
         self.branch3.add(conv(ch5x5, 5, padding=2))
 
+
 # The variants chapter ------------------------------------------------------------
 def conv_bn_relu(channels, kernel_size, stride=1, padding=0):
     """Conv-BN-ReLU. The convolution has no bias (BatchNorm's shift does
@@ -134,6 +140,7 @@ def conv_bn_relu(channels, kernel_size, stride=1, padding=0):
             nn.Activation("relu"))
     return net
 
+
 class FactorizedInception(Inception):
     """Inception-v3's factorisation: branch 3's 5x5 convolution becomes two
     3x3 convolutions, which see the same 5x5 window."""
@@ -144,6 +151,7 @@ class FactorizedInception(Inception):
         self.branch3 = nn.HybridSequential()
         self.branch3.add(conv(ch5x5red, 1), conv(ch5x5red, 3, padding=1),
                          conv(ch5x5, 3, padding=1))
+
 
 def aux_head(num_classes, conv=conv_relu):
     """An auxiliary classifier of the paper (used in training only)."""
@@ -180,6 +188,7 @@ class GoogLeNetAux(GoogLeNet):
         for part in self.stem, self.body, self.head, self.aux1, self.aux2:
             part.hybridize(active, **kwargs)
 
+
 class SmallStemGoogLeNet(GoogLeNet):
     """GoogLeNet for 28x28 images: b1 is one 3x3 convolution with stride
     1 and no max pool, so the body sees a 14x14 map, not a 4x4 one."""
@@ -187,6 +196,7 @@ class SmallStemGoogLeNet(GoogLeNet):
         net = nn.HybridSequential()
         net.add(self.conv(64, 3, padding=1))
         return net
+
 
 # Where the spec meets the model ------------------------------------------------
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
@@ -214,9 +224,11 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
     model.collect_params(".*running_mean|.*running_var").initialize(ctx=ctx, force_reinit=True)
     return model
 
+
 def _context(model: gluon.Block) -> mx.Context:
     """The device that holds ``model``'s parameters."""
     return next(iter(model.collect_params().values())).list_ctx()[0]
+
 
 def count_parameters(model: gluon.Block) -> int:
     """Trainable parameters (BatchNorm's running statistics have ``grad_req="null"``)."""
@@ -227,10 +239,12 @@ def count_parameters(model: gluon.Block) -> int:
                              f"infers it on the first forward pass; run one batch first.")
     return sum(int(np.prod(p.shape)) for p in params)
 
+
 def branch_parameters(block: Inception) -> Dict[str, int]:
     """Parameters per branch of a built :class:`Inception` block."""
     return {name: count_parameters(getattr(block, name))
             for name in ("branch1", "branch2", "branch3", "branch4")}
+
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
     """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters)."""
@@ -244,11 +258,13 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
              for name in ("aux1", "aux2") if hasattr(model, name)]  # aux heads
     return rows
 
+
 def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     """Print :func:`stage_rows`: stage, output shape (N x C x H x W), parameters."""
     rows = [(name, (input_shape[0], *shape), params)
             for name, shape, params in stage_rows(model, input_shape)]
     tables.print_table(("stage", "output shape", "parameters"), rows)
+
 
 def load_weights(model: gluon.Block, weights: Dict[str, np.ndarray]) -> gluon.Block:
     """Copy canonical weights into ``model`` as they are; return it. ``collect_params``
@@ -263,17 +279,20 @@ def load_weights(model: gluon.Block, weights: Dict[str, np.ndarray]) -> gluon.Bl
         param.set_data(nd.array(value, dtype="float32"))
     return model
 
+
 def logits(model: gluon.Block, X: np.ndarray) -> np.ndarray:
     """NumPy logits of an NCHW float32 NumPy batch, at inference (no aux heads)."""
     with autograd.predict_mode():
         out = model(nd.array(np.asarray(X, np.float32), ctx=_context(model)))
     return out.asnumpy().astype(np.float32)
 
+
 # Training --------------------------------------------------------------------------
 def device_data(data, ctx: mx.Context) -> Tuple[nd.NDArray, ...]:
     """Images (uint8) and labels (float32, as Gluon's losses use) on ``ctx``, once."""
     arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
     return tuple(nd.array(a, ctx=ctx, dtype="uint8" if a.ndim == 3 else "float32") for a in arrays)
+
 
 def prepare_batch(images: nd.NDArray, index: nd.NDArray, image_size: int = 96) -> nd.NDArray:
     """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1], resized at pixel
@@ -282,12 +301,14 @@ def prepare_batch(images: nd.NDArray, index: nd.NDArray, image_size: int = 96) -
     return nd.contrib.BilinearResize2D(X, height=image_size, width=image_size,
                                        align_corners=False)
 
+
 def _device_name(ctx: mx.Context) -> str:
     """"cpu", or the GPU's name from ``nvidia-smi`` (MXNet has no call for it)."""
     if ctx.device_type != "gpu":
         return "cpu"
     query = "nvidia-smi --query-gpu=name --format=csv,noheader -i".split() + [str(ctx.device_id)]
     return subprocess.run(query, capture_output=True, text=True).stdout.strip() or str(ctx)
+
 
 class AdamW(mx.optimizer.Optimizer):
     """``torch.optim.AdamW`` (MXNet 1.9.1 has none) from ``nd.contrib.adamw_update``,
@@ -316,6 +337,7 @@ class AdamW(mx.optimizer.Optimizer):
             beta2=self.beta2, epsilon=self.epsilon * math.sqrt(c2),
             clip_gradient=self.clip_gradient or -1)
 
+
 def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
     """A ``gluon.Trainer``: ``sgd`` (``nag``) with coupled ``wd`` (torch's SGD only at a
     constant rate: MXNet keeps the rate in its momentum buffer), or :class:`AdamW`."""
@@ -327,6 +349,7 @@ def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
         optimizer = AdamW(learning_rate=recipe.lr, wd=recipe.weight_decay)
     return gluon.Trainer(model.collect_params(), optimizer, kvstore=None)
 
+
 def train_step(model, trainer, loss_fn, X, y, target):
     """One Gluon training step; returns the batch's mean loss and hits."""
     with autograd.record():  # training mode: batch statistics, dropout
@@ -337,6 +360,7 @@ def train_step(model, trainer, loss_fn, X, y, target):
     total.backward()  # gradients of the sum over the batch
     trainer.step(X.shape[0])  # divides the gradients by the batch size
     return loss.mean(), (y_hat.argmax(axis=1) == y).sum()
+
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
           spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
@@ -385,6 +409,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
         to_float=lambda x: float(x.asscalar()), compiled=recipe.compile,
         plot=plot, progress=progress)
 
+
 # FLOPs and timing ----------------------------------------------------------------
 def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
     """FLOPs of one forward pass. MXNet 1.9 has no counter: hooks on every ``Conv2D`` and
@@ -416,8 +441,10 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
                          f"block hybridized? Call block.hybridize(False) first.")
     return 2 * sum(macs)
 
+
 #: What :func:`count_flops` reports for one image: 2 x the analytic MACs.
 expected_flops = counting.analytic_flops
+
 
 def time_forward(model_or_block: gluon.HybridBlock, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:

@@ -20,17 +20,21 @@ from .flop_rules import tensorflow_flops_by_op as expected_flops_by_op  # noqa: 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - KERAS_BACKEND set elsewhere
     raise ImportError("d2l_lite.tensorflow needs Keras on TensorFlow: unset KERAS_BACKEND")
 
+
 def try_gpu() -> str:
     """``"/GPU:0"`` if there is a GPU, else ``"/CPU:0"`` (for ``tf.device``); says which."""
     device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
     print(runtime.device_notice("TensorFlow", "GPU" in device, _device_name(device)))
     return device
 
+
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and TensorFlow's random state (Keras's one call)."""
     keras.utils.set_random_seed(seed)
 
+
 # The Inception chapter ------------------------------------------------------------
+
 
 def keras_padding(kernel_size, stride, padding):
     """PyTorch's symmetric `padding` in Keras: `(layers in front, mode)`.
@@ -68,7 +72,9 @@ class Inception(keras.layers.Layer):
                                       self.branch3(X), self.branch4(X)],
                                      axis=-1)
 
+
 # The GoogLeNet chapter --------------------------------------------------------------
+
 
 def max_pool():
     """The 3x3 max pool with stride 2 that halves the map between stages.
@@ -122,7 +128,9 @@ class GoogLeNet(keras.Model):
     def call(self, X):  # head: N x 3 x 3 x 1024 -> N x 10
         return self.head(self.body(self.stem(X)))
 
+
 # The FLOPs chapter -------------------------------------------------------------------
+
 
 class NaiveInception(Inception):
     """The block without its 1x1 reductions: the 3x3 and 5x5
@@ -137,7 +145,9 @@ class NaiveInception(Inception):
             branch.pop(rebuild=False)  # the 1x1 reduction: gone
             branch.add(conv_kxk)
 
+
 # The variants chapter ----------------------------------------------------------------
+
 
 def conv_bn_relu(channels, kernel_size, stride=1, padding=0):
     """Conv-BN-ReLU: no conv bias, BatchNorm's shift takes its place.
@@ -150,6 +160,7 @@ def conv_bn_relu(channels, kernel_size, stride=1, padding=0):
         keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
         keras.layers.ReLU()])
 
+
 class FactorizedInception(Inception):
     """Branch 3's 5x5 convolution as two 3x3 ones (Inception-v3)."""
     def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
@@ -159,6 +170,7 @@ class FactorizedInception(Inception):
         self.branch3.pop()  # the 5x5 convolution (edited in place)
         self.branch3.add(conv(ch5x5red, 3, padding=1))
         self.branch3.add(conv(ch5x5, 3, padding=1))
+
 
 def aux_head(num_classes, conv=conv_relu):
     """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
@@ -192,12 +204,15 @@ class GoogLeNetAux(GoogLeNet):
         X = b5(b4[5](b4[4](X)))                     # 4e, pool, b5
         return self.head(X), (aux1, aux2)
 
+
 class SmallStemGoogLeNet(GoogLeNet):
     """For 28x28 images: b1 is one 3x3 convolution, no max pool."""
     def b1(self):  # N x 28 x 28 x 1 -> N x 28 x 28 x 64
         return keras.Sequential([self.conv(64, 3, padding=1)], name="b1")
 
+
 # The training chapter ----------------------------------------------------------------
+
 
 def train_step(model, optimizer, X, y, label_smoothing=0.0):
     """One step: forward, loss, gradients, update."""
@@ -217,7 +232,9 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0):
     hits = tf.argmax(y_hat, axis=1, output_type=y.dtype) == y
     return loss, tf.reduce_sum(tf.cast(hits, tf.int32))
 
+
 # The spec meets the model ------------------------------------------------------------
+
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec`` (kept as ``model.spec``), built symbolically."""
@@ -238,15 +255,18 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     model.spec = spec
     return model
 
+
 def count_parameters(model: keras.layers.Layer) -> int:
     """Trainable parameters (``count_params()`` adds BatchNorm's moving statistics)."""
     if not model.built:
         raise ValueError(f"{type(model).__name__} has no weights yet: call it on a batch first")
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
+
 def branch_parameters(block: Inception) -> Dict[str, int]:
     """``{"branch1": n, ..., "branch4": n}`` for a built :class:`Inception`."""
     return {f"branch{i}": count_parameters(getattr(block, f"branch{i}")) for i in range(1, 5)}
+
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
     """:func:`d2l_lite.counting.stage_rows` (C x H x W) measured on an NHWC zero batch."""
@@ -260,17 +280,20 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
                  for i, a in enumerate(aux, 1)]
     return rows
 
+
 def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     """Print :func:`stage_rows`: stage, output shape (N x H x W x C), parameters."""
     rows = [(name, (input_shape[0], *shape[1:], shape[0]), params)
             for name, shape, params in stage_rows(model, input_shape)]
     tables.print_table(("stage", "output shape", "parameters"), rows)
 
+
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     """Canonical weights into ``model`` in creation order, layouts converted; returns it."""
     spec = getattr(model, "spec", None)  # set by googlenet: what dense layers flatten
     maps = {f"{s.name}/weight": s.in_shape for s in architecture.walk(spec)
             if isinstance(s.layer, architecture.Dense)} if spec else {}
+
     def keras_layout(name, array):
         if array.ndim == 4:  # O x I x H x W -> H x W x I x O
             return array.transpose(2, 3, 1, 0)
@@ -288,18 +311,22 @@ def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
             variable.assign(value)
     return model
 
+
 def logits(model: GoogLeNet, X: np.ndarray) -> np.ndarray:
     """Logits (inference mode) for an NCHW float32 NumPy batch, as float32 NumPy."""
     X = np.transpose(np.asarray(X, np.float32), (0, 2, 3, 1))  # NCHW -> NHWC
     return np.asarray(model(X, training=False), dtype=np.float32)
 
+
 # Training ------------------------------------------------------------------------
+
 
 def _device_name(device: str) -> str:  # "cpu", or the GPU's model
     if "GPU" not in device.upper():
         return "cpu"
     gpu = tf.config.list_physical_devices("GPU")[int(device.split(":")[-1])]
     return tf.config.experimental.get_device_details(gpu).get("device_name", device)
+
 
 def device_data(data, device: str) -> Tuple[tf.Tensor, ...]:
     """Images (uint8, N x 28 x 28) and int32 labels on ``device``, copied once."""
@@ -308,10 +335,12 @@ def device_data(data, device: str) -> Tuple[tf.Tensor, ...]:
         return tuple(tf.identity(tf.constant(np.asarray(a), t))
                      for a, t in zip(arrays, (tf.uint8, tf.int32) * 2))
 
+
 def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> tf.Tensor:
     """``images[index]`` in [0, 1], NHWC, resized as PyTorch's bilinear (no antialias)."""
     X = tf.cast(tf.gather(images, index), tf.float32)[..., tf.newaxis] / 255.0
     return tf.image.resize(X, (image_size, image_size), method="bilinear", antialias=False)
+
 
 class AdamW(keras.optimizers.Optimizer):
     """PyTorch's AdamW: epsilon after the bias correction (Keras's: before)."""
@@ -332,6 +361,7 @@ class AdamW(keras.optimizers.Optimizer):
         m_hat, v_hat = self.m[i] / (1 - b1 ** t), self.v[i] / (1 - b2 ** t)
         self.assign_sub(variable, learning_rate * m_hat / (keras.ops.sqrt(v_hat) + self.eps))
 
+
 class _SGD(keras.optimizers.SGD):
     """SGD with ``torch.optim.SGD``'s weight decay: L2 (Keras's is decoupled)."""
     def __init__(self, learning_rate, momentum, nesterov, l2):
@@ -342,11 +372,13 @@ class _SGD(keras.optimizers.SGD):
         return super().apply([g + self.l2 * v for g, v in zip(grads, trainable_variables)]
                              if self.l2 else grads, trainable_variables)
 
+
 def _sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     yield layer  # and every layer inside: stages, blocks, branches
     for child in ([getattr(layer, f"branch{i}") for i in range(1, 5)]
                   if hasattr(layer, "branch4") else getattr(layer, "layers", [])):
         yield from _sublayers(child)
+
 
 @contextlib.contextmanager
 def _bfloat16(model: GoogLeNet, enabled: bool) -> Iterator[None]:
@@ -361,6 +393,7 @@ def _bfloat16(model: GoogLeNet, enabled: bool) -> Iterator[None]:
     finally:
         for layer, policy in zip(layers, saved):
             layer.dtype_policy = policy
+
 
 def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
           spec=architecture.BOOK, device: Optional[str] = None, image_size: Optional[int] = None,
@@ -401,12 +434,15 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
             to_device=tf.constant, sync=tf.test.experimental.sync_devices, compiled=True,
             plot=plot, progress=progress)
 
+
 # FLOPs and timing ----------------------------------------------------------------
+
 
 def _forward(layer: keras.layers.Layer, input_shape):  # built first, outside the trace
     if not layer.built:
         layer(tf.zeros(input_shape))
     return tf.function(lambda X: layer(X, training=False))
+
 
 def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
     """TensorFlow's profiler's float-operation view of one forward pass, by op type."""
@@ -421,9 +457,11 @@ def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
     finally:
         logger.setLevel(level)
 
+
 def count_flops(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> int:
     """FLOPs of a forward pass on an NHWC batch: TF's registered per-op rules, added up."""
     return int(_profile(model_or_block, input_shape).total_float_ops)
+
 
 def flops_by_op(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) -> Dict[str, int]:
     """:func:`count_flops` by op type (``"Conv2D"``, ``"BiasAdd"`` ...), zeros left out."""
@@ -435,8 +473,10 @@ def flops_by_op(model_or_block: keras.layers.Layer, input_shape: Sequence[int]) 
         nodes.extend(node.children)
     return counts
 
+
 def expected_flops(spec_or_block, input_size=None) -> int:  # count_flops for one image
     return sum(expected_flops_by_op(spec_or_block, input_size).values())
+
 
 def time_forward(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:

@@ -17,17 +17,21 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import architecture, counting, reference, runtime, tables, training
 
+
 def try_gpu() -> torch.device:
     """Return the GPU if there is one, else the CPU, and say which."""
     cuda = torch.cuda.is_available()
     print(runtime.device_notice("PyTorch", cuda, torch.cuda.get_device_name() if cuda else "cpu"))
     return torch.device("cuda" if cuda else "cpu")
 
+
 def set_seed(seed: int) -> None:
     """Seed PyTorch's random number generators (CPU and every GPU)."""
     torch.manual_seed(seed)
 
+
 # The Inception chapter ------------------------------------------------------------
+
 
 def conv_relu(channels, kernel_size, stride=1, padding=0):
     """A convolution and its ReLU, GoogLeNet's building brick."""
@@ -53,7 +57,9 @@ class Inception(nn.Module):
         return torch.cat([self.branch1(x), self.branch2(x),
                           self.branch3(x), self.branch4(x)], dim=1)
 
+
 # The GoogLeNet chapter --------------------------------------------------------------
+
 
 def max_pool():
     """The 3x3 max pool, stride 2, that halves the map between stages."""
@@ -102,7 +108,9 @@ class GoogLeNet(nn.Module):
     def forward(self, x):  # head: N x 1024 x 3 x 3 -> N x 10
         return self.head(self.body(self.stem(x)))
 
+
 # The FLOPs chapter -------------------------------------------------------------------
+
 
 class NaiveInception(Inception):
     """The block without its 1x1 reductions: the 3x3 and 5x5
@@ -114,13 +122,16 @@ class NaiveInception(Inception):
         self.branch2 = conv(ch3x3, 3, padding=1)
         self.branch3 = conv(ch5x5, 5, padding=2)
 
+
 # The variants chapter ----------------------------------------------------------------
+
 
 def conv_bn_relu(channels, kernel_size, stride=1, padding=0, bias=False):
     """Conv-BN-ReLU: no conv bias, BatchNorm's shift takes its place."""
     return nn.Sequential(
         nn.LazyConv2d(channels, kernel_size, stride, padding, bias=bias),
         nn.LazyBatchNorm2d(), nn.ReLU())
+
 
 class FactorizedInception(Inception):
     """Branch 3's 5x5 convolution as two 3x3 ones (Inception-v3)."""
@@ -131,6 +142,7 @@ class FactorizedInception(Inception):
         self.branch3 = nn.Sequential(conv(ch5x5red, 1),
                                      conv(ch5x5red, 3, padding=1),
                                      conv(ch5x5, 3, padding=1))
+
 
 def aux_head(num_classes, conv=conv_relu):
     """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
@@ -158,12 +170,15 @@ class GoogLeNetAux(GoogLeNet):
         x = self.body.b5(b4[5](b4[4](x)))           # 4e, pool, b5
         return self.head(x), (aux1, aux2)
 
+
 class SmallStemGoogLeNet(GoogLeNet):
     """For 28x28 images: b1 is one 3x3 convolution, no max pool."""
     def b1(self):  # N x 1 x 28 x 28 -> N x 64 x 28 x 28
         return nn.Sequential(self.conv(64, 3, padding=1))
 
+
 # The training chapter ----------------------------------------------------------------
+
 
 def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
     """One step: forward, loss, gradients, update."""
@@ -178,7 +193,9 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
     optimizer.step()                      # update
     return loss.detach(), (y_hat.argmax(dim=1) == y).sum()
 
+
 # The spec meets the model ------------------------------------------------------------
+
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
@@ -197,6 +214,7 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
         model.head[0] = nn.AvgPool2d(7, stride=1)
     return _build(model, spec)
 
+
 def _build(model: nn.Module, spec: architecture.GoogLeNetSpec) -> nn.Module:
     """Make lazy parameters with one zero batch; forget its BatchNorm statistics."""
     if any(nn.parameter.is_lazy(p) for p in model.parameters()):
@@ -208,6 +226,7 @@ def _build(model: nn.Module, spec: architecture.GoogLeNetSpec) -> nn.Module:
                 module.reset_running_stats()
     return model
 
+
 def _require_built(module: nn.Module) -> None:
     if any(nn.parameter.is_lazy(p) for p in module.parameters()):
         raise ValueError(
@@ -215,14 +234,17 @@ def _require_built(module: nn.Module) -> None:
             f"yet, so their parameters do not exist. Run one batch through it first, "
             f"e.g. block(torch.zeros(1, 192, 28, 28)) for a block that gets 192 channels.")
 
+
 def count_parameters(model: nn.Module) -> int:
     """Total number of parameters of a built model (lazy layers must have seen an input)."""
     _require_built(model)
     return sum(p.numel() for p in model.parameters())
 
+
 def branch_parameters(block: Inception) -> Dict[str, int]:
     """``{"branch1": n, ..., "branch4": n}`` for a built :class:`Inception`."""
     return {f"branch{i}": count_parameters(getattr(block, f"branch{i}")) for i in range(1, 5)}
+
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
     """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters)."""
@@ -242,11 +264,13 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
     model.train(was_training)
     return rows
 
+
 def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
     """Print :func:`stage_rows`: stage, output shape (N x C x H x W), parameters."""
     rows = [(name, (input_shape[0], *shape), params)
             for name, shape, params in stage_rows(model, input_shape)]
     tables.print_table(("stage", "output shape", "parameters"), rows)
+
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     """Copy canonical weights into ``model`` in creation order
@@ -263,8 +287,10 @@ def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
                 tensor.copy_(torch.as_tensor(np.asarray(array, np.float32)))
     return model
 
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
 
 def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
     """Float32 NumPy logits of an NCHW batch in eval mode, with IEEE float32
@@ -280,16 +306,20 @@ def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
         conv.fp32_precision = precision
     return Y.float().cpu().numpy()
 
+
 # Training ------------------------------------------------------------------------
+
 
 #: torch.compile's mode on a GPU: CUDA graphs, as GoogLeNet's kernels are small.
 COMPILE_MODE = "reduce-overhead"
+
 
 def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
     """Train and test images (uint8) and labels on ``device``, copied once."""
     return tuple(torch.tensor(array, dtype=dtype, device=device) for array, dtype in (
         (data.train_images, torch.uint8), (data.train_labels, torch.int64),
         (data.test_images, torch.uint8), (data.test_labels, torch.int64)))
+
 
 def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
@@ -298,6 +328,7 @@ def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 9
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
                       align_corners=False, antialias=False)
     return X.contiguous(memory_format=torch.channels_last) if channels_last else X
+
 
 def _optimizer(model: nn.Module, recipe, device: torch.device, compiled: bool):
     """The recipe's optimiser; a compiled step gets the rate as a tensor (no
@@ -311,6 +342,7 @@ def _optimizer(model: nn.Module, recipe, device: torch.device, compiled: bool):
                                fused=fused)
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay,
                              fused=fused, capturable=cuda and compiled)  # decay decoupled
+
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.BOOK,
           device=None, image_size: Optional[int] = None, plot: bool = True,
@@ -365,7 +397,9 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
         torch.backends.cudnn.benchmark = benchmark
         model.eval()
 
+
 # FLOPs and timing ----------------------------------------------------------------
+
 
 def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
     """``FlopCounterMode``'s FLOPs of one forward pass: 2 per multiply-accumulate
@@ -378,8 +412,10 @@ def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
         model_or_block(X)
     return counter.get_total_flops()
 
+
 #: What :func:`count_flops` reports for one image: 2 x the analytic MACs.
 expected_flops = counting.analytic_flops
+
 
 def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:
