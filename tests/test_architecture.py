@@ -49,6 +49,8 @@ def test_minimum_input_sizes():
     architecture.PAPER.check_input(3, 193, 193)
     with pytest.raises(ValueError, match="too small.*193x193.*7x7 average pool"):
         architecture.PAPER.check_input(3, 192, 192)
+    with pytest.raises(ValueError, match="at least 193x193"):  # the pages' example
+        architecture.PAPER.check_input(3, 160, 160)
 
 
 def test_wrong_channels_are_explained():

@@ -117,11 +117,6 @@ def test_load_weights_names_the_tensor_that_does_not_fit():
         d2l.load_weights(model, reference.random_weights(architecture.PAPER_BN_AUX))
 
 
-def test_spec_checks_a_too_small_input():
-    with pytest.raises(ValueError, match="at least 193x193"):
-        architecture.PAPER.check_input(3, 160, 160)
-
-
 def test_paper_model_fails_exactly_below_the_specs_smallest_input():
     smallest = architecture.PAPER.min_input_size()
     model = d2l.googlenet(architecture.PAPER)
