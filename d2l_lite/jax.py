@@ -419,6 +419,7 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
           image_size=None, plot=True, progress=True) -> Tuple[training.History, dict]:
     """``(history, variables)``: :func:`training.fit` with a jitted :func:`train_step`
     (state donated) from :func:`reference.xavier_weights`; bfloat16 only on a GPU."""
+    training.check_recipe(recipe)
     device = device or jax.devices()[0]
     gpu = device.platform == "gpu"
     if recipe.mixed_precision and not gpu:
