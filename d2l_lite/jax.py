@@ -431,7 +431,7 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
     state = jax.device_put(TrainState.create(
         apply_fn=model.apply, params=start["params"], tx=tx,
         batch_stats=start.get("batch_stats", {}), key=set_seed(recipe.seed)), device)
-    train_X, train_y, test_X, test_y = device_data(data, device)
+    train_X, train_y, test_X, _ = device_data(data, device)
 
     @functools.partial(jax.jit, donate_argnums=0,
                        compiler_options={} if gpu else CPU_TRAIN_COMPILER_OPTIONS)
@@ -441,10 +441,10 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
                           train_y[index], recipe.label_smoothing, dtype)
 
     @jax.jit
-    def evaluate(state, index, valid):  # in float32
+    def evaluate(state, index):  # in float32
         y_hat = model.apply({"params": state.params, "batch_stats": state.batch_stats},
                             prepare_batch(test_X[index], size))
-        return ((y_hat.argmax(axis=-1) == test_y[index]) & valid).sum()
+        return y_hat.argmax(axis=-1)
 
     def fit_step(index, lr):
         nonlocal state
@@ -452,8 +452,8 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
         return loss, correct
 
     history = training.fit(
-        "JAX", recipe, device.device_kind if gpu else "cpu", len(train_y), len(test_y),
-        fit_step, lambda index, valid: evaluate(state, index, valid), compiled=True,
+        "JAX", recipe, device.device_kind if gpu else "cpu", len(train_y), data.test_labels,
+        fit_step, lambda index: evaluate(state, index), compiled=True,
         to_device=lambda a: jax.device_put(a, device), sync=lambda: jax.block_until_ready(state),
         plot=plot, progress=progress)
     stats = {"batch_stats": state.batch_stats} if state.batch_stats else {}

@@ -377,7 +377,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
     load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
     # hybridize(False) as well: a model hybridized earlier runs eagerly here.
     model.hybridize(active=recipe.compile, static_alloc=True, static_shape=True)
-    train_X, train_y, test_X, test_y = device_data(data, ctx)
+    train_X, train_y, test_X, _ = device_data(data, ctx)
     trainer = _trainer(model, recipe)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     classes, smoothing = spec.num_classes, recipe.label_smoothing
@@ -396,17 +396,15 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
         previous.append(loss)
         return loss, hits
 
-    def eval_step(index, valid):
+    def eval_step(index):
         with autograd.predict_mode():
-            y_hat = model(prepare_batch(test_X, index, size))
-        hits = y_hat.argmax(axis=1) == nd.take(test_y, index)
-        return (hits * valid.astype("float32")).sum()
+            return model(prepare_batch(test_X, index, size)).argmax(axis=1)
 
     return training.fit(
         "MXNet", recipe, _device_name(ctx), len(data.train_labels),
-        len(data.test_labels), step, eval_step,
+        data.test_labels, step, eval_step,
         to_device=lambda a: nd.array(a, ctx=ctx, dtype="int32"), sync=nd.waitall,
-        to_float=lambda x: float(x.asscalar()), compiled=recipe.compile,
+        to_numpy=lambda x: x.asnumpy(), compiled=recipe.compile,
         plot=plot, progress=progress)
 
 

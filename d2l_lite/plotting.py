@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
+
 from .architecture import AvgPool, Conv, Dense, GlobalAvgPool, Inception, MaxPool
 from .counting import count_network
 
@@ -117,3 +119,44 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
     ax.set(xlim=(-0.4, 7), ylim=(0.3, n + 1.3))
     ax.axis("off")
     return ax
+
+
+def per_class_accuracy(labels, predictions, num_classes: int = 10):
+    """The fraction of each class's test images predicted right."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    return np.array([np.mean(predictions[labels == k] == k) for k in range(num_classes)])
+
+
+def plot_confusion(labels, predictions, class_names: Sequence[str], title: str = ""):
+    """The confusion matrix as counts: row = true class, column = predicted class."""
+    import matplotlib.pyplot as plt
+    k = len(class_names)
+    counts = np.zeros((k, k), int)
+    np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        if n:
+            ax.text(j, i, n, ha="center", va="center", fontsize=7,
+                    color="white" if n > counts.max() / 2 else "black")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class")
+    ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_predictions(images, labels, predictions, class_names: Sequence[str], n: int = 8):
+    """The first ``n`` test images with their true and predicted labels (red: wrong)."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, n, figsize=(1.15 * n, 1.9))
+    for ax, image, true, guess in zip(axes, images, labels, predictions):
+        ax.imshow(image, cmap="gray_r")
+        ax.set_title(f"{class_names[true]}\n{class_names[guess]}", fontsize=7,
+                     color="black" if true == guess else "red")
+        ax.axis("off")
+    fig.suptitle("true (top) and predicted (bottom) labels", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -85,15 +85,19 @@ def random_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
 
 
 def xavier_weights(spec: GoogLeNetSpec, seed: int = 0) -> Dict[str, np.ndarray]:
-    """d2l's initialisation (Xavier uniform, zero biases), so all four
-    frameworks start training from the same point."""
+    """d2l's initialisation, so all four frameworks start training from the same point:
+    ``init_cnn`` draws the weights Xavier-uniform and leaves PyTorch's default biases,
+    uniform in +-1/sqrt(fan_in) (BatchNorm: the identity)."""
     rng = np.random.default_rng(seed)
-    weights = {}
-    for name, shape in parameter_shapes(spec).items():
+    shapes, weights = parameter_shapes(spec), {}
+    for name, shape in shapes.items():
         if name.endswith("_bn/weight"):  # BatchNorm starts as the identity
             weights[name] = np.ones(shape, np.float32)
-        elif name.endswith("/bias"):
+        elif name.endswith("_bn/bias"):
             weights[name] = np.zeros(shape, np.float32)
+        elif name.endswith("/bias"):  # fan_in of the layer's weight
+            bound = 1 / np.sqrt(np.prod(shapes[name[:-4] + "weight"][1:]))
+            weights[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
         else:
             receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
             fan_in, fan_out = shape[1] * receptive, shape[0] * receptive

@@ -26,6 +26,7 @@ def _history(recipe, losses, accs):
 
 
 SMALL = training.run_scale(has_gpu=False, small=True)
+REDUCED = training.run_scale(has_gpu=False, small=False)
 FULL = training.run_scale(has_gpu=True, small=False)
 
 
@@ -39,7 +40,8 @@ def test_check_history_at_small_scale_accepts_a_plateau():
 @pytest.mark.parametrize("losses, accs, scale, message", [
     ([2.3, 2.9], [0.1, 0.1], SMALL, "rose to 2.900"),
     ([2.3, math.nan], [0.1, 0.1], SMALL, "nan"),
-    ([2.3, 2.2], [0.1, 0.3], FULL, "fast: 0.300"),
+    ([2.3, 2.2], [0.1, 0.3], FULL, "fast: test accuracy 0.300 < 0.8"),
+    ([2.3, 0.5], [0.6, 0.79], REDUCED, "fast: test accuracy 0.790 < 0.8"),
     ([1.0, 1.2], [0.8, 0.8], FULL, "1.000 -> 1.200"),
 ])
 def test_check_history_catches_what_must_not_happen(losses, accs, scale, message):
@@ -51,7 +53,31 @@ def test_check_history_catches_what_must_not_happen(losses, accs, scale, message
 def test_check_history_at_full_scale():
     recipe = training.FAST.with_(num_epochs=2)
     checked = training.check_history(_history(recipe, [1.0, 0.4], [0.8, 0.9]), recipe, FULL)
-    assert checked[-2:] == ["loss fell", "beat chance"]
+    assert checked[-2:] == ["loss fell", "test accuracy >= 0.8"]
+    classic = training.CLASSIC.with_(num_epochs=2)
+    checked = training.check_history(_history(classic, [2.3, 1.4], [0.1, 0.6]), classic, FULL)
+    assert checked[-2:] == ["loss fell", "test accuracy > 0.5"]
+
+
+def test_the_reduced_scale_asks_the_book_recipe_for_the_target_not_the_classic():
+    assert (REDUCED.num_train, REDUCED.num_test, REDUCED.max_epochs) == (10_000, 10_000, 2)
+    classic = training.CLASSIC.with_(num_epochs=2)
+    checked = training.check_history(_history(classic, [2.30, 2.30], [0.1, 0.1]), classic, REDUCED)
+    assert checked == ["2 epochs recorded", "all finite", "no divergence"]
+
+
+def test_fit_records_quarter_epochs_and_the_test_predictions():
+    import numpy as np
+    labels = np.arange(10) % 3
+    recipe = training.CLASSIC.with_(num_epochs=2, batch_size=2)
+    history = training.fit(
+        "numpy", recipe, "cpu", 16, labels, lambda index, lr: (1.0, 1),
+        lambda index: index % 3 if len(index) else index, plot=False, progress=False)
+    assert [round(p[0], 3) for p in history.points] == [0.25, 0.5, 0.75, 1.0,
+                                                        1.25, 1.5, 1.75, 2.0]
+    assert all(p[1:] == (1.0, 0.5) for p in history.points)
+    assert history.final_test_acc == 1.0 and history.test_predictions.tolist() == labels.tolist()
+    assert "test_predictions" not in history.to_dict()
 
 
 def test_check_comparison_reports_outcomes_and_requires_all_runs():
