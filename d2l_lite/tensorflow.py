@@ -4,15 +4,39 @@
 
 import contextlib
 import os
+import sys
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 # A default TF reads once, on import: without an NVIDIA device, level 3 also
 # hides the "failed call to cuInit" error TF logs while probing for CUDA.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if os.path.exists("/dev/nvidiactl") else "3")
+_GPU_MACHINE = os.path.exists("/dev/nvidiactl")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if _GPU_MACHINE else "3")
 
-import keras  # noqa: E402
+
+@contextlib.contextmanager
+def _quiet_import():
+    """Without an NVIDIA device, send file descriptor 2 to /dev/null while TF loads:
+    TF 2.19+ logs its CUDA probe ("Could not find cuda drivers") and a oneDNN notice
+    before its logging reads TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442).
+    Import errors still raise, and print after stderr is back."""
+    if _GPU_MACHINE:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _quiet_import():
+    import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from . import architecture, reference, runtime, tables, training  # noqa: E402
 from .flop_rules import tensorflow_flops_by_op as expected_flops_by_op  # noqa: E402

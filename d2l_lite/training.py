@@ -120,12 +120,12 @@ def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
     if small_scale() if small is None else small:
         return RunScale("small", 512, 256, 2, 32,
                         "small-scale mode (D2L_SMALL_SCALE=1): 512 train / 256 test "
-                        "images, at most 2 epochs, batches of at most 32")
+                        "images,\nat most 2 epochs, batches of at most 32")
     if not has_gpu and os.environ.get(FULL_SCALE_ENV, "") in ("", "0"):
         return RunScale("reduced", 10_000, 10_000, 2, 32,
-                        "no GPU: reduced run of 10,000 train images, 2 epochs, batches "
-                        "of at most 32; tested on all 10,000 test images "
-                        f"(set {FULL_SCALE_ENV}=1 for the full run)")
+                        "no GPU: a reduced run, 10,000 train images for 2 epochs, batch "
+                        "<= 32,\ntested on all 10,000 test images "
+                        f"({FULL_SCALE_ENV}=1 for the full run)")
     return RunScale("full", None, None, None, None, "full run: 60,000 train / 10,000 test images")
 
 
