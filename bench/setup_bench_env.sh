@@ -5,9 +5,11 @@
 #
 #   .venv-bench  torch 2.14.1 + torchvision 0.29.1, d2l 1.0.3 (--no-deps: its
 #                pinned dependencies are too old for today's Pythons), what
-#                d2l/torch.py imports, and d2l_lite (editable, --no-deps);
-#                .venv-bench/d2l-only holds d2l alone, to try d2l's other
-#                framework modules in the book's environments (bench/README.md)
+#                d2l/torch.py imports, and d2l_lite (editable, --no-deps)
+#   .venv-bench/{tf,jax,mxnet}-extra
+#                folders for PYTHONPATH that let d2l's other modules run in the
+#                book's environments: d2l 1.0.3 plus what each imports that
+#                the environment lacks (tf_keras, tensorflow_datasets, pandas)
 #
 # Our own trainers run in the book's environments (.venv, .venv-mxnet; see
 # tools/setup_env.sh). d2l's torch module imports torchvision, which needs a
@@ -27,6 +29,14 @@ pip_quiet() {
   return "${PIPESTATUS[0]}"
 }
 
+# extra FOLDER PYTHON PACKAGE...: PACKAGEs, without their dependencies, into FOLDER
+extra() {
+  local folder=$1 python=$2
+  shift 2
+  rm -rf "$folder"
+  pip_quiet "$python" -m pip install --no-deps --target "$folder" "$@"
+}
+
 want=$(cat bench/setup_bench_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating $VENV with $PYTHON"
@@ -44,10 +54,15 @@ if [ "$(cat "$VENV/.d2l-stamp" 2>/dev/null)" != "$want" ]; then
   # then warns that d2l "requires numpy==1.23.5" etc.; that is expected.
   pip_quiet "$VENV/bin/python" -m pip install --no-deps "d2l==1.0.3"
   pip_quiet "$VENV/bin/python" -m pip install --no-deps -e .
-  # d2l's package alone, to try d2l.tensorflow / d2l.jax / d2l.mxnet in the
-  # book's environments with PYTHONPATH=.venv-bench/d2l-only (bench/README.md).
-  rm -rf "$VENV/d2l-only"
-  pip_quiet "$VENV/bin/python" -m pip install --no-deps --target "$VENV/d2l-only" "d2l==1.0.3"
+  # d2l's TensorFlow module in .venv: Keras 2 (tf_keras of TensorFlow's release,
+  # with TF_USE_LEGACY_KERAS=1) and pandas, which d2l imports.
+  tf_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('tensorflow'))")
+  extra "$VENV/tf-extra" .venv/bin/python d2l==1.0.3 "tf_keras==$tf_version" pandas
+  # d2l's JAX module in .venv: tensorflow_datasets and what importing it needs.
+  extra "$VENV/jax-extra" .venv/bin/python d2l==1.0.3 tensorflow_datasets toml promise \
+    tensorflow-metadata immutabledict dm-tree pandas
+  # d2l's MXNet module in .venv-mxnet: a pandas built for its numpy 1.23.
+  extra "$VENV/mxnet-extra" .venv-mxnet/bin/python d2l==1.0.3 pandas==2.0.3 pytz
   "$VENV/bin/python" -c "import torch, torchvision; from d2l import torch as d2l; print('d2l', d2l.__name__, 'torch', torch.__version__, 'torchvision', torchvision.__version__)"
   echo "$want" > "$VENV/.d2l-stamp"
 fi

@@ -31,6 +31,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,17 +48,14 @@ LABELS = {"torch": "PyTorch", "tensorflow": "TensorFlow", "jax": "JAX/Flax", "mx
 RECIPES = ("classic", "fast")
 TARGETS = (0.80, 0.90)
 
-#: d2l 1.0.3 has a module per framework; which ones run here, and why not.
+#: d2l 1.0.3's own GoogLeNet code per framework: the script that runs it and the folder
+#: (``bench/setup_bench_env.sh`` fills it) put on its PYTHONPATH, with d2l and what
+#: d2l's module imports that the framework's environment lacks.
 D2L_REFERENCES = {
-    "torch": None,  # runs: bench/d2l_reference.py
-    "tensorflow": ("not run: d2l 1.0.3's tensorflow module imports in .venv (d2l on "
-                   "sys.path), but its classes break under Keras 3: Keras sets Model.loss "
-                   "= None, which hides d2l.Classifier.loss ('NoneType' object is not "
-                   "callable in training_step); d2l 1.0.3 was written for Keras 2"),
-    "jax": ("not run: d2l 1.0.3's jax module imports tensorflow_datasets, which no "
-            "environment here holds (tried in .venv)"),
-    "mxnet": ("not run: d2l 1.0.3's mxnet module imports pandas, which .venv-mxnet "
-              "(numpy<1.24) does not hold (tried)"),
+    "torch": ("d2l_reference.py", None),  # in .venv-bench: torch + torchvision + d2l
+    "tensorflow": ("d2l_reference_tensorflow.py", ".venv-bench/tf-extra"),  # + tf_keras
+    "jax": ("d2l_reference_jax.py", ".venv-bench/jax-extra"),  # + tensorflow_datasets
+    "mxnet": ("d2l_reference_mxnet.py", ".venv-bench/mxnet-extra"),  # + pandas
 }
 
 
@@ -83,13 +81,16 @@ def loadavg() -> Optional[List[float]]:
 # ---- one subprocess ---------------------------------------------------------------------
 
 def run_child(name: str, command: List[str], out: Path, timeout: float,
-              verbose: bool) -> Dict:
+              verbose: bool, pythonpath: Optional[str] = None) -> Dict:
     """Run ``command`` (which writes its JSON record to ``out``); add timings."""
     print(f"--- {name}: starting", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_before, start = loadavg(), time.perf_counter()
     tail: List[str] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath,
+                                                          env.get("PYTHONPATH")]))
     try:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -294,28 +295,31 @@ def main(argv=None) -> int:
 
     runs: List[Dict] = []
     with tempfile.TemporaryDirectory(prefix="d2l-bench-") as tmp:
-        def child(name, python, script, extra, meta):
+        def child(name, python, script, extra, meta, pythonpath=None):
             target = Path(tmp) / f"{len(runs)}.json"
-            if not Path(python).exists():
-                record = {"status": f"not available: {python} is missing (run "
-                                    f"{'bench/setup_bench_env.sh' if 'bench' in python else 'tools/setup_env.sh'})"}
+            missing = [p for p in (python, pythonpath) if p and not (
+                (ROOT / p).exists() if os.sep in p else shutil.which(p))]
+            if missing:
+                setup = ("bench/setup_bench_env.sh" if "bench" in missing[0]
+                         else "tools/setup_env.sh")
+                record = {"status": f"not available: {missing[0]} is missing (run {setup})"}
             else:
                 record = run_child(name, [python, str(BENCH / script)] + extra
                                    + ["--out", str(target)], target, args.timeout,
-                                   args.verbose)
+                                   args.verbose, pythonpath and str(ROOT / pythonpath))
             record.update(meta, name=name)
             runs.append(record)
 
         if not args.no_reference:
-            child("d2l (PyTorch)", args.bench_python, "d2l_reference.py",
-                  size + ["--num-workers", str(args.d2l_workers)]
-                  + (["--batch-size", str(args.batch_size)] if args.batch_size else []),
-                  {"framework": "torch", "implementation": "d2l 1.0.3", "recipe": "d2l"})
-            for f in frameworks:
-                if D2L_REFERENCES.get(f):
-                    runs.append({"name": f"d2l ({LABELS[f]})", "framework": f,
-                                 "implementation": "d2l 1.0.3", "recipe": "d2l",
-                                 "status": D2L_REFERENCES[f]})
+            interpreters = {"torch": args.bench_python, "tensorflow": args.python,
+                            "jax": args.python, "mxnet": args.mxnet_python}
+            for f in ["torch"] + [f for f in frameworks if f != "torch"]:
+                script, folder = D2L_REFERENCES[f]
+                child(f"d2l ({LABELS[f]})", interpreters[f], script,
+                      size + ["--num-workers", str(args.d2l_workers)]
+                      + (["--batch-size", str(args.batch_size)] if args.batch_size else []),
+                      {"framework": f, "implementation": "d2l 1.0.3", "recipe": "d2l"},
+                      folder)
         for f in frameworks:
             python = args.mxnet_python if f == "mxnet" else args.python
             for r in recipes:
@@ -338,8 +342,7 @@ def main(argv=None) -> int:
         elif args.no_reference:
             r["vs_d2l_same_framework"] = "no reference run (--no-reference)"
         else:
-            r["vs_d2l_same_framework"] = (D2L_REFERENCES.get(r["framework"])
-                                          or "the reference run failed")
+            r["vs_d2l_same_framework"] = "the reference run failed"
 
     text = table(runs)
     versions: Dict[str, Dict] = {}
