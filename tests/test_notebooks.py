@@ -24,8 +24,11 @@ def headings(path):
     out = []
     for cell in load(path)["cells"]:
         if cell["cell_type"] == "markdown":
+            fenced = False
             for line in "".join(cell["source"]).splitlines():
-                if re.match(r"#{1,2} ", line):
+                if line.lstrip().startswith(("```", "~~~")):
+                    fenced = not fenced  # a "# comment" in a code block is no heading
+                elif not fenced and re.match(r"#{1,2} ", line):
                     out.append(re.sub(r"\b(PyTorch|TensorFlow|JAX|MXNet)\b", "<fw>", line))
     return out
 
