@@ -479,3 +479,54 @@ def time_forward(model_or_block, input_shape, repeats=10, warmup=2, variables=No
     X = jax.random.uniform(jax.random.key(0), tuple(input_shape))
     return training.median_seconds(lambda: forward(variables, X).block_until_ready(),
                                    repeats, warmup)
+
+
+# Data parallelism ----------------------------------------------------------------
+
+
+def init_processes(coordinator_address: Optional[str] = None,
+                   num_processes: Optional[int] = None, process_id: Optional[int] = None,
+                   timeout_s: int = 120) -> None:
+    """:func:`jax.distributed.initialize` with every wait bounded by ``timeout_s``.
+
+    Call it once per process (one per machine; under Slurm and Open MPI on GPUs, one
+    per GPU), before any other JAX call.
+    Arguments left ``None`` come from ``JAX_COORDINATOR_ADDRESS`` or from the
+    cluster JAX detects (Slurm, Open MPI, Kubernetes, Cloud TPU). Process 0 serves
+    the coordinator at that address; any other process first waits up to
+    ``timeout_s`` for it and raises a :class:`RuntimeError` saying what to check if
+    it never answers (JAX itself would abort with a bare ``DEADLINE_EXCEEDED``).
+    Then JAX waits up to ``timeout_s`` for all processes to join, and later ends
+    every process when one stops sending heartbeats for ``timeout_s``: a failed
+    launch ends with an error, never a hang."""
+    import os  # here, not at the top: only this section uses them
+    import socket
+    import sys
+    import time
+
+    address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if address and process_id:  # process 0 opens the port itself
+        host, port = address.rsplit(":", 1)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+                break
+            except OSError as err:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"JAX process {process_id}: no coordinator answered at {address} "
+                        f"within {timeout_s} s ({err}). Start process 0 on that machine "
+                        f"with the same address, check the host name and port (reachable "
+                        f"from here, not blocked by a firewall), then launch again."
+                    ) from err
+                time.sleep(0.5)
+    who = "JAX" if process_id is None else f"JAX process {process_id}"
+    print(f"{who}: joining {num_processes or 'all'} processes at "
+          f"{address or 'the address the cluster gives'}, for at most {timeout_s} s. "
+          f"An error with DEADLINE_EXCEEDED means that some process did not start or "
+          f"used another address: launch all of them, each with its own process id "
+          f"and the same coordinator address.", file=sys.stderr, flush=True)
+    jax.distributed.initialize(address, num_processes, process_id,
+                               initialization_timeout=timeout_s,
+                               heartbeat_timeout_seconds=timeout_s)

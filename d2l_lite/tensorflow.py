@@ -507,3 +507,113 @@ def time_forward(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
     forward, X = _forward(model_or_block, input_shape), tf.random.uniform(input_shape)
     return training.median_seconds(lambda: forward(X), repeats, warmup,
                                    tf.test.experimental.sync_devices)
+
+
+# Data parallelism ----------------------------------------------------------------
+# One process, two devices: tf.distribute.MirroredStrategy keeps a copy of every
+# variable on each device, runs the step on each device's share of the batch and
+# all-reduces the gradients. Across machines: MultiWorkerMirroredStrategy.
+
+import subprocess  # noqa: E402
+
+
+def two_devices():
+    """The first two GPUs, or else the CPU split into two logical
+    devices (possible only before TensorFlow first uses the CPU)."""
+    if len(tf.config.list_physical_devices("GPU")) >= 2:
+        return ["/GPU:0", "/GPU:1"]
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if tf.config.get_logical_device_configuration(cpu) is None:
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        except RuntimeError as error:  # TF has set up its devices
+            raise RuntimeError(
+                "TensorFlow has already set up the CPU as one device: "
+                "restart the kernel and call two_devices() before any "
+                "other TensorFlow code") from error
+    return ["/CPU:0", "/CPU:1"]
+
+
+def split_batch(strategy, X, y):
+    """Device i gets the i-th of equal slices of the batch (X, y)."""
+    n = strategy.num_replicas_in_sync
+    if len(y) % n:
+        raise ValueError(f"a batch of {len(y)} does not split in {n}")
+
+    def slice_for(context):  # called once for each device
+        i, k = context.replica_id_in_sync_group, len(y) // n
+        return X[i * k:(i + 1) * k], y[i * k:(i + 1) * k]
+    return strategy.experimental_distribute_values_from_function(
+        slice_for)
+
+
+def parallel_step(strategy, model, optimizer, global_batch_size):
+    """A data-parallel training step: call it on ``split_batch(...)``."""
+    def device_step(X, y):  # on each device, on its slice
+        with tf.GradientTape() as tape:
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                y, model(X, training=True), from_logits=True)
+            # this slice's sum / the global batch: the devices' losses
+            # (and gradients) add up to the mean over the whole batch
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=global_batch_size)
+        grads = tape.gradient(loss, model.trainable_variables)
+        # in a replica context, apply() all-reduces (sums) the gradients
+        # over the devices, then updates every device's copy the same
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    def step(batch):
+        losses = strategy.run(device_step, args=batch)
+        return strategy.reduce("SUM", losses, axis=None)
+    return step
+
+
+def conv_bn_relu_synced(channels, kernel_size, stride=1, padding=0):
+    """conv_bn_relu, but BatchNorm normalises with the statistics of
+    the whole batch, all-reduced over the devices, not of its slice."""
+    pad, mode = keras_padding(kernel_size, stride, padding)
+    return keras.Sequential(pad + [
+        keras.layers.Conv2D(channels, kernel_size, stride, mode,
+                            use_bias=False),
+        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                        synchronized=True),
+        keras.layers.ReLU()])
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+parent, timeout_s = int(sys.argv[1]), float(sys.argv[2])
+time.sleep(timeout_s)
+if os.getppid() == parent:  # still waiting (else it has exited)
+    sys.stderr.write(sys.argv[3] + "\\n")
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
+"""
+
+
+def multi_worker_strategy(timeout_s=120.0):
+    """MultiWorkerMirroredStrategy for the cluster in TF_CONFIG, with
+    every wait bounded by ``timeout_s``: if the workers have not all
+    connected by then, this worker is stopped with a message that says
+    what to check; a collective operation that takes longer fails."""
+    message = (
+        f"multi_worker_strategy: the workers in TF_CONFIG did not all "
+        f"connect within {timeout_s:g} s, so this worker was stopped. "
+        f"Start every worker (same cluster, its own task index), check "
+        f"each host:port is right and reachable, then start all again.")
+    # TF waits for its peers in its C++ runtime, with no public timeout,
+    # holding Python's GIL (no Python thread runs) and deaf to SIGTERM
+    # and Ctrl-C: only another process can stop a worker stuck there.
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()),
+         str(timeout_s), message])
+    try:
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=timeout_s)
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=options)
+    finally:
+        watchdog.kill()
+        watchdog.wait()

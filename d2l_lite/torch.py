@@ -431,3 +431,242 @@ def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
             return training.median_seconds(lambda: model_or_block(X), repeats, warmup, sync)
     finally:
         model_or_block.train(was_training)
+
+
+# Data parallelism ----------------------------------------------------------------
+# One process per device, each with a copy of the model and its share of every
+# batch; DistributedDataParallel averages the gradients during backward(). The
+# processes are started with torch.multiprocessing, which imports the workers
+# from here (a function defined in a notebook cannot be imported by them).
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import timedelta  # noqa: E402
+
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+
+
+def process_device(rank, world_size):
+    """GPU ``rank`` if there is a GPU for every process, else the CPU."""
+    if torch.cuda.device_count() >= world_size:
+        torch.cuda.set_device(rank)
+        return torch.device("cuda", rank)
+    return torch.device("cpu")
+
+
+def init_process_group(rank, world_size, device, timeout_s=60.0):
+    """Join the group at MASTER_ADDR:MASTER_PORT (from the environment):
+    NCCL between GPUs, gloo between CPUs. ``timeout_s`` bounds the wait
+    for the other processes and every collective operation."""
+    try:
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", rank=rank,
+            world_size=world_size, timeout=timedelta(seconds=timeout_s))
+    except dist.DistError as error:  # a peer never came, or port busy
+        where = (f"{os.environ.get('MASTER_ADDR')}:"
+                 f"{os.environ.get('MASTER_PORT')}")
+        raise RuntimeError(
+            f"rank {rank}: the {world_size} processes did not all meet "
+            f"at {where} within {timeout_s:.0f} s. Start every process "
+            f"with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
+            f"make sure rank 0 runs and its port is free and reachable, "
+            f"then start them all again.") from error
+
+
+def free_port():
+    """A TCP port that is free now on this machine (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(worker, world_size, *args, timeout_s=600.0):
+    """Run ``worker(rank, world_size, *args, out_dir)`` in ``world_size``
+    new processes; return what each saved as ``out_dir/rank<r>.pt``.
+    If one fails or all run too long, stop them all and say why."""
+    os.environ["MASTER_ADDR"] = "127.0.0.1"  # rank 0's host: this one
+    os.environ["MASTER_PORT"] = str(free_port())  # where rank 0 listens
+    with tempfile.TemporaryDirectory() as out_dir:
+        procs = mp.start_processes(
+            run_noting_errors, args=(worker, world_size, args, out_dir),
+            nprocs=world_size, join=False, start_method="spawn")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not procs.join(timeout=1):  # raises if one failed
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the {world_size} processes ran longer than "
+                        f"{timeout_s:.0f} s and were stopped: give "
+                        f"spawn a larger timeout_s, or find the step "
+                        f"that never ends")
+        except mp.ProcessExitedException as error:  # no Python error
+            raise RuntimeError(
+                f"{error}, so all were stopped: was it out of memory? "
+                f"See the system log") from None
+        except mp.ProcessRaisedException:
+            raise RuntimeError(first_error(out_dir, world_size)) from None
+        finally:
+            for p in procs.processes:
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+        return [torch.load(os.path.join(out_dir, f"rank{r}.pt"))
+                for r in range(world_size)]
+
+
+def run_noting_errors(rank, worker, world_size, args, out_dir):
+    """Run ``worker``; if it fails, note when and how in ``out_dir``."""
+    try:
+        worker(rank, world_size, *args, out_dir)
+    except Exception:
+        with open(os.path.join(out_dir, f"rank{rank}.error"), "w") as f:
+            f.write(f"{time.time()}\n{traceback.format_exc()}")
+        raise
+
+
+def first_error(out_dir, world_size):
+    """The message for a failed run: the error that came first (the
+    others are its consequences: a closed connection, a timeout)."""
+    notes = []
+    for r in range(world_size):
+        path = os.path.join(out_dir, f"rank{r}.error")
+        if os.path.exists(path):
+            with open(path) as f:
+                when, text = f.read().split("\n", 1)
+            notes.append((float(when), r, text))
+    _, rank, text = min(notes)
+    return (f"process {rank} of {world_size} failed first, so all were "
+            f"stopped. A timeout or a closed connection here means "
+            f"that a peer stopped or stalled; otherwise fix this error "
+            f"and run again:\n{text}")
+
+
+def hello_worker(rank, world_size, out_dir):
+    """Join the group, all-reduce ``rank + 1``, save what came back."""
+    torch.set_num_threads(1)  # one core per process
+    device = process_device(rank, world_size)
+    init_process_group(rank, world_size, device)
+    try:
+        x = torch.tensor([rank + 1.0], device=device)
+        dist.all_reduce(x)  # the sum over all processes, in place
+        torch.save({"device": str(device), "backend": dist.get_backend(),
+                    "threads": torch.get_num_threads(), "sum": x.item()},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class DataParallelJob:
+    """What every process does: the model (``spec``, ``weights``), the
+    images (uint8, N x 28 x 28) and labels, the global batches (arrays of
+    indices, shared out among the processes) and the optimiser."""
+    spec: architecture.GoogLeNetSpec
+    weights: dict            # name -> array, as reference.xavier_weights
+    images: np.ndarray
+    labels: np.ndarray
+    batches: list            # of index arrays
+    optimizer: str = "sgd"   # plain SGD, or "adamw" (weight decay 0.05)
+    lr: float = 0.01
+    sync_bn: bool = False    # BatchNorm with the global batch's statistics
+    image_size: int = 96
+    timeout_s: float = 60.0  # the longest wait for a peer
+
+
+def ddp_worker(rank, world_size, job, out_dir):
+    """Process ``rank``: train a DDP copy of the model on its share of
+    every global batch; save its weights and losses in ``out_dir``."""
+    torch.set_num_threads(1)  # one core per process
+    device = process_device(rank, world_size)
+    init_process_group(rank, world_size, device, job.timeout_s)
+    try:
+        model = load_weights(googlenet(job.spec), job.weights)
+        if job.sync_bn:
+            model = sync_batchnorm(model, device)
+        model = DDP(model.to(device))  # starts from rank 0's weights
+        if job.optimizer == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=job.lr)
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr,
+                                          weight_decay=0.05)
+        images = torch.as_tensor(job.images, device=device)
+        labels = torch.as_tensor(job.labels, device=device)
+        losses = []
+        for batch in job.batches:
+            # this process's share, as DistributedSampler deals it out:
+            # images rank, rank + world_size, rank + 2 * world_size, ...
+            index = torch.as_tensor(batch[rank::world_size], device=device)
+            X = prepare_batch(images, index, job.image_size)
+            optimizer.zero_grad()
+            # backward() inside train_step averages the gradients
+            loss, _ = train_step(model, optimizer, X, labels[index])
+            losses.append(loss.item())
+        weights = {name: p.detach().cpu()
+                   for name, p in model.module.named_parameters()}
+        torch.save({"device": str(device), "losses": losses,
+                    "weights": weights},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+class AllReduceSum(torch.autograd.Function):
+    """``dist.all_reduce`` that autograd can differentiate: the gradient
+    of a sum over the processes is the sum of their gradients."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)  # sum over all processes
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class AllReduceBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm with the statistics of the global batch: per-channel
+    sums over all processes, as ``nn.SyncBatchNorm`` computes them on
+    GPUs, written with ``dist.all_reduce`` for CPUs."""
+
+    def forward(self, X):
+        if not self.training:
+            return super().forward(X)
+        C, dims = X.shape[1], (0, 2, 3)
+        n = X.new_full((1,), X.numel() // C)  # values per channel here
+        total = AllReduceSum.apply(torch.cat([X.sum(dims), n]))
+        N = total[C]  # values per channel in the global batch
+        mean = total[:C] / N
+        centered = X - mean.view(1, C, 1, 1)
+        var = AllReduceSum.apply((centered * centered).sum(dims)) / N
+        with torch.no_grad():  # running statistics as in BatchNorm2d
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * N / (N - 1), self.momentum)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return (centered * scale.view(1, C, 1, 1)
+                + self.bias.view(1, C, 1, 1))
+
+
+def sync_batchnorm(model, device):
+    """Every BatchNorm2d of ``model`` made to use the global batch:
+    ``nn.SyncBatchNorm`` on GPUs, ``AllReduceBatchNorm2d`` on CPUs."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.BatchNorm2d:
+                bn = AllReduceBatchNorm2d(
+                    child.num_features, child.eps, child.momentum)
+                bn.load_state_dict(child.state_dict())
+                setattr(module, name, bn)
+    return model
