@@ -36,8 +36,6 @@ not ship them. What the benchmark changes, and why:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -55,6 +53,8 @@ from d2l import torch as d2l
 
 from d2l_lite import training
 from d2l_lite.data import load_fashion_mnist
+
+import d2l_cli  # bench/d2l_cli.py: the shared command line
 
 
 # ---- D2L 1.0.3, sec_googlenet (PyTorch), as the book writes it ---------------------------
@@ -275,41 +275,15 @@ def run(args) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "d2l": _version("d2l")},
+                     "d2l": d2l_cli.package_version("d2l")},
         "device": device_name(),
         "threads": torch.get_num_threads(),
     }
 
 
-def _version(name: str) -> str:
-    from importlib.metadata import version
-    return version(name)
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--num-train", type=int, default=None)
-    parser.add_argument("--num-test", type=int, default=None)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--num-workers", type=int, default=4,
-                        help="DataLoader workers (d2l.DataModule's default: 4)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--board", action="store_true",
-                        help="let d2l's ProgressBoard draw (matplotlib) as in the book")
-    parser.add_argument("--out", required=True, help="where to write the JSON record")
-    args = parser.parse_args(argv)
-    try:
-        record = run(args)
-    except Exception:
-        import traceback
-        traceback.print_exc()
-        record = {"status": "failed", "error": traceback.format_exc()[-4000:]}
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=1)
-    return 0 if record["status"] == "ok" else 1
+    return d2l_cli.main(run, __doc__.split("\n")[0], argv,
+                        workers_help="DataLoader workers (d2l.DataModule's default: 4)")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,6 @@ batches, ``tfds.as_numpy``). What the benchmark changes, and why:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -86,6 +84,8 @@ from d2l import jax as d2l  # noqa: E402
 
 from d2l_lite import training  # noqa: E402
 from d2l_lite.data import load_fashion_mnist  # noqa: E402
+
+import d2l_cli  # noqa: E402  # bench/d2l_cli.py: the shared command line
 
 
 # ---- D2L 1.0.3, sec_googlenet (JAX), as the book writes it ----------------------------------
@@ -310,47 +310,19 @@ def run(args) -> dict:
         "board_drawn": bool(args.board),
         "parameters": int(sum(x.size for x in leaves)),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "jax": jax.__version__, "jaxlib": _version("jaxlib"),
+                     "jax": jax.__version__, "jaxlib": d2l_cli.package_version("jaxlib"),
                      "flax": flax.__version__, "optax": optax.__version__,
                      "tensorflow": tf.__version__,
-                     "tensorflow_datasets": _version("tensorflow_datasets"),
-                     "d2l": _version("d2l")},
+                     "tensorflow_datasets": d2l_cli.package_version("tensorflow_datasets"),
+                     "d2l": d2l_cli.package_version("d2l")},
         "device": device_name(),
         # XLA's CPU thread pool is not queryable; the CPU cores this process may use
         "threads": len(os.sched_getaffinity(0)),
     }
 
 
-def _version(name: str) -> str:
-    from importlib.metadata import version
-    return version(name)
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--num-train", type=int, default=None)
-    parser.add_argument("--num-test", type=int, default=None)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--num-workers", type=int, default=None,
-                        help="accepted for the PyTorch reference's command line; ignored "
-                             "(d2l's JAX data module has no worker processes)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--board", action="store_true",
-                        help="let d2l's ProgressBoard draw (matplotlib) as in the book")
-    parser.add_argument("--out", required=True, help="where to write the JSON record")
-    args = parser.parse_args(argv)
-    try:
-        record = run(args)
-    except Exception:
-        import traceback
-        traceback.print_exc()
-        record = {"status": "failed", "error": traceback.format_exc()[-4000:]}
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=1)
-    return 0 if record["status"] == "ok" else 1
+    return d2l_cli.main(run, __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,6 @@ not ship them; as in the book, MXNet runs with its NumPy interface
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -75,6 +73,8 @@ from d2l import mxnet as d2l
 
 from d2l_lite import runtime, training
 from d2l_lite.data import load_fashion_mnist
+
+import d2l_cli  # bench/d2l_cli.py: the shared command line
 
 npx.set_np()
 
@@ -314,43 +314,17 @@ def run(args) -> dict:
         # shapes are known once the first batch went through (deferred initialisation)
         "parameters": sum(int(onp.prod(p.shape)) for p in model.collect_params().values()),
         "versions": {"python": platform.python_version(), "numpy": onp.__version__,
-                     "mxnet": mx.__version__, "d2l": _version("d2l"),
-                     "pandas": _version("pandas")},
+                     "mxnet": mx.__version__, "d2l": d2l_cli.package_version("d2l"),
+                     "pandas": d2l_cli.package_version("pandas")},
         "device": device_name(),
         # MXNet's operators use OpenMP threads: OMP_NUM_THREADS if set, else all cores
         "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()),
     }
 
 
-def _version(name: str) -> str:
-    from importlib.metadata import version
-    return version(name)
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--num-train", type=int, default=None)
-    parser.add_argument("--num-test", type=int, default=None)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--num-workers", type=int, default=4,
-                        help="DataLoader workers (d2l.DataModule's default: 4)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--board", action="store_true",
-                        help="let d2l's ProgressBoard draw (matplotlib) as in the book")
-    parser.add_argument("--out", required=True, help="where to write the JSON record")
-    args = parser.parse_args(argv)
-    try:
-        record = run(args)
-    except Exception:
-        import traceback
-        traceback.print_exc()
-        record = {"status": "failed", "error": traceback.format_exc()[-4000:]}
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=1)
-    return 0 if record["status"] == "ok" else 1
+    return d2l_cli.main(run, __doc__.split("\n")[0], argv,
+                        workers_help="DataLoader workers (d2l.DataModule's default: 4)")
 
 
 if __name__ == "__main__":

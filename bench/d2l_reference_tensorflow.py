@@ -57,8 +57,6 @@ import os
 # Before any import of TensorFlow: tf.keras is then tf_keras (Keras 2), as d2l 1.0.3 expects.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -70,6 +68,8 @@ from d2l import tensorflow as d2l  # noqa: E402
 
 from d2l_lite import training  # noqa: E402
 from d2l_lite.data import load_fashion_mnist  # noqa: E402
+
+import d2l_cli  # noqa: E402  # bench/d2l_cli.py: the shared command line
 
 
 # ---- D2L 1.0.3, sec_googlenet (TensorFlow), as the book writes it ------------------------
@@ -294,43 +294,16 @@ def run(args) -> dict:
         "board_drawn": bool(args.board),
         "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "tensorflow": tf.__version__, "tf_keras": _version("tf_keras"),
-                     "d2l": _version("d2l")},
+                     "tensorflow": tf.__version__,
+                     "tf_keras": d2l_cli.package_version("tf_keras"),
+                     "d2l": d2l_cli.package_version("d2l")},
         "device": device_name(),
         "threads": intra_op_threads(),
     }
 
 
-def _version(name: str) -> str:
-    from importlib.metadata import version
-    return version(name)
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--num-train", type=int, default=None)
-    parser.add_argument("--num-test", type=int, default=None)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--num-workers", type=int, default=None,
-                        help="ignored (d2l's TensorFlow data pipeline is tf.data, "
-                             "without worker processes); accepted for the same command line")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--board", action="store_true",
-                        help="let d2l's ProgressBoard draw (matplotlib) as in the book")
-    parser.add_argument("--out", required=True, help="where to write the JSON record")
-    args = parser.parse_args(argv)
-    try:
-        record = run(args)
-    except Exception:
-        import traceback
-        traceback.print_exc()
-        record = {"status": "failed", "error": traceback.format_exc()[-4000:]}
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=1)
-    return 0 if record["status"] == "ok" else 1
+    return d2l_cli.main(run, __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""The command line and the JSON record that the four d2l reference scripts share
+(``bench/d2l_reference*.py``); standard library only, so it imports beside any
+framework."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from importlib.metadata import version
+from typing import Callable, Optional
+
+#: ``--num-workers`` where d2l's data pipeline has no worker processes.
+NO_WORKERS = "ignored: d2l's data pipeline here has no worker processes"
+
+
+def package_version(name: str) -> str:
+    """The installed version of distribution ``name``."""
+    return version(name)
+
+
+def main(run: Callable[[argparse.Namespace], dict], description: str,
+         argv: Optional[list] = None, workers_help: str = NO_WORKERS) -> int:
+    """Parse the reference's command line, call ``run(args)`` and write its record
+    (or ``{"status": "failed", "error": ...}``) to ``--out``; 0 if the run was ok."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--num-train", type=int, default=None)
+    parser.add_argument("--num-test", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--num-workers", type=int, default=4, help=workers_help)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--board", action="store_true",
+                        help="let d2l's ProgressBoard draw (matplotlib) as in the book")
+    parser.add_argument("--out", required=True, help="where to write the JSON record")
+    args = parser.parse_args(argv)
+    try:
+        record = run(args)
+    except Exception:
+        traceback.print_exc()
+        record = {"status": "failed", "error": traceback.format_exc()[-4000:]}
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=1)
+    return 0 if record["status"] == "ok" else 1
