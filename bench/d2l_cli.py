@@ -19,6 +19,28 @@ def package_version(name: str) -> str:
     return version(name)
 
 
+def record_epoch(trainer, loss_sum: float, seen: int, correct: int, total: int,
+                 seconds: float) -> None:
+    """Add one epoch to ``trainer.history`` (a :class:`d2l_lite.training.History`) and
+    print it: d2l's loop counts no training accuracy, so that is NaN."""
+    from d2l_lite import training
+    trainer.history.epochs.append(training.EpochStats(
+        epoch=trainer.epoch + 1, train_loss=loss_sum / seen, train_acc=float("nan"),
+        test_acc=correct / total, seconds=seconds, images_per_sec=seen / seconds))
+    print(f"  epoch {trainer.epoch + 1}/{trainer.max_epochs}: {seconds:.1f} s train "
+          f"({seen / seconds:,.0f} images/s), {trainer.validation_seconds[-1]:.1f} s test, "
+          f"loss {loss_sum / seen:.3f}, test acc {correct / total:.3f}", flush=True)
+
+
+def history_record(history) -> dict:
+    """``history.to_dict()`` for JSON: the training accuracy d2l does not count is None
+    (NaN is not JSON)."""
+    record = history.to_dict()
+    for epoch in record["epochs"]:
+        epoch["train_acc"] = None
+    return record
+
+
 def main(run: Callable[[argparse.Namespace], dict], description: str,
          argv: Optional[list] = None, workers_help: str = NO_WORKERS) -> int:
     """Parse the reference's command line, call ``run(args)`` and write its record

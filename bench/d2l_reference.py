@@ -221,13 +221,7 @@ class TimedTrainer(d2l.Trainer):
             self.val_batch_idx += 1
         self._sync()
         self.validation_seconds.append(time.perf_counter() - start)
-        self.history.epochs.append(training.EpochStats(
-            epoch=self.epoch + 1, train_loss=loss_sum / seen,
-            train_acc=float("nan"),  # d2l's loop does not count training accuracy
-            test_acc=correct / total, seconds=seconds, images_per_sec=seen / seconds))
-        print(f"  epoch {self.epoch + 1}/{self.max_epochs}: {seconds:.1f} s train "
-              f"({seen / seconds:,.0f} images/s), {self.validation_seconds[-1]:.1f} s test, "
-              f"loss {loss_sum / seen:.3f}, test acc {correct / total:.3f}", flush=True)
+        d2l_cli.record_epoch(self, loss_sum, seen, correct, total, seconds)
 
 
 def device_name() -> str:
@@ -259,9 +253,7 @@ def run(args) -> dict:
     start = time.perf_counter()
     trainer.fit(model, data)
     fit_seconds = time.perf_counter() - start
-    record_history = history.to_dict()
-    for epoch in record_history["epochs"]:
-        epoch["train_acc"] = None  # d2l's loop does not count it (NaN is not JSON)
+    record_history = d2l_cli.history_record(history)
     return {
         "status": "ok",
         "history": record_history,

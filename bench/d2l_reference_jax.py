@@ -257,13 +257,7 @@ class TimedTrainer(d2l.Trainer):
             self.val_batch_idx += 1
         jax.block_until_ready(l)
         self.validation_seconds.append(time.perf_counter() - start)
-        self.history.epochs.append(training.EpochStats(
-            epoch=self.epoch + 1, train_loss=loss_sum / seen,
-            train_acc=float("nan"),  # d2l's loop does not count training accuracy
-            test_acc=correct / total, seconds=seconds, images_per_sec=seen / seconds))
-        print(f"  epoch {self.epoch + 1}/{self.max_epochs}: {seconds:.1f} s train "
-              f"({seen / seconds:,.0f} images/s), {self.validation_seconds[-1]:.1f} s test, "
-              f"loss {loss_sum / seen:.3f}, test acc {correct / total:.3f}", flush=True)
+        d2l_cli.record_epoch(self, loss_sum, seen, correct, total, seconds)
 
 
 def device_name() -> str:
@@ -295,9 +289,7 @@ def run(args) -> dict:
     # d2l's fit initialises the parameters itself (flax's default initialisers)
     trainer.fit(model, data, key=jax.random.PRNGKey(args.seed))
     fit_seconds = time.perf_counter() - start
-    record_history = history.to_dict()
-    for epoch in record_history["epochs"]:
-        epoch["train_acc"] = None  # d2l's loop does not count it (NaN is not JSON)
+    record_history = d2l_cli.history_record(history)
     leaves = jax.tree_util.tree_leaves(trainer.state.params)
     return {
         "status": "ok",
