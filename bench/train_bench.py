@@ -248,6 +248,10 @@ def main(argv=None) -> int:
                    help="comma-separated subset of " + ",".join(FRAMEWORKS))
     p.add_argument("--recipes", default=",".join(RECIPES))
     p.add_argument("--no-reference", action="store_true", help="skip the d2l reference")
+    p.add_argument("--references", default=None,
+                   help="the frameworks whose d2l reference runs (default: torch and "
+                        "--frameworks; d2l's PyTorch reference always runs unless "
+                        "--no-reference)")
     p.add_argument("--d2l-workers", type=int, default=4,
                    help="DataLoader workers of the d2l reference (d2l's default: 4)")
     p.add_argument("--python", default=str(ROOT / ".venv/bin/python"),
@@ -269,6 +273,9 @@ def main(argv=None) -> int:
     for f in frameworks:
         if f not in FRAMEWORKS:
             p.error(f"unknown framework {f!r}; choose from {', '.join(FRAMEWORKS)}")
+    for f in (args.references or "").split(","):
+        if f and f not in FRAMEWORKS:
+            p.error(f"unknown reference {f!r}; choose from {', '.join(FRAMEWORKS)}")
     for r in recipes:
         if r not in RECIPES:
             p.error(f"unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
@@ -280,6 +287,7 @@ def main(argv=None) -> int:
     if data_dir:
         os.environ["D2L_FASHION_MNIST_DIR"] = str(Path(data_dir).resolve())
 
+    load_at_start = loadavg()  # before any run: was the machine idle?
     device = device_name()
     stamp = dt.datetime.now().astimezone()
     out = Path(args.out) if args.out else (
@@ -294,6 +302,63 @@ def main(argv=None) -> int:
           flush=True)
 
     runs: List[Dict] = []
+
+    def save() -> str:
+        """Derive the numbers and write both files (after every run: a killed
+        benchmark leaves the runs it finished)."""
+        for r in runs:
+            if str(r.get("status", "")).startswith("ok") and r.get("history"):
+                r["metrics"] = metrics(r["history"])
+        refs = {r["framework"]: r.get("metrics") for r in runs
+                if r.get("implementation") == "d2l 1.0.3" and r.get("metrics")}
+        for r in runs:
+            if r.get("implementation") != "d2l_lite" or not r.get("metrics"):
+                continue
+            r["vs_d2l_torch"] = ratios(r["metrics"], refs.get("torch"))
+            if r["framework"] in refs:
+                r["vs_d2l_same_framework"] = ratios(r["metrics"], refs[r["framework"]])
+            elif args.no_reference:
+                r["vs_d2l_same_framework"] = "no reference run (--no-reference)"
+            else:
+                r["vs_d2l_same_framework"] = "the reference run failed"
+
+        text = table(runs)
+        versions: Dict[str, Dict] = {}
+        for r in runs:
+            if r.get("versions"):
+                versions.setdefault(r["name"] if r.get("implementation") == "d2l 1.0.3"
+                                    else LABELS[r["framework"]], r["versions"])
+        result = {
+            "timestamp": stamp.isoformat(timespec="seconds"),
+            "device": device,
+            "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                     "loadavg_at_start": load_at_start, "loadavg_at_end": loadavg()},
+            "settings": {"epochs": args.epochs, "num_train": args.num_train or 60000,
+                         "num_test": args.num_test or 10000, "image_size": 96,
+                         "batch_size_override": args.batch_size,
+                         "frameworks": frameworks, "recipes": recipes,
+                         "d2l_reference": not args.no_reference,
+                         "d2l_num_workers": args.d2l_workers},
+            "versions": versions,
+            "notes": [
+                "seconds and images/s count training steps only (device synchronised), not "
+                "the evaluation after each epoch; time-to-accuracy adds up those seconds",
+                "s/epoch and images/s are means over epochs 2.. (epoch 1 includes compilation) "
+                "when there are several epochs, else epoch 1",
+                "speedup_images_per_sec = ours / d2l (steady images/s); speedup_total_time = "
+                "d2l training seconds / ours for the same epochs (compilation included)",
+            ],
+            "table": text,
+            "runs": runs,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
+        out.with_suffix(".md").write_text(
+            f"# Training benchmark, {stamp:%Y-%m-%d}\n\n{device}; {args.epochs} epoch(s), "
+            f"{args.num_train or 60000:,} train / {args.num_test or 10000:,} test images. "
+            f"Full record: `{out.name}`.\n\n{text}\n")
+        return text
+
     with tempfile.TemporaryDirectory(prefix="d2l-bench-") as tmp:
         def child(name, python, script, extra, meta, pythonpath=None):
             target = Path(tmp) / f"{len(runs)}.json"
@@ -309,11 +374,13 @@ def main(argv=None) -> int:
                                    args.verbose, pythonpath and str(ROOT / pythonpath))
             record.update(meta, name=name)
             runs.append(record)
+            save()
 
         if not args.no_reference:
             interpreters = {"torch": args.bench_python, "tensorflow": args.python,
                             "jax": args.python, "mxnet": args.mxnet_python}
-            for f in ["torch"] + [f for f in frameworks if f != "torch"]:
+            chosen = args.references.split(",") if args.references else frameworks
+            for f in ["torch"] + [f for f in chosen if f and f != "torch"]:
                 script, folder = D2L_REFERENCES[f]
                 child(f"d2l ({LABELS[f]})", interpreters[f], script,
                       size + ["--num-workers", str(args.d2l_workers)]
@@ -328,57 +395,7 @@ def main(argv=None) -> int:
                       + (["--batch-size", str(args.batch_size)] if args.batch_size else []),
                       {"framework": f, "implementation": "d2l_lite", "recipe": r})
 
-    for r in runs:
-        if str(r.get("status", "")).startswith("ok") and r.get("history"):
-            r["metrics"] = metrics(r["history"])
-    refs = {r["framework"]: r.get("metrics") for r in runs
-            if r.get("implementation") == "d2l 1.0.3" and r.get("metrics")}
-    for r in runs:
-        if r.get("implementation") != "d2l_lite" or not r.get("metrics"):
-            continue
-        r["vs_d2l_torch"] = ratios(r["metrics"], refs.get("torch"))
-        if r["framework"] in refs:
-            r["vs_d2l_same_framework"] = ratios(r["metrics"], refs[r["framework"]])
-        elif args.no_reference:
-            r["vs_d2l_same_framework"] = "no reference run (--no-reference)"
-        else:
-            r["vs_d2l_same_framework"] = "the reference run failed"
-
-    text = table(runs)
-    versions: Dict[str, Dict] = {}
-    for r in runs:
-        if r.get("versions"):
-            versions.setdefault(r["name"] if r.get("implementation") == "d2l 1.0.3"
-                                else LABELS[r["framework"]], r["versions"])
-    result = {
-        "timestamp": stamp.isoformat(timespec="seconds"),
-        "device": device,
-        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                 "loadavg_at_end": loadavg()},
-        "settings": {"epochs": args.epochs, "num_train": args.num_train or 60000,
-                     "num_test": args.num_test or 10000, "image_size": 96,
-                     "batch_size_override": args.batch_size,
-                     "frameworks": frameworks, "recipes": recipes,
-                     "d2l_reference": not args.no_reference,
-                     "d2l_num_workers": args.d2l_workers},
-        "versions": versions,
-        "notes": [
-            "seconds and images/s count training steps only (device synchronised), not "
-            "the evaluation after each epoch; time-to-accuracy adds up those seconds",
-            "s/epoch and images/s are means over epochs 2.. (epoch 1 includes compilation) "
-            "when there are several epochs, else epoch 1",
-            "speedup_images_per_sec = ours / d2l (steady images/s); speedup_total_time = "
-            "d2l training seconds / ours for the same epochs (compilation included)",
-        ],
-        "table": text,
-        "runs": runs,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
-    out.with_suffix(".md").write_text(
-        f"# Training benchmark, {stamp:%Y-%m-%d}\n\n{device}; {args.epochs} epoch(s), "
-        f"{args.num_train or 60000:,} train / {args.num_test or 10000:,} test images. "
-        f"Full record: `{out.name}`.\n\n{text}\n")
+    text = save()
     print()
     print(text)
     print(f"\nSaved {out} and {out.with_suffix('.md').name}")

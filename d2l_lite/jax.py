@@ -435,25 +435,25 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
 
     @functools.partial(jax.jit, donate_argnums=0,
                        compiler_options={} if gpu else CPU_TRAIN_COMPILER_OPTIONS)
-    def step(state, index, lr):
+    def step(state, images, labels, index, lr):  # the data as arguments, not constants
         state.opt_state.hyperparams["learning_rate"] = lr  # optax's way
-        return train_step(state, prepare_batch(train_X[index], size),
-                          train_y[index], recipe.label_smoothing, dtype)
+        return train_step(state, prepare_batch(images[index], size),
+                          labels[index], recipe.label_smoothing, dtype)
 
     @jax.jit
-    def evaluate(state, index):  # in float32
+    def evaluate(state, images, index):  # in float32
         y_hat = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                            prepare_batch(test_X[index], size))
+                            prepare_batch(images[index], size))
         return y_hat.argmax(axis=-1)
 
     def fit_step(index, lr):
         nonlocal state
-        state, loss, correct = step(state, index, lr)
+        state, loss, correct = step(state, train_X, train_y, index, lr)
         return loss, correct
 
     history = training.fit(
         "JAX", recipe, device.device_kind if gpu else "cpu", len(train_y), data.test_labels,
-        fit_step, lambda index: evaluate(state, index), compiled=True,
+        fit_step, lambda index: evaluate(state, test_X, index), compiled=True,
         to_device=lambda a: jax.device_put(a, device), sync=lambda: jax.block_until_ready(state),
         plot=plot, progress=progress)
     stats = {"batch_stats": state.batch_stats} if state.batch_stats else {}

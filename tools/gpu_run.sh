@@ -11,15 +11,20 @@
 #
 # `run` installs nbclient, ipykernel, torchinfo and d2l 1.0.3 from .whl/ into a
 # temporary folder (never into the machine's environment), registers that
-# Python as the notebooks' kernel, then:
-#   1. executes chapters/training/{pytorch,jax}.ipynb and
-#      chapters/variants/{pytorch,jax}.ipynb in place (full scale on a GPU);
-#   2. runs bench/train_bench.py for PyTorch and JAX, both recipes, with the d2l
-#      PyTorch reference (bench/d2l_reference.py), 10 epochs;
-#   3. archives the four notebooks, the benchmark's JSON and table and the log
-#      as OUT_DIR/gpu-run.tar.gz (unpack it in the repository root).
+# Python as the notebooks' kernel, then runs the steps named in D2L_GPU_STEPS
+# (default "training,bench,variants"), in that order:
+#   training  executes chapters/training/{pytorch,jax}.ipynb in place (full
+#             scale on a GPU); a failing cell does not stop the page;
+#   bench     runs bench/train_bench.py for PyTorch and JAX (recipes from
+#             D2L_GPU_BENCH_RECIPES, default "classic,fast") beside d2l's own
+#             PyTorch code (bench/d2l_reference.py), 10 epochs;
+#   variants  executes chapters/variants/{pytorch,jax}.ipynb in place.
+# After every page and after the benchmark it rewrites OUT_DIR/gpu-run.tar.gz
+# (the notebooks run so far, bench.json and bench.md, the log; unpack it in the
+# repository root), so a run cut short by a time limit keeps what it finished.
 #
-# Environment: PYTHON (default python3), D2L_FASHION_MNIST_DIR (default
+# Environment: PYTHON (default python3), BENCH_PYTHON for d2l's PyTorch code
+# (default PYTHON; it needs torchvision), D2L_FASHION_MNIST_DIR (default
 # .data/fashion-mnist). Wheels are resolved for the running interpreter from
 # .whl/, so `prepare` fetches them for Python 3.12 (the GPU machine) and for
 # the local interpreter (the dry run).
@@ -37,6 +42,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+BENCH_PYTHON=${BENCH_PYTHON:-$PYTHON}  # d2l's PyTorch code needs torchvision too
 WHEELS=.whl
 DATA=.data/fashion-mnist
 
@@ -57,39 +63,53 @@ prepare() {
 
 run() {
   local out=${1:?usage: tools/gpu_run.sh run OUT_DIR [--small]} small=${2:-}
-  local steps=${D2L_GPU_STEPS:-training,variants,bench}
+  local steps=${D2L_GPU_STEPS:-training,bench,variants}
+  local recipes=${D2L_GPU_BENCH_RECIPES:-classic,fast}
   mkdir -p "$out"
-  local log=$out/gpu-run.log site kernels
+  out=$(cd "$out" && pwd)
+  local log=$out/gpu-run.log site kernels failed=0 done=()
   exec > >(tee "$log") 2>&1
   site=$(mktemp -d) kernels=$(mktemp -d)
   echo "== $(date -u +%FT%TZ) on $($PYTHON -c 'from d2l_lite import runtime; print(runtime.hardware())')"
   "$PYTHON" -m pip install -q --no-index --find-links "$WHEELS" --no-compile --target "$site" \
     nbclient ipykernel nbformat torchinfo
   "$PYTHON" -m pip install -q --no-index --find-links "$WHEELS" --no-deps --target "$site" "d2l==1.0.3"
-  export PYTHONPATH="$site:$PWD" JUPYTER_PATH="$kernels/share/jupyter"
+  export PYTHONPATH="$site:$PWD" JUPYTER_PATH="$kernels/share/jupyter" PYTHONUNBUFFERED=1
   export D2L_FASHION_MNIST_DIR=${D2L_FASHION_MNIST_DIR:-$PWD/$DATA}
   "$PYTHON" -m ipykernel install --prefix "$kernels" --name python3 > /dev/null
-  local pages=()
-  [[ $steps == *training* ]] && pages+=(chapters/training/pytorch.ipynb chapters/training/jax.ipynb)
-  [[ $steps == *variants* ]] && pages+=(chapters/variants/pytorch.ipynb chapters/variants/jax.ipynb)
-  if ((${#pages[@]})); then
-    echo "== executing ${pages[*]} ${small:+(small scale)}"
-    SECONDS=0
-    "$PYTHON" tools/notebooks.py execute ${small:+--small} "${pages[@]}"
-    echo "== notebooks done in ${SECONDS} s"
-  fi
-  if [[ $steps == *bench* ]]; then
-    local size=(--epochs 10)
-    [[ -n $small ]] && size=(--epochs 1 --num-train 256 --num-test 128)
-    SECONDS=0
-    "$PYTHON" bench/train_bench.py --frameworks torch,jax "${size[@]}" --python "$PYTHON" \
-      --bench-python "$PYTHON" --out "$out/bench.json"
-    echo "== benchmark done in ${SECONDS} s"
-  fi
-  local extra=(gpu-run.log)
-  [[ $steps == *bench* ]] && extra+=(bench.json bench.md)
-  tar czf "$out/gpu-run.tar.gz" "${pages[@]}" -C "$out" "${extra[@]}"
-  echo "== wrote $out/gpu-run.tar.gz"
+  # The archive is rewritten after every page and after the benchmark, so a run
+  # stopped by a time limit still returns what it finished.
+  archive() { tar czf "$out/gpu-run.tar.gz" "${done[@]}" -C "$out" gpu-run.log \
+                $(cd "$out" && ls bench.json bench.md 2>/dev/null); }
+  local step page
+  for step in ${steps//,/ }; do
+    case $step in
+      training|variants)
+        for page in chapters/$step/pytorch.ipynb chapters/$step/jax.ipynb; do
+          echo "== $(date -u +%T) executing $page ${small:+(small scale)}"
+          SECONDS=0
+          "$PYTHON" tools/notebooks.py execute --allow-errors ${small:+--small} "$page" || failed=1
+          echo "== $page done in ${SECONDS} s"
+          done+=("$page")
+          archive
+        done ;;
+      bench)
+        local size=(--epochs 10)
+        [[ -n $small ]] && size=(--epochs 1 --num-train 256 --num-test 128)
+        echo "== $(date -u +%T) benchmark: torch and jax ($recipes), d2l's PyTorch code"
+        SECONDS=0
+        "$PYTHON" bench/train_bench.py --frameworks torch,jax --recipes "$recipes" "${size[@]}" \
+          --references torch --python "$PYTHON" --bench-python "$BENCH_PYTHON" \
+          --out "$out/bench.json" || failed=1
+        echo "== benchmark done in ${SECONDS} s"
+        archive ;;
+      *) echo "unknown step $step (D2L_GPU_STEPS: training, bench, variants)"; exit 2 ;;
+    esac
+  done
+  archive
+  if ((failed)); then echo "== wrote $out/gpu-run.tar.gz; some steps failed (see above)"
+  else echo "== wrote $out/gpu-run.tar.gz"; fi
+  return $failed
 }
 
 case ${1:-} in

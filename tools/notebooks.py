@@ -2,7 +2,7 @@
 
     python tools/notebooks.py sync [NOTEBOOK ...]     # Colab cell, kernelspec, metadata
     python tools/notebooks.py check [NOTEBOOK ...]    # exit 1 if sync would change anything
-    python tools/notebooks.py execute [--small] NOTEBOOK ...
+    python tools/notebooks.py execute [--small] [--allow-errors] NOTEBOOK ...
                                   # run in place (full scale, or D2L_SMALL_SCALE=1), then sync
 
 ``sync`` puts the standard first cell into every notebook (the Colab set-up,
@@ -12,7 +12,10 @@ rest -> ``python3``) and strips metadata that changes on every run.
 
 ``execute`` runs a notebook with nbclient in the kernel it names, at full
 scale (it unsets ``D2L_SMALL_SCALE``), with the shared Fashion-MNIST copy when
-``D2L_FASHION_MNIST_DIR`` is unset. Run it from the main environment.
+``D2L_FASHION_MNIST_DIR`` is unset. Run it from the main environment. With
+``--allow-errors`` (one-shot runs such as ``tools/gpu_run.sh``) a failing cell
+does not stop the notebook: every cell runs, the notebook is saved with the
+tracebacks, their cells are listed, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ def sync(path: Path) -> bool:
     return False
 
 
-def execute(path: Path, small: bool = False) -> None:
+def execute(path: Path, small: bool = False, allow_errors: bool = False) -> int:
+    """Run ``path`` in place; return the number of cells that raised."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -123,13 +127,19 @@ def execute(path: Path, small: bool = False) -> None:
         nb = nbformat.read(path, as_version=4)
         kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
         print(f"executing {path} in kernel {kernel}", flush=True)
-        NotebookClient(nb, timeout=None, kernel_name=kernel,
+        NotebookClient(nb, timeout=None, kernel_name=kernel, allow_errors=allow_errors,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         nbformat.write(nb, path)
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
     sync(path)
+    failed = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and any(
+        out.get("output_type") == "error" for out in cell.get("outputs", []))]
+    for i in failed:
+        error = next(o for o in nb.cells[i].outputs if o.get("output_type") == "error")
+        print(f"{path.name}: cell {i} raised {error.get('ename')}: {error.get('evalue')}")
+    return len(failed)
 
 
 def all_notebooks():
@@ -140,14 +150,13 @@ def main(argv) -> int:
     if not argv or argv[0] not in ("sync", "check", "execute"):
         print(__doc__)
         return 2
-    small = "--small" in argv[1:]
+    flags = {"--small", "--allow-errors"}
+    small, allow_errors = "--small" in argv[1:], "--allow-errors" in argv[1:]
     command = argv[0]
-    paths = [Path(p).resolve() for p in argv[1:] if p != "--small"] or all_notebooks()
+    paths = [Path(p).resolve() for p in argv[1:] if p not in flags] or all_notebooks()
     paths = [p for p in paths if ".ipynb_checkpoints" not in p.parts]
     if command == "execute":
-        for path in paths:
-            execute(path, small)
-        return 0
+        return int(sum(execute(path, small, allow_errors) for path in paths) > 0)
     changed = []
     for path in paths:
         if command == "check":
