@@ -29,15 +29,14 @@
 # .whl/, so `prepare` fetches them for Python 3.12 (the GPU machine) and for
 # the local interpreter (the dry run).
 #
-# Budget on one H100, estimated (no step of it measured yet): d2l's own code
-# trains 10 epochs in 105.6 s there, with a slow data loader; ours keeps the
-# data on the GPU. Training pages: about 3 minutes each (classic float32
-# eager, the book's recipe in bfloat16 compiled). Benchmark: about 6 minutes
-# (four runs and the d2l reference). Variants pages: six 10-epoch runs each,
-# about 6 minutes each. All of it is over one device session (15 minutes,
-# the machine's start included), so D2L_GPU_STEPS picks the steps of one
-# session: "training" (about 6 minutes), "bench", then "variants"; the
-# default runs all three.
+# Budget, measured on one H100 on 2026-11-26 (a fresh machine: about a minute
+# to start, 10 s to install the wheels): the training pages 281 s (PyTorch;
+# torch.compile's first, cold compile alone 116 s) and 203 s (JAX), so about
+# 8 minutes for "training". The benchmark: d2l's PyTorch code 131 s, ours
+# with the book's recipe 60 s (PyTorch, caches warm) and more for JAX; with
+# both recipes, about 6 minutes. Variants pages: not run yet. One device
+# session (15 minutes, the start included) holds "training" and part of
+# "bench", so D2L_GPU_STEPS picks the steps of a session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

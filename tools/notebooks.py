@@ -69,6 +69,25 @@ def _source(cell) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
+NOISE = re.compile(
+    r"\d+%\|[^|]*\|\s*\d+/\d+ \["                        # a tqdm text bar
+    r"|TqdmWarning: IProgress not found|from \.autonotebook import tqdm"
+    r"|^[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]")   # a glog/absl line
+
+
+def _without_noise(output):
+    """A stderr stream output without its noise lines; None if nothing else is left."""
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return output
+    text = output.get("text", "")
+    text = "".join(text) if isinstance(text, list) else text
+    lines = [line for line in re.split(r"(?<=\n)|\r", text) if line.strip()]
+    kept = [line for line in lines if not NOISE.search(line)]
+    if not kept:
+        return None  # only bars, blanks (a closed bar) and log lines
+    return output if len(kept) == len(lines) else {**output, "text": "".join(kept)}
+
+
 def sync(path: Path) -> bool:
     """Normalise one notebook in place; return True if it changed."""
     before = path.read_text()
@@ -98,8 +117,14 @@ def sync(path: Path) -> bool:
         if cell["cell_type"] == "code":
             # Progress-bar widgets have no state once the kernel is gone: they
             # would render as nothing (or an error) in the book. Drop them.
-            cell["outputs"] = [o for o in cell.get("outputs", [])
-                               if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+            # Where ipywidgets is missing (the GPU machine), tqdm falls back to
+            # text bars on stderr, hundreds of lines per run; drop them too, with
+            # its warning about the missing widgets and the frameworks' glog-style
+            # W/I log lines (timestamp, process id, source line), which say
+            # nothing to a reader.
+            cell["outputs"] = [o for o in map(_without_noise, cell.get("outputs", []))
+                               if o is not None and "application/vnd.jupyter.widget-view+json"
+                               not in o.get("data", {})]
             for out in cell["outputs"]:
                 out.get("metadata", {}).pop("execution", None)
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
