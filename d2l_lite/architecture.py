@@ -21,7 +21,8 @@ AUX_LOSS_WEIGHT = 0.3
 @dataclass(frozen=True)
 class Conv:
     """A square convolution and its ReLU; with ``batch_norm``, Conv-BN-ReLU,
-    without a conv bias unless ``conv_bias`` keeps it (as some tutorials do)."""
+    without a conv bias unless ``conv_bias`` keeps it (as some tutorials do);
+    ``relu=False``: linear (a residual block's shortcut)."""
     name: str
     out_channels: int
     kernel: int
@@ -29,6 +30,7 @@ class Conv:
     padding: int = 0
     batch_norm: bool = False
     conv_bias: bool = False
+    relu: bool = True
 
     @property
     def bias(self) -> bool:
@@ -73,7 +75,8 @@ _WIDTHS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 @dataclass(frozen=True)
 class Inception:
     """An Inception block in the paper's Table 1 columns. ``reduce=False``: the naive
-    block; ``factorize``: two 3x3 for the 5x5."""
+    block; ``factorize``: two 3x3 for the 5x5; ``residual``: ReLU(branches + shortcut(x)),
+    the shortcut a linear 1x1 convolution with a bias (d2l's exercise 1.4)."""
     name: str
     ch1x1: int
     ch3x3red: int
@@ -85,6 +88,7 @@ class Inception:
     batch_norm: bool = False
     factorize: bool = False
     conv_bias: bool = False
+    residual: bool = False
 
     def __post_init__(self):
         for width in _WIDTHS:
@@ -115,6 +119,10 @@ class Inception:
             ("branch4", (MaxPool("pool", 3, stride=1, padding=1),
                          Conv("pool_proj", self.pool_proj, 1, **bn))),
         )
+
+    def shortcut(self) -> Optional[Conv]:
+        """The residual block's projection of its input to its width (None: none)."""
+        return Conv("shortcut", self.out_channels, 1, relu=False) if self.residual else None
 
 
 Layer = Union[Conv, MaxPool, AvgPool, GlobalAvgPool, Dense, Inception]
@@ -291,6 +299,9 @@ def _walk_layers(layers, shape, stage: str, part: str, prefix: str = ""):
             for branch, branch_layers in layer.branches():
                 yield from _walk_layers(branch_layers, shape, stage, part,
                                         f"{prefix}{layer.name}/{branch}/")
+            if layer.residual:
+                yield from _walk_layers((layer.shortcut(),), shape, stage, part,
+                                        f"{prefix}{layer.name}/")
             shape = (layer.out_channels, shape[1], shape[2])
         else:
             out = layer_output_shape(layer, shape)
@@ -324,10 +335,10 @@ def walk(spec_or_block, input_size=None):
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
                    head_pool: str = "global", reduce: bool = True, *, batch_norm: bool = False,
                    aux_heads: bool = False, factorize: bool = False, stem: str = "standard",
-                   conv_bias: bool = False) -> GoogLeNetSpec:
+                   conv_bias: bool = False, residual: bool = False) -> GoogLeNetSpec:
     """Describe GoogLeNet. ``head_pool``: ``"global"`` (d2l, any size) or ``"avg7"`` (the
     paper's; the last map must be 7x7). ``stem="small"`` (for 28x28): conv1 3x3 stride 1
-    and no first pool, so the body sees 14x14."""
+    and no first pool, so the body sees 14x14. ``residual``: every block residual."""
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
         if not isinstance(value, int) or value < 1:
@@ -338,7 +349,7 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
         raise ValueError(f"head_pool must be 'global' or 'avg7', got {head_pool!r}")
     pool = GlobalAvgPool("avgpool") if head_pool == "global" else AvgPool("avgpool")
     bn = dict(batch_norm=batch_norm, conv_bias=conv_bias)
-    b = {name: replace(block, reduce=reduce, factorize=factorize, **bn)
+    b = {name: replace(block, reduce=reduce, factorize=factorize, residual=residual, **bn)
          for name, block in _BLOCKS.items()}
     b1: Tuple[Layer, ...] = (
         (Conv("conv1", 64, 7, stride=2, padding=3, **bn), MaxPool("maxpool1"))
@@ -370,6 +381,7 @@ VARIANTS = {
     "aux heads": googlenet_spec(aux_heads=True),
     "factorized 5x5": googlenet_spec(factorize=True),
     "28x28": googlenet_spec(input_size=28, stem="small"),
+    "residual": googlenet_spec(residual=True),
 }
 #: Conv-BN-ReLU with auxiliary heads, as in tutorials reporting 13.39M parameters.
 PAPER_BN_AUX = googlenet_spec(3, 224, 1000, "avg7", batch_norm=True, aux_heads=True)

@@ -175,6 +175,16 @@ class FactorizedInception(Inception):
         return self.conv(self.ch5x5, 3, padding=1)(x, train)
 
 
+class ResidualInception(Inception):
+    """The block plus a shortcut, as in ResNet: ReLU(branches(x) + a
+    1x1 convolution of x to the block's width), no ReLU on the shortcut."""
+    @nn.compact
+    def __call__(self, x, train=False):
+        branches = [self.branch1, self.branch2, self.branch3, self.branch4]
+        y = jnp.concatenate([b(x, train) for b in branches], axis=-1)
+        return nn.relu(y + nn.Conv(y.shape[-1], (1, 1))(x))  # linear
+
+
 class AuxHead(nn.Module):
     """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
     num_classes: int
@@ -264,10 +274,11 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     """The textbook model ``spec`` describes ("avg7": the global pool of a 7x7 map)."""
     first = spec.part("body")[0].layers[0]
     small = not isinstance(spec.stages[0].layers[-1], architecture.MaxPool)
-    if not first.reduce and first.factorize or small and spec.aux_heads:
+    if (not first.reduce) + first.factorize + first.residual > 1 or small and spec.aux_heads:
         raise ValueError("no textbook model combines these variants")
     block = (NaiveInception if not first.reduce else
-             FactorizedInception if first.factorize else Inception)
+             FactorizedInception if first.factorize else
+             ResidualInception if first.residual else Inception)
     cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
     return cls(spec.num_classes, ConvBNReLU if spec.batch_norm else ConvReLU, block)
 

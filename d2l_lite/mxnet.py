@@ -153,6 +153,21 @@ class FactorizedInception(Inception):
                          conv(ch5x5, 3, padding=1))
 
 
+class ResidualInception(Inception):
+    """The block plus a shortcut, as in ResNet: ReLU(branches(x) + a
+    1x1 convolution of x to the block's width), no ReLU on the shortcut."""
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 conv=conv_relu, **kwargs):
+        super().__init__(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5,
+                         pool_proj, conv, **kwargs)
+        width = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        self.shortcut = nn.Conv2D(width, 1)  # linear
+
+    def hybrid_forward(self, F, x):
+        y = super().hybrid_forward(F, x)
+        return F.relu(y + self.shortcut(x))
+
+
 def aux_head(num_classes, conv=conv_relu):
     """An auxiliary classifier of the paper (used in training only)."""
     net = nn.HybridSequential()
@@ -204,10 +219,11 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
     """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
     one zero batch, with fresh BatchNorm statistics."""
     first = spec.part("body")[0].layers[0]
-    if first.factorize and not first.reduce:
-        raise ValueError("no textbook block is both naive and factorised")
+    if (not first.reduce) + first.factorize + first.residual > 1:
+        raise ValueError("no textbook block is two of naive, factorised, residual")
     block = (NaiveInception if not first.reduce else
-             FactorizedInception if first.factorize else Inception)
+             FactorizedInception if first.factorize else
+             ResidualInception if first.residual else Inception)
     small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
     if small and spec.aux_heads:
         raise ValueError("no textbook model has both the small stem and aux heads")

@@ -149,7 +149,7 @@ def _conv_layer(conv: Conv, path: str, x: np.ndarray, weights) -> np.ndarray:
     bias = weights[f"{path}/bias"].astype(np.float64) if conv.bias else np.zeros(len(w))
     y = _conv2d(x, w, bias, conv.stride, conv.padding)
     if not conv.batch_norm:
-        return _relu(y)
+        return _relu(y) if conv.relu else y
     gamma, beta, mean, var = (weights[f"{path}_bn/{k}"].astype(np.float64)[None, :, None, None]
                               for k in ("weight", "bias", "running_mean", "running_var"))
     return _relu((y - mean) / np.sqrt(var + BN_EPS) * gamma + beta)
@@ -157,7 +157,8 @@ def _conv_layer(conv: Conv, path: str, x: np.ndarray, weights) -> np.ndarray:
 
 def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.ndarray]
                       ) -> np.ndarray:
-    """One Inception block in float64: the four branches, concatenated on channels."""
+    """One Inception block in float64: the four branches, concatenated on channels
+    (a residual block adds its shortcut, then applies ReLU)."""
     outputs = []
     for branch, layers in block.branches():
         y = x
@@ -167,7 +168,10 @@ def inception_forward(block: Inception, x: np.ndarray, weights: Dict[str, np.nda
             else:
                 y = _max_pool(y, layer.kernel, layer.stride, layer.padding)
         outputs.append(y)
-    return np.concatenate(outputs, axis=1)
+    y = np.concatenate(outputs, axis=1)
+    if block.residual:
+        y = _relu(y + _conv_layer(block.shortcut(), f"{block.name}/shortcut", x, weights))
+    return y
 
 
 def forward(spec: GoogLeNetSpec, weights: Dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

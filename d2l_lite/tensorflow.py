@@ -196,6 +196,20 @@ class FactorizedInception(Inception):
         self.branch3.add(conv(ch5x5, 3, padding=1))
 
 
+class ResidualInception(Inception):
+    """The block plus a shortcut, as in ResNet: ReLU(branches(x) + a
+    1x1 convolution of x to the block's width), no ReLU on the shortcut."""
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 conv=conv_relu):
+        super().__init__(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5,
+                         pool_proj, conv)
+        width = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        self.shortcut = keras.layers.Conv2D(width, 1)  # linear
+
+    def call(self, X):
+        return keras.ops.relu(super().call(X) + self.shortcut(X))
+
+
 def aux_head(num_classes, conv=conv_relu):
     """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
     return keras.Sequential([
@@ -264,10 +278,11 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     """The textbook model of ``spec`` (kept as ``model.spec``), built symbolically."""
     first = next(layer for stage in spec.part("body") for layer in stage.layers)
     small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
-    if (not first.reduce and first.factorize) or (small and spec.aux_heads):
+    if (not first.reduce) + first.factorize + first.residual > 1 or small and spec.aux_heads:
         raise ValueError("no textbook model combines these variants")
     block = (NaiveInception if not first.reduce else
-             FactorizedInception if first.factorize else Inception)
+             FactorizedInception if first.factorize else
+             ResidualInception if first.residual else Inception)
     cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
     model = cls(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool

@@ -144,6 +144,20 @@ class FactorizedInception(Inception):
                                      conv(ch5x5, 3, padding=1))
 
 
+class ResidualInception(Inception):
+    """The block plus a shortcut, as in ResNet: ReLU(branches(x) + a
+    1x1 convolution of x to the block's width), no ReLU on the shortcut."""
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
+                 conv=conv_relu):
+        super().__init__(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5,
+                         pool_proj, conv)
+        width = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        self.shortcut = nn.LazyConv2d(width, 1)  # linear
+
+    def forward(self, x):
+        return F.relu(super().forward(x) + self.shortcut(x))
+
+
 def aux_head(num_classes, conv=conv_relu):
     """An auxiliary classifier: pool, 1x1 conv, two dense layers."""
     return nn.Sequential(nn.AvgPool2d(5, stride=3), conv(128, 1),
@@ -200,8 +214,8 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
     first = next(layer for stage in spec.part("body") for layer in stage.layers)
-    if not first.reduce and first.factorize:
-        raise ValueError("no textbook block is both naive and factorised")
+    if (not first.reduce) + first.factorize + first.residual > 1:
+        raise ValueError("no textbook block is two of naive, factorised, residual")
     small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
     if small and spec.aux_heads:
         raise ValueError("no textbook model has both the small stem and aux heads")
@@ -209,7 +223,8 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet
     cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
     conv = partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu
     model = cls(spec.num_classes, conv, NaiveInception if not first.reduce else
-                FactorizedInception if first.factorize else Inception)
+                FactorizedInception if first.factorize else
+                ResidualInception if first.residual else Inception)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         model.head[0] = nn.AvgPool2d(7, stride=1)
     return _build(model, spec)

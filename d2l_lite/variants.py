@@ -1,5 +1,5 @@
-"""The variants chapter's comparison: the baseline and five changes made one at a time,
-with the same budget; each framework page trains them with its ``train``."""
+"""The variants chapter's comparison: the baseline and one change per run, with the
+same budget; each framework page trains them with its ``train``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ RUNS: Tuple[Tuple[str, GoogLeNetSpec, Recipe], ...] = (
      BASELINE.with_(name="label smoothing", label_smoothing=0.1)),
     ("step decay", architecture.BOOK, BASELINE.with_(name="step decay", schedule="step")),
     ("28x28", architecture.VARIANTS["28x28"], BASELINE.with_(name="28x28")),
+    ("residual", architecture.VARIANTS["residual"], BASELINE.with_(name="residual")),
 )
 
 
 def comparison_scale(scale: RunScale) -> RunScale:
-    """The scale of each of the six runs: smaller than one run's, except on a GPU."""
+    """The scale of each run: smaller than one training page's, except on a GPU."""
     if scale.name == "small":
         return RunScale("small", 128, 64, 1, 32, "small-scale mode: each run 128 train / "
                         "64 test images, 1 epoch, batches of 32")
@@ -51,7 +52,7 @@ def comparison_table(histories: Dict[str, History]) -> None:
 
 
 def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str]:
-    """Assert that all six ran, complete and finite (a plateau or instability is a result,
+    """Assert that all runs ran, complete and finite (a plateau or instability is a result,
     not a failure; on a full run the baseline and BatchNorm must beat 0.5); return one line
     per run: learned (above 0.2), plateau, unstable."""
     assert list(histories) == [name for name, _, _ in RUNS], list(histories)

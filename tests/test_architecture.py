@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from d2l_lite import architecture, counting, paper, reference
+from d2l_lite import architecture, counting, flop_rules, paper, reference
 
 
 def test_book_model_counts():
@@ -145,7 +145,7 @@ def test_count_any_and_branch_params():
 # Variants (last chapter) -------------------------------------------------------
 
 VARIANT_PARAMS = {"baseline": 5_977_530, "batch norm": 5_984_810, "aux heads": 6_395_598,
-                  "factorized 5x5": 5_669_434, "28x28": 5_974_970}
+                  "factorized 5x5": 5_669_434, "28x28": 5_974_970, "residual": 9_178_922}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANT_PARAMS))
@@ -160,6 +160,22 @@ def test_batch_norm_trades_each_conv_bias_for_a_scale_and_a_shift():
     channels = sum(r.out_shape[0] for r in plain if r.kind == "conv")
     assert counting.total_params(bn) - counting.total_params(plain) == channels
     assert counting.total_macs(bn) == counting.total_macs(plain)  # BN is not a MAC
+
+
+def test_residual_blocks_add_one_linear_1x1_projection_each():
+    spec = architecture.VARIANTS["residual"]
+    rows = counting.count_network(spec, detail=True)
+    shortcuts = [r for r in rows if r.name.endswith("/shortcut")]
+    blocks = [r for r in counting.count_network(architecture.BOOK)
+              if r.name.startswith("inception")]
+    assert [r.name for r in shortcuts] == [f"{b.name}/shortcut" for b in blocks]
+    # C_in x C_out weights and C_out biases, at the block's map size
+    assert [r.params for r in shortcuts] == [
+        b.in_shape[0] * b.out_shape[0] + b.out_shape[0] for b in blocks]
+    assert counting.total_params(rows) - 5_977_530 == sum(r.params for r in shortcuts)
+    assert all(not r.layer.relu for r in architecture.walk(spec) if "shortcut" in r.name)
+    with pytest.raises(ValueError, match="residual"):
+        flop_rules.xla_flops(spec)
 
 
 def test_aux_heads_are_trained_but_not_run_at_inference():

@@ -32,7 +32,8 @@ def tiny(fashion_mnist):
 
 def test_known_counts():
     expected = {"baseline": 5_977_530, "batch norm": 5_984_810, "aux heads": 6_395_598,
-                "factorized 5x5": 5_669_434, "28x28": 5_974_970, "paper bn aux": 13_385_816}
+                "factorized 5x5": 5_669_434, "28x28": 5_974_970, "paper bn aux": 13_385_816,
+                "residual": 9_178_922}
     assert {name: counting.total_params(counting.count_network(spec))
             for name, spec in SPECS.items()} == expected
 
