@@ -332,6 +332,25 @@ def walk(spec_or_block, input_size=None):
                 yield from _walk_layers(head.layers(), shape, stage.name, "aux", f"{head.name}/")
 
 
+def textbook_classes(spec: GoogLeNetSpec) -> Tuple[str, str]:
+    """The names of the textbook classes that build ``spec``, the same in every framework:
+    its block (``NaiveInception``, ``FactorizedInception``, ``ResidualInception`` or
+    ``Inception``) and its network (``GoogLeNetAux``, ``SmallStemGoogLeNet`` or
+    ``GoogLeNet``); a ``ValueError`` for a combination that no class builds."""
+    first = spec.part("body")[0].layers[0]
+    changes = [name for name, on in (("naive", not first.reduce), ("factorised",
+               first.factorize), ("residual", first.residual)) if on]
+    small = not any(isinstance(layer, MaxPool) for layer in spec.stages[0].layers)
+    if len(changes) > 1 or small and spec.aux_heads:
+        both = " and ".join(changes if len(changes) > 1 else ["small stem", "aux heads"])
+        raise ValueError(f"no textbook class builds a model that is {both} at once; "
+                         f"choose one of them")
+    block = {"naive": "NaiveInception", "factorised": "FactorizedInception",
+             "residual": "ResidualInception"}.get(changes[0] if changes else "", "Inception")
+    return block, ("GoogLeNetAux" if spec.aux_heads else
+                   "SmallStemGoogLeNet" if small else "GoogLeNet")
+
+
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
                    head_pool: str = "global", reduce: bool = True, *, batch_norm: bool = False,
                    aux_heads: bool = False, factorize: bool = False, stem: str = "standard",

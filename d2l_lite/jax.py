@@ -272,15 +272,9 @@ def train_step(state, X, y, label_smoothing=0.0, dtype=jnp.float32):
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model ``spec`` describes ("avg7": the global pool of a 7x7 map)."""
-    first = spec.part("body")[0].layers[0]
-    small = not isinstance(spec.stages[0].layers[-1], architecture.MaxPool)
-    if (not first.reduce) + first.factorize + first.residual > 1 or small and spec.aux_heads:
-        raise ValueError("no textbook model combines these variants")
-    block = (NaiveInception if not first.reduce else
-             FactorizedInception if first.factorize else
-             ResidualInception if first.residual else Inception)
-    cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
-    return cls(spec.num_classes, ConvBNReLU if spec.batch_norm else ConvReLU, block)
+    block, net = (globals()[name]  # the same class names in every framework
+                  for name in architecture.textbook_classes(spec))
+    return net(spec.num_classes, ConvBNReLU if spec.batch_norm else ConvReLU, block)
 
 
 def init(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> dict:

@@ -218,17 +218,9 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:
     """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
     one zero batch, with fresh BatchNorm statistics."""
-    first = spec.part("body")[0].layers[0]
-    if (not first.reduce) + first.factorize + first.residual > 1:
-        raise ValueError("no textbook block is two of naive, factorised, residual")
-    block = (NaiveInception if not first.reduce else
-             FactorizedInception if first.factorize else
-             ResidualInception if first.residual else Inception)
-    small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
-    if small and spec.aux_heads:
-        raise ValueError("no textbook model has both the small stem and aux heads")
-    cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
-    model = cls(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
+    block, net = (globals()[name]  # the same class names in every framework
+                  for name in architecture.textbook_classes(spec))
+    model = net(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's head: a 7x7 map pooled
         model.head = nn.HybridSequential()
         model.head.add(nn.AvgPool2D(7, strides=1), nn.Dense(spec.num_classes))

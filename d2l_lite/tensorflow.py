@@ -276,15 +276,9 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0):
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec`` (kept as ``model.spec``), built symbolically."""
-    first = next(layer for stage in spec.part("body") for layer in stage.layers)
-    small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
-    if (not first.reduce) + first.factorize + first.residual > 1 or small and spec.aux_heads:
-        raise ValueError("no textbook model combines these variants")
-    block = (NaiveInception if not first.reduce else
-             FactorizedInception if first.factorize else
-             ResidualInception if first.residual else Inception)
-    cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
-    model = cls(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
+    block, net = (globals()[name]  # the same class names in every framework
+                  for name in architecture.textbook_classes(spec))
+    model = net(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         fc = model.head.pop()
         model.head.pop(rebuild=False)

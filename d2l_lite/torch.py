@@ -213,18 +213,11 @@ def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
-    first = next(layer for stage in spec.part("body") for layer in stage.layers)
-    if (not first.reduce) + first.factorize + first.residual > 1:
-        raise ValueError("no textbook block is two of naive, factorised, residual")
-    small = not any(isinstance(layer, architecture.MaxPool) for layer in spec.stages[0].layers)
-    if small and spec.aux_heads:
-        raise ValueError("no textbook model has both the small stem and aux heads")
+    block, net = (globals()[name]  # the same class names in every framework
+                  for name in architecture.textbook_classes(spec))
     bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
-    cls = GoogLeNetAux if spec.aux_heads else SmallStemGoogLeNet if small else GoogLeNet
     conv = partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu
-    model = cls(spec.num_classes, conv, NaiveInception if not first.reduce else
-                FactorizedInception if first.factorize else
-                ResidualInception if first.residual else Inception)
+    model = net(spec.num_classes, conv, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         model.head[0] = nn.AvgPool2d(7, stride=1)
     return _build(model, spec)

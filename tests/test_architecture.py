@@ -162,6 +162,24 @@ def test_batch_norm_trades_each_conv_bias_for_a_scale_and_a_shift():
     assert counting.total_macs(bn) == counting.total_macs(plain)  # BN is not a MAC
 
 
+def test_textbook_classes_name_one_class_per_variant_and_refuse_mixtures():
+    names = {name: architecture.textbook_classes(spec)
+             for name, spec in architecture.VARIANTS.items()}
+    assert names == {"baseline": ("Inception", "GoogLeNet"),
+                     "batch norm": ("Inception", "GoogLeNet"),
+                     "aux heads": ("Inception", "GoogLeNetAux"),
+                     "factorized 5x5": ("FactorizedInception", "GoogLeNet"),
+                     "28x28": ("Inception", "SmallStemGoogLeNet"),
+                     "residual": ("ResidualInception", "GoogLeNet")}
+    assert architecture.textbook_classes(architecture.googlenet_spec(reduce=False)) == (
+        "NaiveInception", "GoogLeNet")
+    for kwargs, both in (({"reduce": False, "residual": True}, "naive and residual"),
+                         ({"input_size": 28, "stem": "small", "aux_heads": True},
+                          "small stem and aux heads")):
+        with pytest.raises(ValueError, match=both):
+            architecture.textbook_classes(architecture.googlenet_spec(**kwargs))
+
+
 def test_residual_blocks_add_one_linear_1x1_projection_each():
     spec = architecture.VARIANTS["residual"]
     rows = counting.count_network(spec, detail=True)

@@ -69,7 +69,7 @@ def test_aux_head_reads_its_4x4_map_in_pytorchs_order():
 
 
 def test_unknown_combination_is_refused():
-    with pytest.raises(ValueError, match="no textbook model"):
+    with pytest.raises(ValueError, match="small stem and aux heads at once"):
         d2l.googlenet(architecture.googlenet_spec(input_size=28, stem="small",
                                                   aux_heads=True))
 

@@ -92,7 +92,7 @@ def test_check_comparison_reports_outcomes_and_requires_all_runs():
                                    [acc] * applied.num_epochs)
     lines = variants.check_comparison(histories, scale)
     assert [line.split(",")[-1].split(" (")[0].strip() for line in lines] == [
-        "plateau", "learned", "plateau", "plateau", "unstable", "plateau"]
+        "plateau", "learned", "plateau", "plateau", "unstable", "plateau", "plateau"]
     del histories["28x28"]
     with pytest.raises(AssertionError):
         variants.check_comparison(histories, scale)

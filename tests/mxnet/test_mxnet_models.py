@@ -122,6 +122,8 @@ def test_googlenet_refuses_what_no_textbook_class_builds():
                                                   aux_heads=True))
     with pytest.raises(ValueError, match="naive and factorised"):
         d2l.googlenet(architecture.googlenet_spec(reduce=False, factorize=True))
+    with pytest.raises(ValueError, match="factorised and residual"):
+        d2l.googlenet(architecture.googlenet_spec(factorize=True, residual=True))
 
 
 def test_try_gpu_prints_a_notice(capsys):
