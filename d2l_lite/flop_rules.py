@@ -18,7 +18,7 @@ def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
     ``BiasAdd`` one per element; ``MatMul`` 2 x in x out; pools the kernel area per output;
     ``Mean`` one per input; ``Relu``, ``Pad``, ``ConcatV2`` nothing."""
     ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool", "AvgPool", "Mean"), 0)
-    for step in _steps(spec_or_block, input_size):
+    for step in main_path(spec_or_block, input_size):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
         size = out[0] * out[1] * out[2]
         if isinstance(layer, architecture.Conv):
@@ -34,8 +34,9 @@ def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
     return {op: n for op, n in ops.items() if n}
 
 
-def _steps(spec_or_block, input_size):
-    """The main path's steps; these rules model no residual addition."""
+def main_path(spec_or_block, input_size):
+    """The steps these rules count: every layer but the auxiliary heads (which do not run
+    at inference). A residual block's addition is not modelled, so it is refused."""
     for step in walk(spec_or_block, input_size):
         if isinstance(step.layer, architecture.Conv) and not step.layer.relu:
             raise ValueError(f"{step.name}: the FLOP rules do not cover residual blocks")
@@ -57,7 +58,7 @@ def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
     :func:`conv_taps` only, bias+ReLU 2 per output, pools ``window - 1`` per output plus a
     scale, dense ``2 x in x out`` + bias)."""
     n, terms = batch_size, []
-    for step in _steps(spec_or_block, input_size):
+    for step in main_path(spec_or_block, input_size):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
         size = n * out[0] * out[1] * out[2]
         if isinstance(layer, architecture.Conv):
