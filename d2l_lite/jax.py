@@ -5,6 +5,10 @@ the helpers take its ``variables`` dict where PyTorch's read the model. NHWC."""
 from __future__ import annotations
 
 import functools
+import os
+import socket
+import sys
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -504,11 +508,6 @@ def init_processes(coordinator_address: Optional[str] = None,
     Then JAX waits up to ``timeout_s`` for all processes to join, and later ends
     every process when one stops sending heartbeats for ``timeout_s``: a failed
     launch ends with an error, never a hang."""
-    import os  # here, not at the top: only this section uses them
-    import socket
-    import sys
-    import time
-
     address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
     if address and process_id:  # process 0 opens the port itself
         host, port = address.rsplit(":", 1)

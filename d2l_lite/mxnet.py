@@ -4,14 +4,20 @@ alike. MXNet's layouts (NCHW, OIHW, dense ``(out, in)``) are canonical: no trans
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
+import os
 import subprocess
+import sys
+import threading
 from typing import Dict, List, Sequence, Tuple
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
+from mxnet.gluon.contrib.nn import SyncBatchNorm
 
 from . import architecture, counting, reference, runtime, tables, training
 
@@ -462,13 +468,6 @@ def time_forward(model_or_block: gluon.HybridBlock, input_shape: Sequence[int],
 
 
 # Data parallelism ------------------------------------------------------------------
-import atexit  # noqa: E402  (this section's imports: the code above is unchanged)
-import functools  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-
-from mxnet.gluon.contrib.nn import SyncBatchNorm  # noqa: E402
 
 #: The variables a ``dist_*`` kvstore reads, set by MXNet's launcher or by hand.
 DMLC_VARIABLES = ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",

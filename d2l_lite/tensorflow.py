@@ -4,6 +4,7 @@
 
 import contextlib
 import os
+import subprocess
 import sys
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -522,8 +523,6 @@ def time_forward(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
 # One process, two devices: tf.distribute.MirroredStrategy keeps a copy of every
 # variable on each device, runs the step on each device's share of the batch and
 # all-reduces the gradients. Across machines: MultiWorkerMirroredStrategy.
-
-import subprocess  # noqa: E402
 
 
 def two_devices():

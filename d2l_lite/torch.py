@@ -5,14 +5,24 @@ canonical ones: nothing is transposed here."""
 
 from __future__ import annotations
 
+import os
+import socket
+import tempfile
+import time
+import traceback
 from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import architecture, counting, reference, runtime, tables, training
@@ -446,18 +456,6 @@ def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
 # batch; DistributedDataParallel averages the gradients during backward(). The
 # processes are started with torch.multiprocessing, which imports the workers
 # from here (a function defined in a notebook cannot be imported by them).
-
-import os  # noqa: E402
-import socket  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import timedelta  # noqa: E402
-
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 
 def process_device(rank, world_size):
