@@ -140,10 +140,11 @@ def run(args) -> dict:
         "dtype": ("bfloat16 (mixed precision)"
                   if recipe.mixed_precision and gpu and args.framework != "mxnet"
                   else "float32"),
-        # JAX always jits; MXNet hybridizes for recipe.compile on any device;
-        # torch.compile and XLA run only on a GPU
-        "compiled": (True if args.framework == "jax" else
-                     bool(recipe.compile and (gpu or args.framework == "mxnet"))),
+        # JAX always jits; PyTorch records every step as one CUDA graph on a GPU;
+        # MXNet hybridizes for recipe.compile on any device; TensorFlow's XLA
+        # (recipe.compile) runs only on a GPU
+        "compiled": {"jax": True, "torch": gpu, "mxnet": recipe.compile,
+                     "tensorflow": recipe.compile and gpu}[args.framework],
     })
     return record
 

@@ -11,6 +11,11 @@ record; this script adds the derived numbers, prints a table, and saves
 everything to ``bench/results/<date>-<device>.json`` (and the table beside it
 as ``.md``). It needs only the standard library.
 
+Every run starts with empty compile caches (its own, new folders for inductor,
+Triton, JAX's compilation cache and the CUDA driver's JIT cache), as a reader's
+first run on a fresh machine does; ``--warm-caches`` measures the second run
+instead. The settings record which (``"compile_caches"``).
+
 Numbers per run: seconds per epoch and images/s (training steps only, device
 synchronised; the mean over epochs 2.. when there are several, since epoch 1
 includes compilation), compile seconds, seconds of training until the test
@@ -80,14 +85,32 @@ def loadavg() -> Optional[List[float]]:
 
 # ---- one subprocess ---------------------------------------------------------------------
 
+#: Where the frameworks keep what they compiled between processes: inductor's
+#: and Triton's kernels, JAX's persistent compilation cache, the CUDA driver's
+#: JIT cache. Each run of the benchmark gets its own, empty set (cold caches).
+CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
+                   "JAX_COMPILATION_CACHE_DIR", "CUDA_CACHE_PATH")
+
+
+def cache_environment(root: Path) -> Dict[str, str]:
+    """The variables of :data:`CACHE_VARIABLES`, each a folder under ``root``.
+    JAX caches only when its folder is set, and then every compilation."""
+    env = {name: str(root / name.lower()) for name in CACHE_VARIABLES}
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    return env
+
+
 def run_child(name: str, command: List[str], out: Path, timeout: float,
-              verbose: bool, pythonpath: Optional[str] = None) -> Dict:
-    """Run ``command`` (which writes its JSON record to ``out``); add timings."""
+              verbose: bool, pythonpath: Optional[str] = None,
+              caches: Optional[Dict[str, str]] = None) -> Dict:
+    """Run ``command`` (which writes its JSON record to ``out``) with the cache
+    folders of ``caches``; add timings."""
     print(f"--- {name}: starting", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_before, start = loadavg(), time.perf_counter()
     tail: List[str] = []
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **(caches or {}))
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath,
                                                           env.get("PYTHONPATH")]))
@@ -191,9 +214,9 @@ def fmt(value, spec: str = ".1f", none: str = "-") -> str:
 
 
 def table(runs: List[Dict]) -> str:
-    head = ["run", "recipe", "epochs", "s/epoch", "images/s", "compile s", "t(0.80) s",
-            "t(0.90) s", "final acc", "x d2l-torch (img/s)", "x d2l-torch (time)",
-            "x d2l same fw"]
+    head = ["run", "recipe", "epochs", "s/epoch", "images/s", "compile s", "training s",
+            "process s", "t(0.80) s", "t(0.90) s", "final acc", "x d2l-torch (img/s)",
+            "x d2l-torch (time)", "x d2l same fw"]
     rows, notes = [], []
     for r in runs:
         m = r.get("metrics") or {}
@@ -209,6 +232,7 @@ def table(runs: List[Dict]) -> str:
         rows.append([
             r["name"], r.get("recipe", ""), str(m["epochs"]), fmt(m["seconds_per_epoch"], ".2f"),
             fmt(m["images_per_sec"], ",.1f"), fmt(m["compile_seconds"], ".1f"),
+            fmt(m["train_seconds"], ".1f"), fmt((r.get("process") or {}).get("wall_seconds"), ".0f"),
             fmt(m["time_to_0.80"], ".1f", "null"), fmt(m["time_to_0.90"], ".1f", "null"),
             fmt(m["final_test_acc"], ".3f"),
             fmt(vs_torch.get("speedup_images_per_sec"), ".2f"),
@@ -262,6 +286,11 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None,
                    help="Fashion-MNIST IDX files (default: $D2L_FASHION_MNIST_DIR, else "
                         "../shared/data/fashion-mnist beside the repository when it exists)")
+    p.add_argument("--warm-caches", action="store_true",
+                   help="measure the second run: before each run of ours, an untimed "
+                        "1-epoch run of the same configuration fills that run's compile "
+                        "caches (default: every run starts with empty caches, as a reader's "
+                        "first run does)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     p.add_argument("--out", default=None,
                    help="results file (default: bench/results/<date>-<device>.json)")
@@ -338,7 +367,8 @@ def main(argv=None) -> int:
                          "batch_size_override": args.batch_size,
                          "frameworks": frameworks, "recipes": recipes,
                          "d2l_reference": not args.no_reference,
-                         "d2l_num_workers": args.d2l_workers},
+                         "d2l_num_workers": args.d2l_workers,
+                         "compile_caches": "warm" if args.warm_caches else "cold"},
             "versions": versions,
             "notes": [
                 "seconds and images/s count training steps only (device synchronised), not "
@@ -347,6 +377,13 @@ def main(argv=None) -> int:
                 "when there are several epochs, else epoch 1",
                 "speedup_images_per_sec = ours / d2l (steady images/s); speedup_total_time = "
                 "d2l training seconds / ours for the same epochs (compilation included)",
+                "process s: the whole process's wall time (imports, data, training, "
+                "evaluation)",
+                ("compile caches warm: each run of ours followed an untimed 1-epoch run of "
+                 "the same configuration with the same cache folders (a second run)"
+                 if args.warm_caches else
+                 "compile caches cold: every run started with empty cache folders "
+                 f"({', '.join(CACHE_VARIABLES)}), as a reader's first run does"),
             ],
             "table": text,
             "runs": runs,
@@ -355,13 +392,15 @@ def main(argv=None) -> int:
         out.write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
         out.with_suffix(".md").write_text(
             f"# Training benchmark, {stamp:%Y-%m-%d}\n\n{device}; {args.epochs} epoch(s), "
-            f"{args.num_train or 60000:,} train / {args.num_test or 10000:,} test images. "
+            f"{args.num_train or 60000:,} train / {args.num_test or 10000:,} test images, "
+            f"compile caches {'warm (second run)' if args.warm_caches else 'cold (first run)'}. "
             f"Full record: `{out.name}`.\n\n{text}\n")
         return text
 
     with tempfile.TemporaryDirectory(prefix="d2l-bench-") as tmp:
         def child(name, python, script, extra, meta, pythonpath=None):
             target = Path(tmp) / f"{len(runs)}.json"
+            caches = cache_environment(Path(tmp) / f"caches-{len(runs)}")
             missing = [p for p in (python, pythonpath) if p and not (
                 (ROOT / p).exists() if os.sep in p else shutil.which(p))]
             if missing:
@@ -369,9 +408,17 @@ def main(argv=None) -> int:
                          else "tools/setup_env.sh")
                 record = {"status": f"not available: {missing[0]} is missing (run {setup})"}
             else:
-                record = run_child(name, [python, str(BENCH / script)] + extra
-                                   + ["--out", str(target)], target, args.timeout,
-                                   args.verbose, pythonpath and str(ROOT / pythonpath))
+                command = [python, str(BENCH / script)] + extra
+                path = pythonpath and str(ROOT / pythonpath)
+                if args.warm_caches and meta["implementation"] == "d2l_lite":
+                    prime = command[:command.index("--epochs") + 1] + ["1"] + \
+                        command[command.index("--epochs") + 2:]
+                    run_child(f"{name} (filling the caches)", prime
+                              + ["--out", str(target)], target, args.timeout,
+                              args.verbose, path, caches)
+                    target.unlink(missing_ok=True)
+                record = run_child(name, command + ["--out", str(target)], target,
+                                   args.timeout, args.verbose, path, caches)
             record.update(meta, name=name)
             runs.append(record)
             save()

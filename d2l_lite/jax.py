@@ -422,12 +422,21 @@ def optimizer(recipe: training.Recipe) -> optax.GradientTransformation:
 #: No YNNPACK (jaxlib 0.10's CPU convolutions): slower weight gradients here.
 CPU_TRAIN_COMPILER_OPTIONS = ({"xla_cpu_experimental_ynn_fusion_type": ""}
                               if jax.__version_info__ >= (0, 10) else {})
+#: On a GPU, XLA times each candidate kernel of every convolution and fusion while
+#: it compiles (autotuning). Level 1 still times them all but skips initialising
+#: their buffers and checking their results against a reference (level 4, the
+#: default), which a reader's first, cold compile pays for.
+GPU_TRAIN_COMPILER_OPTIONS = {"xla_gpu_autotune_level": 1}
 
 
 def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, device=None,
-          image_size=None, plot=True, progress=True) -> Tuple[training.History, dict]:
+          image_size=None, compiler_options=None, plot=True,
+          progress=True) -> Tuple[training.History, dict]:
     """``(history, variables)``: :func:`training.fit` with a jitted :func:`train_step`
-    (state donated) from :func:`reference.xavier_weights`; bfloat16 only on a GPU."""
+    (state donated) from :func:`reference.xavier_weights`; bfloat16 only on a GPU.
+    ``compiler_options``: XLA's, for the step and the evaluation (default:
+    :data:`GPU_TRAIN_COMPILER_OPTIONS` on a GPU, :data:`CPU_TRAIN_COMPILER_OPTIONS`
+    for the CPU step)."""
     training.check_recipe(recipe)
     device = device or jax.devices()[0]
     gpu = device.platform == "gpu"
@@ -442,17 +451,23 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
         batch_stats=start.get("batch_stats", {}), key=set_seed(recipe.seed)), device)
     train_X, train_y, test_X, _ = device_data(data, device)
 
-    @functools.partial(jax.jit, donate_argnums=0,
-                       compiler_options={} if gpu else CPU_TRAIN_COMPILER_OPTIONS)
+    if compiler_options is None:
+        options = GPU_TRAIN_COMPILER_OPTIONS if gpu else CPU_TRAIN_COMPILER_OPTIONS
+        eval_options = GPU_TRAIN_COMPILER_OPTIONS if gpu else {}
+    else:
+        options = eval_options = compiler_options
+
+    @functools.partial(jax.jit, donate_argnums=0, compiler_options=options)
     def step(state, images, labels, index, lr):  # the data as arguments, not constants
         state.opt_state.hyperparams["learning_rate"] = lr  # optax's way
         return train_step(state, prepare_batch(images[index], size),
                           labels[index], recipe.label_smoothing, dtype)
 
-    @jax.jit
-    def evaluate(state, images, index):  # in float32
-        y_hat = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                            prepare_batch(images[index], size))
+    @functools.partial(jax.jit, compiler_options=eval_options)
+    def evaluate(state, images, index):  # in the step's dtype: XLA reuses its autotuning
+        params = jax.tree.map(lambda p: p.astype(dtype), state.params)
+        y_hat = model.apply({"params": params, "batch_stats": state.batch_stats},
+                            prepare_batch(images[index], size).astype(dtype))
         return y_hat.argmax(axis=-1)
 
     def fit_step(index, lr):

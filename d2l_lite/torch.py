@@ -10,6 +10,7 @@ import socket
 import tempfile
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -206,7 +207,9 @@ class SmallStemGoogLeNet(GoogLeNet):
 
 def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
     """One step: forward, loss, gradients, update."""
-    with torch.autocast(X.device.type, torch.bfloat16, enabled=bf16):
+    # no cache of bfloat16 weights: the step may be recorded as a CUDA graph
+    with torch.autocast(X.device.type, torch.bfloat16, enabled=bf16,
+                        cache_enabled=False):
         y_hat, aux = training.split_aux(model(X))
         loss = F.cross_entropy(y_hat, y, label_smoothing=label_smoothing)
         # auxiliary heads (variants chapter) add their losses x 0.3
@@ -328,10 +331,6 @@ def logits(model: nn.Module, X: np.ndarray) -> np.ndarray:
 # Training ------------------------------------------------------------------------
 
 
-#: torch.compile's mode on a GPU: CUDA graphs, as GoogLeNet's kernels are small.
-COMPILE_MODE = "reduce-overhead"
-
-
 def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
     """Train and test images (uint8) and labels on ``device``, copied once."""
     return tuple(torch.tensor(array, dtype=dtype, device=device) for array, dtype in (
@@ -348,35 +347,85 @@ def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 9
     return X.contiguous(memory_format=torch.channels_last) if channels_last else X
 
 
-def _optimizer(model: nn.Module, recipe, device: torch.device, compiled: bool):
-    """The recipe's optimiser; a compiled step gets the rate as a tensor (no
-    recompiles). GPU: fused kernels eager, ``capturable`` state compiled."""
-    lr = torch.tensor(recipe.lr, device=device) if compiled else recipe.lr
-    cuda = device.type == "cuda"
-    fused = (cuda and not compiled) or None  # None: PyTorch's default
+def _optimizer(model: nn.Module, recipe, lr):
+    """The recipe's optimiser with learning rate ``lr`` (a float, or a tensor on the
+    GPU that a CUDA graph reads). GPU: fused kernels, and AdamW's state ``capturable``."""
+    cuda = _device(model).type == "cuda"
+    fused = cuda or None  # None: PyTorch's default
     if recipe.optimizer == "sgd":  # weight_decay coupled: L2 added to the gradient
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum,
                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
                                fused=fused)
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay,
-                             fused=fused, capturable=cuda and compiled)  # decay decoupled
+                             fused=fused, capturable=cuda)  # decay decoupled
+
+
+class GraphedStep:
+    """``step(*inputs)`` recorded once as a CUDA graph and then replayed: one launch
+    per training step instead of hundreds of small kernels, each waiting on Python.
+
+    The first ``warmup`` calls run ``step`` eagerly on a side stream (cuDNN picks its
+    kernels, the optimiser creates its state); the next call records the graph on
+    copies of its inputs, and every call from then on copies its inputs into those
+    and replays the graph. The outputs are the graph's own tensors, overwritten by the
+    next replay. What the graph reads besides its inputs (weights, optimiser state, a
+    learning-rate tensor) must stay where it is: change it in place. Without CUDA, or
+    with ``enabled=False``, every call runs ``step`` eagerly on the same buffers."""
+
+    def __init__(self, step, warmup: int = 3, enabled: Optional[bool] = None):
+        self.step, self.warmup = step, warmup
+        self.enabled = torch.cuda.is_available() if enabled is None else enabled
+        self.calls, self.graph, self.inputs, self.outputs = 0, None, None, None
+
+    def __call__(self, *inputs):
+        self.calls += 1
+        if not self.enabled:
+            return self.step(*inputs)
+        if self.calls <= self.warmup:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), warnings.catch_warnings():
+                # a capturable optimiser warns when it steps outside a graph,
+                # which is what a warm-up step is for
+                warnings.filterwarnings("ignore", "This instance was constructed with "
+                                        "capturable=True")
+                outputs = self.step(*inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            return outputs
+        if self.graph is None:
+            self.inputs = [x.clone() for x in inputs]
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):  # records; runs nothing
+                    self.outputs = self.step(*self.inputs)
+            except RuntimeError as error:  # e.g. an operation that syncs the CPU
+                self.enabled = False
+                print(f"PyTorch: the training step could not be recorded as a CUDA "
+                      f"graph, so it runs eagerly (slower, same numbers): {error}")
+                return self.step(*inputs)
+            self.graph = graph
+        for static, x in zip(self.inputs, inputs):
+            static.copy_(x)
+        self.graph.replay()
+        return self.outputs
 
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.BOOK,
-          device=None, image_size: Optional[int] = None, plot: bool = True,
-          progress: bool = True) -> training.History:
+          device=None, image_size: Optional[int] = None, graph: Optional[bool] = None,
+          plot: bool = True, progress: bool = True) -> training.History:
     """Train ``model`` (of ``spec``) from :func:`d2l_lite.reference.xavier_weights`
-    with :func:`train_step` on :func:`d2l_lite.training.fit`. On a GPU only:
-    bfloat16 autocast, channels last (``mixed_precision``), ``torch.compile``."""
+    with :func:`train_step` on :func:`d2l_lite.training.fit`. On a GPU each step is
+    one CUDA graph (:class:`GraphedStep`; ``graph=False`` runs it eagerly) and
+    ``mixed_precision`` means bfloat16 autocast with channels-last tensors."""
     training.check_recipe(recipe)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
-    compiled, bf16 = recipe.compile and cuda, recipe.mixed_precision and cuda
-    skipped = [what for what, asked in (("bfloat16 (float32 instead)", recipe.mixed_precision),
-                                        ("torch.compile (eager instead)", recipe.compile))
-               if asked and not cuda]
-    if skipped:
-        print(f"PyTorch on the CPU: {' and '.join(skipped)}; both are GPU options here.")
+    graph, bf16 = cuda if graph is None else graph, recipe.mixed_precision and cuda
+    if graph and not cuda:
+        raise ValueError("graph=True needs a CUDA device: CUDA graphs are a GPU feature; "
+                         "leave graph=None to capture on a GPU and run eagerly elsewhere")
+    if recipe.mixed_precision and not cuda:
+        print("PyTorch on the CPU: float32 instead of bfloat16 (a GPU option here).")
     size = image_size or spec.input_size
     set_seed(recipe.seed)
     _build(model.to(device), spec)
@@ -384,19 +433,25 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
     if bf16:
         model.to(memory_format=torch.channels_last)
     train_X, train_y, test_X, _ = device_data(data, device)
-    optimizer = _optimizer(model, recipe, device, compiled)
-    step = torch.compile(train_step, mode=COMPILE_MODE, dynamic=False) if compiled else train_step
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    # a graph reads the learning rate from a tensor, which the schedule changes in place
+    lr = torch.tensor(recipe.lr, device=device) if graph else recipe.lr
+    optimizer = _optimizer(model, recipe, lr)
 
-    def fit_step(index, lr):
-        for group in optimizer.param_groups:  # compiled: in place, the step reads that tensor
-            group["lr"] = group["lr"].fill_(lr) if compiled else lr
-        optimizer.zero_grad(set_to_none=True)  # not traceable: outside the compiled step
-        if compiled:  # a new CUDA graph replay: the last outputs have been read
-            torch.compiler.cudagraph_mark_step_begin()
+    def step(index):  # what the graph records: the whole training step
+        optimizer.zero_grad(set_to_none=True)  # backward() then writes fresh gradients
+        return train_step(model, optimizer, prepare_batch(train_X, index, size, bf16),
+                          train_y[index], recipe.label_smoothing, bf16)
+
+    graphed = GraphedStep(step, enabled=graph)
+
+    def fit_step(index, rate):
+        if graph:
+            lr.fill_(rate)
+        else:
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         model.train()
-        return step(model, optimizer, prepare_batch(train_X, index, size, bf16),
-                    train_y[index], recipe.label_smoothing, bf16)
+        return graphed(index)
 
     def eval_step(index):
         model.eval()
@@ -408,12 +463,17 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
         return training.fit(
             "PyTorch", recipe, torch.cuda.get_device_name(device) if cuda else "cpu",
             len(train_y), data.test_labels, fit_step, eval_step,
-            to_device=lambda a: torch.as_tensor(a, device=device), sync=sync,
-            to_numpy=lambda t: t.cpu().numpy(),
-            compiled=compiled, plot=plot, progress=progress)
+            to_device=lambda a: torch.as_tensor(a, device=device), sync=sync_of(device),
+            to_numpy=lambda t: t.cpu().numpy(), compiled=graph,
+            first_calls=graphed.warmup + 2, plot=plot, progress=progress)
     finally:
         torch.backends.cudnn.benchmark = benchmark
         model.eval()
+
+
+def sync_of(device: torch.device):
+    """A function that waits for ``device`` (a no-op on the CPU)."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
 # FLOPs and timing ----------------------------------------------------------------
@@ -441,7 +501,7 @@ def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
     ``warmup`` passes (lazy layers, cuDNN's kernel choice, caches)."""
     device = _device(model_or_block)
     X = torch.rand(tuple(input_shape), device=device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = sync_of(device)
     was_training = model_or_block.training
     model_or_block.eval()
     try:

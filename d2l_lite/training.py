@@ -223,11 +223,13 @@ def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray
 def fit(framework: str, recipe: Recipe, device: str, num_train: int, test_labels,
         train_step: Callable, eval_step: Callable, *, to_device: Callable = np.asarray,
         sync: Callable = lambda: None, to_numpy: Callable = np.asarray,
-        compiled: bool = False, plot: bool = True, progress: bool = True,
-        points_per_epoch: int = 4) -> History:
+        compiled: bool = False, first_calls: int = 4, plot: bool = True,
+        progress: bool = True, points_per_epoch: int = 4) -> History:
     """The loop the four frameworks share: ``train_step(index, lr)`` returns the mean loss
     and correct count, left on the device and read ``points_per_epoch`` times an epoch;
-    ``eval_step(index)`` returns the predicted classes, read after each epoch."""
+    ``eval_step(index)`` returns the predicted classes, read after each epoch. With
+    ``compiled``, the first ``first_calls`` calls of each are timed, and what they cost
+    beyond the last of them is the run's ``compile_seconds``."""
     test_labels = np.asarray(test_labels)
     num_test, batch = len(test_labels), recipe.batch_size
     steps = steps_per_epoch(num_train, batch)
@@ -240,7 +242,7 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, test_labels
     wall = Timer()
 
     def run(kind: str, step: Callable, i: int, *args):
-        if not (compiled and not history.epochs and i < 4):
+        if not (compiled and not history.epochs and i < first_calls):
             return step(*args)
         timer = Timer()
         out = step(*args)

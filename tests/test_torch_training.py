@@ -64,7 +64,7 @@ def test_loss_decreases_and_history_is_complete(tiny, recipe, capsys):
                         progress=False)
     out = capsys.readouterr().out
     if recipe.compile and not torch.cuda.is_available():
-        assert "torch.compile (eager instead)" in out and "float32" in out
+        assert "float32 instead of bfloat16" in out
     assert history.framework == "PyTorch" and history.recipe == recipe
     assert history.device == ("cpu" if not torch.cuda.is_available()
                               else torch.cuda.get_device_name())
@@ -86,3 +86,74 @@ def test_train_rejects_what_it_cannot_use(tiny):
                   progress=False)
     with pytest.raises(ValueError, match="training.Recipe"):
         d2l.train(model, tiny, "classic", plot=False, progress=False)
+
+
+# CUDA graphs ------------------------------------------------------------------
+# On a GPU, d2l.train records its step once as a CUDA graph and replays it; on a
+# CPU the very same step function runs eagerly on the same buffers (the tests
+# above). The GPU tests hold the replayed step to the eager one.
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="CUDA graphs need an NVIDIA GPU; here the step's eager twin runs (tests above)")
+
+
+def test_graphed_step_without_cuda_runs_the_step_every_call():
+    calls = []
+    graphed = d2l.GraphedStep(lambda x: calls.append(x) or x * 2, enabled=False)
+    for k in range(5):
+        assert torch.equal(graphed(torch.tensor([k])), torch.tensor([2 * k]))
+    assert len(calls) == 5
+
+
+def test_graph_true_without_cuda_says_what_to_do(tiny):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA graphs are a GPU feature"):
+        d2l.train(d2l.googlenet(SPEC), tiny, training.CLASSIC.with_(batch_size=16),
+                  graph=True, plot=False, progress=False)
+
+
+@needs_cuda
+def test_graphed_step_replays_with_each_calls_inputs():
+    calls = []
+
+    def step(x):
+        calls.append(1)
+        return x * 2
+
+    graphed = d2l.GraphedStep(step, warmup=1)
+    for k in range(5):
+        x = torch.full((3,), float(k), device="cuda")
+        assert torch.equal(graphed(x), x * 2), k
+    assert len(calls) == 2  # one warm-up call, one recording; the rest replayed
+
+
+@needs_cuda
+@pytest.mark.parametrize("recipe, tolerance", [
+    # TF32 convolutions (cuDNN's default) keep 10 mantissa bits, ~5e-4 relative:
+    # two runs may pick different cuDNN algorithms (benchmark mode), which round
+    # differently; over 12 SGD steps that stays well under 2% of the distance the
+    # weights moved. A graph that replayed stale batches would be O(1) away.
+    (training.CLASSIC.with_(num_epochs=2, batch_size=16), 0.02),
+    # bfloat16 keeps 8 bits (~4e-3 relative per rounding), through ~60 layers and
+    # AdamW's normalised steps: allow 10%.
+    (training.FAST.with_(num_epochs=2, batch_size=16), 0.10),
+], ids=["classic-float32", "fast-bfloat16"])
+def test_graphed_training_equals_eager_training(fashion_mnist, recipe, tolerance):
+    data = fashion_mnist.subset(96, 64)  # 6 steps an epoch: 3 warm-up, then the graph
+    weights = {}
+    for graph in (True, False):
+        model = d2l.googlenet(SPEC)
+        d2l.train(model, data, recipe, device="cuda", image_size=IMAGE_SIZE, graph=graph,
+                  plot=False, progress=False)
+        weights[graph] = [p.detach().float().cpu() for p in model.parameters()]
+    start = [torch.as_tensor(a) for _, a in reference.ordered(
+        reference.xavier_weights(SPEC, seed=recipe.seed))[0]]
+
+    def distance(a, b):
+        return math.sqrt(sum(((x - y) ** 2).sum().item() for x, y in zip(a, b)))
+
+    moved, apart = distance(weights[False], start), distance(weights[True], weights[False])
+    assert moved > 0
+    assert apart < tolerance * moved, (apart, moved)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The book's GPU run: re-execute the pages whose committed outputs should come
-# from a GPU, and benchmark against d2l, on a machine that has only Python 3.12
-# with CUDA builds of torch, torchvision, jax, flax and optax (plus pandas,
-# matplotlib and tqdm) and no network. Everything else comes from wheels kept
-# in .whl/ (git-ignored) and the data from .data/fashion-mnist (git-ignored).
+# The book's GPU run: check the GPU-only code, re-execute the pages whose
+# committed outputs should come from a GPU, and benchmark against d2l, on a
+# machine that has only Python 3.12 with CUDA builds of torch, torchvision,
+# jax, flax and optax (plus pandas, matplotlib, tqdm and pytest) and no
+# network. Everything else comes from wheels kept in .whl/ (git-ignored) and
+# the data from .data/fashion-mnist (git-ignored).
 #
 #   tools/gpu_run.sh prepare            # here, with the internet: fill .whl/ and .data/
 #   tools/gpu_run.sh run OUT_DIR        # there: full scale, writes OUT_DIR/gpu-run.tar.gz
@@ -12,16 +13,22 @@
 # `run` installs nbclient, ipykernel, torchinfo and d2l 1.0.3 from .whl/ into a
 # temporary folder (never into the machine's environment), registers that
 # Python as the notebooks' kernel, then runs the steps named in D2L_GPU_STEPS
-# (default "training,bench,variants"), in that order:
-#   training  executes chapters/training/{pytorch,jax}.ipynb in place (full
-#             scale on a GPU); a failing cell does not stop the page;
+# (default "check,bench,training,probe"), in that order:
+#   check     the tests that need CUDA (the CUDA-graph step against the eager
+#             one: tests/test_torch_training.py -k graph);
 #   bench     runs bench/train_bench.py for PyTorch and JAX (recipes from
 #             D2L_GPU_BENCH_RECIPES, default "classic,fast") beside d2l's own
-#             PyTorch code (bench/d2l_reference.py), 10 epochs;
+#             PyTorch code (bench/d2l_reference.py), 10 epochs, cold caches;
+#   training  executes chapters/training/{pytorch,jax}.ipynb in place (full
+#             scale on a GPU); a failing cell does not stop the page;
+#   probe     bench/jax_compile_probe.py: XLA's compile time and steady rate
+#             under a few compiler options, within D2L_GPU_PROBE_BUDGET
+#             seconds (default 150);
 #   variants  executes chapters/variants/{pytorch,jax}.ipynb in place.
-# After every page and after the benchmark it rewrites OUT_DIR/gpu-run.tar.gz
-# (the notebooks run so far, bench.json and bench.md, the log; unpack it in the
-# repository root), so a run cut short by a time limit keeps what it finished.
+# After every step (and every page) it rewrites OUT_DIR/gpu-run.tar.gz (the
+# notebooks run so far, bench.json and bench.md, probe.json, the log; unpack it
+# in the repository root), so a run cut short by a time limit keeps what it
+# finished.
 #
 # Environment: PYTHON (default python3), BENCH_PYTHON for d2l's PyTorch code
 # (default PYTHON; it needs torchvision), D2L_FASHION_MNIST_DIR (default
@@ -29,14 +36,10 @@
 # .whl/, so `prepare` fetches them for Python 3.12 (the GPU machine) and for
 # the local interpreter (the dry run).
 #
-# Budget, measured on one H100 on 2026-11-26 (a fresh machine: about a minute
-# to start, 10 s to install the wheels): the training pages 281 s (PyTorch;
-# torch.compile's first, cold compile alone 116 s) and 203 s (JAX), so about
-# 8 minutes for "training". The benchmark: d2l's PyTorch code 131 s, ours
-# with the book's recipe 60 s (PyTorch, caches warm) and more for JAX; with
-# both recipes, about 6 minutes. Variants pages: not run yet. One device
-# session (15 minutes, the start included) holds "training" and part of
-# "bench", so D2L_GPU_STEPS picks the steps of a session.
+# Budget: one device session is 15 minutes, the machine's start (about a
+# minute) included, so D2L_GPU_STEPS splits the steps over two calls on one
+# warm machine: "check,bench" (d2l's code alone about 125 s on one H200) and
+# "training,probe". What each took is in bench/results/ and the closing notes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +65,7 @@ prepare() {
 
 run() {
   local out=${1:?usage: tools/gpu_run.sh run OUT_DIR [--small]} small=${2:-}
-  local steps=${D2L_GPU_STEPS:-training,bench,variants}
+  local steps=${D2L_GPU_STEPS:-check,bench,training,probe}
   local recipes=${D2L_GPU_BENCH_RECIPES:-classic,fast}
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
@@ -79,7 +82,7 @@ run() {
   # The archive is rewritten after every page and after the benchmark, so a run
   # stopped by a time limit still returns what it finished.
   archive() { tar czf "$out/gpu-run.tar.gz" "${done[@]}" -C "$out" gpu-run.log \
-                $(cd "$out" && ls bench.json bench.md 2>/dev/null); }
+                $(cd "$out" && ls bench.json bench.md probe.json 2>/dev/null); }
   local step page
   for step in ${steps//,/ }; do
     case $step in
@@ -92,6 +95,20 @@ run() {
           done+=("$page")
           archive
         done ;;
+      check)
+        echo "== $(date -u +%T) the tests that need CUDA"
+        SECONDS=0
+        "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_torch_training.py -k graph \
+          -rs || failed=1
+        echo "== check done in ${SECONDS} s"
+        archive ;;
+      probe)
+        echo "== $(date -u +%T) XLA compile probe"
+        SECONDS=0
+        "$PYTHON" bench/jax_compile_probe.py --out "$out/probe.json" \
+          --budget "${D2L_GPU_PROBE_BUDGET:-150}" || failed=1
+        echo "== probe done in ${SECONDS} s"
+        archive ;;
       bench)
         local size=(--epochs 10)
         [[ -n $small ]] && size=(--epochs 1 --num-train 256 --num-test 128)
@@ -102,7 +119,8 @@ run() {
           --out "$out/bench.json" || failed=1
         echo "== benchmark done in ${SECONDS} s"
         archive ;;
-      *) echo "unknown step $step (D2L_GPU_STEPS: training, bench, variants)"; exit 2 ;;
+      *) echo "unknown step $step (D2L_GPU_STEPS: check, bench, training, probe, variants)"
+         exit 2 ;;
     esac
   done
   archive
