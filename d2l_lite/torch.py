@@ -207,7 +207,7 @@ class SmallStemGoogLeNet(GoogLeNet):
 
 def train_step(model, optimizer, X, y, label_smoothing=0.0, bf16=False):
     """One step: forward, loss, gradients, update."""
-    # no cache of bfloat16 weights: the step may be recorded as a CUDA graph
+    # no cached bfloat16 weights: the step may be recorded as a CUDA graph
     with torch.autocast(X.device.type, torch.bfloat16, enabled=bf16,
                         cache_enabled=False):
         y_hat, aux = training.split_aux(model(X))
