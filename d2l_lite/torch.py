@@ -412,11 +412,14 @@ class GraphedStep:
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.BOOK,
           device=None, image_size: Optional[int] = None, graph: Optional[bool] = None,
-          plot: bool = True, progress: bool = True) -> training.History:
+          cudnn_benchmark: bool = True, plot: bool = True,
+          progress: bool = True) -> training.History:
     """Train ``model`` (of ``spec``) from :func:`d2l_lite.reference.xavier_weights`
     with :func:`train_step` on :func:`d2l_lite.training.fit`. On a GPU each step is
     one CUDA graph (:class:`GraphedStep`; ``graph=False`` runs it eagerly) and
-    ``mixed_precision`` means bfloat16 autocast with channels-last tensors."""
+    ``mixed_precision`` means bfloat16 autocast with channels-last tensors.
+    ``cudnn_benchmark``: cuDNN times several algorithms for each convolution shape
+    the first time it meets it and keeps the fastest (else its heuristics choose)."""
     training.check_recipe(recipe)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
@@ -458,8 +461,9 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
         with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             return model(prepare_batch(test_X, index, size, bf16)).argmax(dim=1)
 
-    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
-    try:  # one input shape: cuDNN picks the fastest kernels once
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    try:  # one input shape: cuDNN picks its kernels once
         return training.fit(
             "PyTorch", recipe, torch.cuda.get_device_name(device) if cuda else "cpu",
             len(train_y), data.test_labels, fit_step, eval_step,

@@ -21,9 +21,10 @@
 #             PyTorch code (bench/d2l_reference.py), 10 epochs, cold caches;
 #   training  executes chapters/training/{pytorch,jax}.ipynb in place (full
 #             scale on a GPU); a failing cell does not stop the page;
-#   probe     bench/jax_compile_probe.py: XLA's compile time and steady rate
-#             under a few compiler options, within D2L_GPU_PROBE_BUDGET
-#             seconds (default 150);
+#   probe     bench/first_steps_probe.py: what the first steps cost, and the
+#             steady rate, with cuDNN's benchmark mode on and off (PyTorch)
+#             and under a few XLA compiler options (JAX), within
+#             D2L_GPU_PROBE_BUDGET seconds (default 150);
 #   variants  executes chapters/variants/{pytorch,jax}.ipynb in place.
 # After every step (and every page) it rewrites OUT_DIR/gpu-run.tar.gz (the
 # notebooks run so far, bench.json and bench.md, probe.json, the log; unpack it
@@ -36,10 +37,13 @@
 # .whl/, so `prepare` fetches them for Python 3.12 (the GPU machine) and for
 # the local interpreter (the dry run).
 #
-# Budget: one device session is 15 minutes, the machine's start (about a
-# minute) included, so D2L_GPU_STEPS splits the steps over two calls on one
-# warm machine: "check,bench" (d2l's code alone about 125 s on one H200) and
-# "training,probe". What each took is in bench/results/ and the closing notes.
+# Budget, measured on one H200 on 2026-12-04 (cold caches; about 30 s to start
+# the machine and 7 s to install the wheels): check 66 s; bench 480 s (d2l's
+# PyTorch code 152 s, ours PyTorch 81 s + 57 s, JAX 79 s + 111 s, process
+# wall times); the PyTorch training page 143 s; the JAX page about 200 s
+# (its runs' wall times). One device session (15 minutes, the start
+# included) cannot hold them all: split them with D2L_GPU_STEPS over calls on
+# one warm machine (it is given back after 30 s idle), most needed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,9 +107,9 @@ run() {
         echo "== check done in ${SECONDS} s"
         archive ;;
       probe)
-        echo "== $(date -u +%T) XLA compile probe"
+        echo "== $(date -u +%T) first-steps probe"
         SECONDS=0
-        "$PYTHON" bench/jax_compile_probe.py --out "$out/probe.json" \
+        "$PYTHON" bench/first_steps_probe.py --out "$out/probe.json" \
           --budget "${D2L_GPU_PROBE_BUDGET:-150}" || failed=1
         echo "== probe done in ${SECONDS} s"
         archive ;;

@@ -1,15 +1,16 @@
-"""What XLA's GPU compile of the JAX training step costs under a few compiler options.
+"""What the first steps of a GPU training run cost, under a few settings.
 
-    python bench/jax_compile_probe.py --out probe.json [--budget 150]
+    python bench/first_steps_probe.py --out probe.json [--budget 150]
 
-Each option set trains the book's recipe (bfloat16, batch 256) for 2 epochs on
-the first 15,360 training images (60 steps an epoch) in a fresh process with no
-compilation cache, through ``d2l_lite.jax.train(..., compiler_options=...)``:
-the first epoch's compile estimate (``History.compile_seconds``, which covers
-the step and the evaluation), the whole first epoch, and the second epoch's
-images/s (the steady rate). The sets run from the cheapest to compile to the
-default; a set that would start after ``--budget`` seconds is skipped. Needs a
-GPU; on a CPU it says so and writes nothing.
+Each setting trains the book's recipe (bfloat16, batch 256) for 2 epochs on
+the first 15,360 training images (60 steps an epoch) in a fresh process with
+empty caches: PyTorch with cuDNN's benchmark mode on (the book's) and off
+(``d2l_lite.torch.train(..., cudnn_benchmark=...)``), then JAX under a few XLA
+compiler options (``d2l_lite.jax.train(..., compiler_options=...)``). Per
+setting: the first steps' cost beyond steady ones (``History.compile_seconds``:
+compiling, autotuning, recording a CUDA graph), the whole first epoch, and the
+second epoch's images/s (the steady rate). A setting that would start after
+``--budget`` seconds is skipped. Needs a GPU; on a CPU each setting says so.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: name -> XLA compiler options (DebugOptions fields), cheapest to compile first.
+#: name -> (framework, keyword arguments of its train()), cheapest first.
 OPTION_SETS = {
+    "PyTorch, cuDNN benchmark mode off": ("torch", {"cudnn_benchmark": False}),
+    "PyTorch, cuDNN benchmark mode on (the book's)": ("torch", {"cudnn_benchmark": True}),
+}
+#: JAX: name -> XLA compiler options (DebugOptions fields), cheapest to compile first.
+XLA_OPTION_SETS = {
     "autotune level 1, no fusion autotuner or Triton GEMMs": {
         "xla_gpu_autotune_level": 1,
         "xla_gpu_experimental_enable_fusion_autotuner": False,
@@ -35,28 +41,37 @@ OPTION_SETS = {
     "autotune level 1 (the book's)": {"xla_gpu_autotune_level": 1},
     "XLA's defaults (autotune level 4)": {},
 }
+OPTION_SETS.update({f"JAX, {name}": ("jax", {"compiler_options": options})
+                    for name, options in XLA_OPTION_SETS.items()})
 
 
 def child(name: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    import jax
+    import importlib
 
-    from d2l_lite import jax as d2l
     from d2l_lite import training
     from d2l_lite.data import load_fashion_mnist
 
-    if jax.default_backend() != "gpu":
+    framework, kwargs = OPTION_SETS[name]
+    d2l = importlib.import_module(f"d2l_lite.{framework}")
+    if framework == "jax":
+        import jax
+        gpu, version = jax.default_backend() == "gpu", jax.__version__
+    else:
+        import torch
+        gpu, version = torch.cuda.is_available(), torch.__version__
+    if not gpu:
         return {"status": "no GPU: nothing measured"}
     data = load_fashion_mnist(verbose=False).subset(15_360, 2_560)
     recipe = training.FAST.with_(num_epochs=2)
-    history, _ = d2l.train(d2l.GoogLeNet(), data, recipe,
-                           compiler_options=OPTION_SETS[name], plot=False, progress=False)
+    result = d2l.train(d2l.GoogLeNet(), data, recipe, plot=False, progress=False, **kwargs)
+    history = result[0] if isinstance(result, tuple) else result
     first, second = history.epochs
     return {"status": "ok", "compile_seconds": round(history.compile_seconds, 2),
             "first_epoch_seconds": round(first.seconds, 2),
             "steady_images_per_sec": round(second.images_per_sec),
             "test_acc_after_2_epochs": round(second.test_acc, 4),
-            "jax": jax.__version__, "device": history.device}
+            "version": version, "device": history.device}
 
 
 def main(argv=None) -> int:
@@ -70,21 +85,24 @@ def main(argv=None) -> int:
         Path(args.out).write_text(json.dumps(child(args.child)))
         return 0
     start, results = time.perf_counter(), []
-    for name, options in OPTION_SETS.items():
+    for name, (_, options) in OPTION_SETS.items():
         elapsed = time.perf_counter() - start
         if elapsed > args.budget:
             results.append({"options": options, "name": name, "status": "skipped (budget)"})
             continue
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
-            env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+            env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=f"{tmp}/inductor",
+                       TRITON_CACHE_DIR=f"{tmp}/triton", CUDA_CACHE_PATH=f"{tmp}/cuda")
+            env.pop("JAX_COMPILATION_CACHE_DIR", None)  # JAX caches nothing without it
             t = time.perf_counter()
             proc = subprocess.run([sys.executable, __file__, "--out", str(out), "--child", name],
                                   env=env, capture_output=True, text=True,
                                   timeout=max(30.0, args.budget + 60 - elapsed))
             record = json.loads(out.read_text()) if out.exists() else {
                 "status": f"failed (exit {proc.returncode})", "tail": proc.stderr[-1500:]}
-        record.update(name=name, options=options, process_seconds=round(time.perf_counter() - t, 1))
+        record.update(name=name, options=options,
+                      process_seconds=round(time.perf_counter() - t, 1))
         results.append(record)
         print(json.dumps(record), flush=True)
         Path(args.out).write_text(json.dumps({"settings": {
