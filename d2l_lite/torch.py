@@ -647,6 +647,7 @@ class DataParallelJob:
     sync_bn: bool = False    # BatchNorm with the global batch's statistics
     image_size: int = 96
     timeout_s: float = 60.0  # the longest wait for a peer
+    dtype: str = "float32"   # "float64": exact comparisons on a CPU
 
 
 def ddp_worker(rank, world_size, job, out_dir):
@@ -656,10 +657,11 @@ def ddp_worker(rank, world_size, job, out_dir):
     device = process_device(rank, world_size)
     init_process_group(rank, world_size, device, job.timeout_s)
     try:
+        dtype = getattr(torch, job.dtype)
         model = load_weights(googlenet(job.spec), job.weights)
         if job.sync_bn:
             model = sync_batchnorm(model, device)
-        model = DDP(model.to(device))  # starts from rank 0's weights
+        model = DDP(model.to(device, dtype))  # starts from rank 0's weights
         if job.optimizer == "sgd":
             optimizer = torch.optim.SGD(model.parameters(), lr=job.lr)
         else:
@@ -672,7 +674,7 @@ def ddp_worker(rank, world_size, job, out_dir):
             # this process's share, as DistributedSampler deals it out:
             # images rank, rank + world_size, rank + 2 * world_size, ...
             index = torch.as_tensor(batch[rank::world_size], device=device)
-            X = prepare_batch(images, index, job.image_size)
+            X = prepare_batch(images, index, job.image_size).to(dtype)
             optimizer.zero_grad()
             # backward() inside train_step averages the gradients
             loss, _ = train_step(model, optimizer, X, labels[index])

@@ -18,7 +18,6 @@ from d2l_lite import architecture, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 MXNET_PYTHON = Path(os.environ.get("D2L_MXNET_PYTHON", ROOT / ".venv-mxnet" / "bin" / "python"))
-TOLERANCE = 1e-4
 SPECS = {"book": architecture.BOOK, "paper": architecture.PAPER}
 
 
@@ -70,14 +69,15 @@ def test_four_frameworks_agree(spec_name, batch_size, seed, tmp_path):
         "mxnet": mxnet_logits(spec_name, weights, X, tmp_path),
     }
     names = list(results)
+    tolerance = reference.float32_tolerance(expected)  # float32 vs float64
     for name in names:
         assert results[name].shape == (batch_size, spec.num_classes), name
         assert results[name].dtype == np.float32, name
         diff = np.abs(results[name] - expected).max()
-        assert diff < TOLERANCE, f"{name} vs float64 reference: {diff:.2e}"
+        assert diff < tolerance, f"{name} vs float64 reference: {diff:.2e}"
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             diff = np.abs(results[a] - results[b]).max()
-            assert diff < TOLERANCE, f"{a} vs {b}: {diff:.2e}"
+            assert diff < 2 * tolerance, f"{a} vs {b}: {diff:.2e}"  # both off
     # The comparison means something: different inputs give different logits.
     assert np.abs(expected).max() > 0.1

@@ -17,7 +17,6 @@ from mxnet.gluon import nn  # noqa: E402
 from d2l_lite import architecture, counting, reference  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
 
-TOLERANCE = 1e-4
 A = architecture.INCEPTION_3A
 
 
@@ -69,7 +68,8 @@ def test_inception_matches_reference():
     for param, (_, value) in zip(params, mine):
         param.set_data(nd.array(value))
     expected = reference.inception_forward(A, x, weights)
-    np.testing.assert_allclose(block(nd.array(x)).asnumpy(), expected, atol=TOLERANCE)
+    np.testing.assert_allclose(block(nd.array(x)).asnumpy(), expected, rtol=0,
+                               atol=reference.float32_tolerance(expected))
 
 
 def test_gluon_lists_parameters_in_creation_order():
@@ -104,9 +104,11 @@ def test_book_logits_match_reference_hybridized(seed):
     assert d2l.load_weights(model, weights) is model
     x = reference.random_input(architecture.BOOK, batch_size=8, seed=seed)
     expected = reference.forward(architecture.BOOK, weights, x)
-    np.testing.assert_allclose(d2l.logits(model, x), expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(d2l.logits(model, x), expected, rtol=0,
+                               atol=reference.float32_tolerance(expected))
     model.hybridize()
-    np.testing.assert_allclose(d2l.logits(model, x), expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(d2l.logits(model, x), expected, rtol=0,
+                               atol=reference.float32_tolerance(expected))
 
 
 def test_load_weights_rejects_other_spec(book_model):

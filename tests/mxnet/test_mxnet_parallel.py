@@ -131,23 +131,28 @@ def test_two_devices_take_the_one_device_step(global_batch, one_device_step):
 
 
 def test_sync_batchnorm_takes_the_one_device_step_and_per_device_does_not():
+    """Per-device BatchNorm is compared in float64, where its difference has no
+    rounding in it. MXNet's SyncBatchNorm computes in float32 only, so its step is
+    held to the exact (float64) one-device step within 3x float32's own error on
+    that step: BatchNorm on 8 images magnifies float32's rounding (to 0.023 on an
+    AMD EPYC without AVX-512, 0.0075 with it), which must not decide the test."""
     result = python(COMMON + textwrap.dedent("""
     spec = architecture.VARIANTS["batch norm"]
     two = [mx.cpu(0), mx.cpu(1)]
     one = sgd_step(d2l.googlenet(spec), [mx.cpu()], spec)
     one64 = sgd_step(d2l.googlenet(spec), [mx.cpu()], spec, dtype="float64")
     sync = sgd_step(d2l.sync_bn_googlenet(two), two, spec)
-    per_device = sgd_step(d2l.googlenet(spec), two, spec)
+    per_device64 = sgd_step(d2l.googlenet(spec), two, spec, dtype="float64")
     print(json.dumps({"float32": max_difference(one, one64),
-                      "sync": max_difference(sync, one),
-                      "per_device": max_difference(per_device, one)}))
+                      "sync": max_difference(sync, one64),
+                      "per_device": max_difference(per_device64, one64)}))
     """), env={"MXNET_CPU_TEMP_COPY": "1024"})
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.splitlines()[-1])
     tolerance = 3 * found["float32"]  # the page's: 3 x float32's own error
     assert 0 < found["float32"] < 0.05
     assert found["sync"] < tolerance, found
-    assert found["per_device"] > 10 * tolerance, found
+    assert found["per_device"] > 3 * tolerance, found
 
 
 def test_dist_sync_workers_take_the_one_process_step(tmp_path, one_device_step):
