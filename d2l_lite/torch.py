@@ -661,7 +661,7 @@ def ddp_worker(rank, world_size, job, out_dir):
         model = load_weights(googlenet(job.spec), job.weights)
         if job.sync_bn:
             model = sync_batchnorm(model, device)
-        model = DDP(model.to(device, dtype))  # starts from rank 0's weights
+        model = DDP(model.to(device, dtype))  # rank 0's weights for all
         if job.optimizer == "sgd":
             optimizer = torch.optim.SGD(model.parameters(), lr=job.lr)
         else:
