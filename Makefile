@@ -6,7 +6,7 @@ VENV := .venv/bin
 SHARED_DATA ?= $(abspath ../shared/data/fashion-mnist)
 export D2L_FASHION_MNIST_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: book test env clean colab-test
+.PHONY: book test test-fast env clean colab-test
 
 env:
 	tools/setup_env.sh
@@ -17,6 +17,11 @@ book: env
 
 test: env
 	D2L_SMALL_SCALE=1 tools/run_tests.sh
+
+# A developer's loop: everything but the tests marked slow (notebooks, and
+# tests that start processes or devices of their own).
+test-fast: env
+	D2L_SMALL_SCALE=1 tools/run_tests.sh -m "not slow"
 
 # Every non-MXNet page in the versions Colab ships (requirements-colab.txt).
 colab-test:

@@ -15,6 +15,13 @@ if not os.environ.get("D2L_FASHION_MNIST_DIR") and SHARED_DATA.is_dir():
 collect_ignore = ["_build", ".venv", ".venv-mxnet", "tools", "bench"]
 
 
+def pytest_collection_modifyitems(items):
+    # Every notebook cell is a slow test: `make test-fast` leaves them out.
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collectstart(collector):
     # TensorFlow and JAX write log lines to stderr on import when there is no
     # GPU; stderr is never part of what a notebook teaches, so nbval skips it.

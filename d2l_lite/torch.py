@@ -9,7 +9,6 @@ import os
 import socket
 import tempfile
 import time
-import traceback
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,13 +19,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import architecture, counting, reference, runtime, tables, training
+from . import architecture, counting, processes, reference, runtime, tables, training
 
 
 def try_gpu() -> torch.device:
@@ -340,8 +338,11 @@ def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
 
 def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
-    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]."""
-    X = images[index].unsqueeze(1).float().div_(255)  # B x 1 x 28 x 28
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]
+    (uint8 images are divided by 255, float ones taken as they are)."""
+    X = images[index].unsqueeze(1).float()  # B x 1 x 28 x 28
+    if images.dtype == torch.uint8:
+        X = X.div_(255)
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
                       align_corners=False, antialias=False)
     return X.contiguous(memory_format=torch.channels_last) if channels_last else X
@@ -557,64 +558,27 @@ def free_port():
 
 
 def spawn(worker, world_size, *args, timeout_s=600.0):
-    """Run ``worker(rank, world_size, *args, out_dir)`` in ``world_size``
-    new processes; return what each saved as ``out_dir/rank<r>.pt``.
-    If one fails or all run too long, stop them all and say why."""
-    os.environ["MASTER_ADDR"] = "127.0.0.1"  # rank 0's host: this one
-    os.environ["MASTER_PORT"] = str(free_port())  # where rank 0 listens
+    """Run ``worker(rank, world_size, *args, out_dir)`` in ``world_size`` new
+    processes; return what each saved as ``out_dir/rank<r>.pt``. One deadline,
+    ``timeout_s``, covers their whole run. Checked before any starts: the
+    number of processes (one per GPU where there are GPUs), the worker, and
+    every argument with a ``check(world_size)`` method (a
+    :class:`DataParallelJob`). See :func:`d2l_lite.processes.run`."""
+    gpus = torch.cuda.device_count()
+    if gpus and isinstance(world_size, int) and world_size > gpus:
+        raise ValueError(
+            f"{world_size} processes asked for, {gpus} GPU(s) here: one process per "
+            f"GPU. Ask for at most {gpus}, or hide the GPUs (CUDA_VISIBLE_DEVICES="
+            f"'' before Python starts) to run every process on the CPU.")
+    for arg in args:
+        if hasattr(arg, "check") and isinstance(world_size, int) and world_size >= 1:
+            arg.check(world_size)
+    env = {"MASTER_ADDR": "127.0.0.1",  # rank 0's host: this one
+           "MASTER_PORT": str(free_port())}  # where rank 0 listens
     with tempfile.TemporaryDirectory() as out_dir:
-        procs = mp.start_processes(
-            run_noting_errors, args=(worker, world_size, args, out_dir),
-            nprocs=world_size, join=False, start_method="spawn")
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not procs.join(timeout=1):  # raises if one failed
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"the {world_size} processes ran longer than "
-                        f"{timeout_s:.0f} s and were stopped: give "
-                        f"spawn a larger timeout_s, or find the step "
-                        f"that never ends")
-        except mp.ProcessExitedException as error:  # no Python error
-            raise RuntimeError(
-                f"{error}, so all were stopped: was it out of memory? "
-                f"See the system log") from None
-        except mp.ProcessRaisedException:
-            raise RuntimeError(first_error(out_dir, world_size)) from None
-        finally:
-            for p in procs.processes:
-                if p.is_alive():
-                    p.kill()
-                    p.join()
+        processes.run(worker, world_size, args, timeout_s, out_dir, env)
         return [torch.load(os.path.join(out_dir, f"rank{r}.pt"))
                 for r in range(world_size)]
-
-
-def run_noting_errors(rank, worker, world_size, args, out_dir):
-    """Run ``worker``; if it fails, note when and how in ``out_dir``."""
-    try:
-        worker(rank, world_size, *args, out_dir)
-    except Exception:
-        with open(os.path.join(out_dir, f"rank{rank}.error"), "w") as f:
-            f.write(f"{time.time()}\n{traceback.format_exc()}")
-        raise
-
-
-def first_error(out_dir, world_size):
-    """The message for a failed run: the error that came first (the
-    others are its consequences: a closed connection, a timeout)."""
-    notes = []
-    for r in range(world_size):
-        path = os.path.join(out_dir, f"rank{r}.error")
-        if os.path.exists(path):
-            with open(path) as f:
-                when, text = f.read().split("\n", 1)
-            notes.append((float(when), r, text))
-    _, rank, text = min(notes)
-    return (f"process {rank} of {world_size} failed first, so all were "
-            f"stopped. A timeout or a closed connection here means "
-            f"that a peer stopped or stalled; otherwise fix this error "
-            f"and run again:\n{text}")
 
 
 def hello_worker(rank, world_size, out_dir):
@@ -649,12 +613,18 @@ class DataParallelJob:
     timeout_s: float = 60.0  # the longest wait for a peer
     dtype: str = "float32"   # "float64": exact comparisons on a CPU
 
+    def check(self, world_size):
+        """Raise ValueError, before any process starts, if the job cannot
+        run as asked on ``world_size`` processes."""
+        check_job(self, world_size)
+
 
 def ddp_worker(rank, world_size, job, out_dir):
     """Process ``rank``: train a DDP copy of the model on its share of
     every global batch; save its weights and losses in ``out_dir``."""
     torch.set_num_threads(1)  # one core per process
     device = process_device(rank, world_size)
+    processes.note(out_dir, rank, "joining the process group")
     init_process_group(rank, world_size, device, job.timeout_s)
     try:
         dtype = getattr(torch, job.dtype)
@@ -667,10 +637,12 @@ def ddp_worker(rank, world_size, job, out_dir):
         else:
             optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr,
                                           weight_decay=0.05)
+        check = FiniteCheck(model, optimizer, rank, world_size)
         images = torch.as_tensor(job.images, device=device)
         labels = torch.as_tensor(job.labels, device=device)
-        losses = []
-        for batch in job.batches:
+        losses, start = [], time.perf_counter()
+        for step, batch in enumerate(job.batches, 1):
+            processes.note(out_dir, rank, f"step {step}")  # for a timeout
             # this process's share, as DistributedSampler deals it out:
             # images rank, rank + world_size, rank + 2 * world_size, ...
             index = torch.as_tensor(batch[rank::world_size], device=device)
@@ -682,10 +654,78 @@ def ddp_worker(rank, world_size, job, out_dir):
         weights = {name: p.detach().cpu()
                    for name, p in model.module.named_parameters()}
         torch.save({"device": str(device), "losses": losses,
-                    "weights": weights},
+                    "weights": weights, "check_seconds": check.seconds,
+                    "steps_seconds": time.perf_counter() - start},
                    os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def check_job(job: DataParallelJob, world_size: int) -> None:
+    """What :meth:`DataParallelJob.check` checks: every global batch splits
+    into equal shares (DDP averages the processes' gradients with equal
+    weights, so unequal shares would weigh images unequally), every index
+    names an image, and the dtype is one the worker knows."""
+    if job.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {job.dtype!r}")
+    if len(job.images) != len(job.labels):
+        raise ValueError(f"{len(job.images)} images but {len(job.labels)} labels")
+    for i, batch in enumerate(job.batches):
+        n = len(batch)
+        if n == 0 or n % world_size:
+            shares = [len(batch[r::world_size]) for r in range(world_size)]
+            lower, upper = n - n % world_size, n + world_size - n % world_size
+            raise ValueError(
+                f"global batch {i} has {n} images, which do not split evenly over "
+                f"{world_size} processes (shares of {shares}): DDP averages the "
+                f"processes' gradients with equal weights, so images in smaller "
+                f"shares would count more, and the step would not be the one-device "
+                f"step. Use a global batch that {world_size} divides, e.g. "
+                f"{lower or upper} or {upper} images.")
+        if n and (np.min(batch) < 0 or np.max(batch) >= len(job.images)):
+            raise ValueError(f"global batch {i} has indices outside 0..{len(job.images) - 1}")
+
+
+class FiniteCheck:
+    """Before each optimiser step, all processes agree that no process saw a
+    NaN or an infinity, in its own logits or in the averaged gradient, or the
+    step is refused on all of them with a ``FloatingPointError`` that names the
+    processes and the step. One all-reduce of ``2 x world_size`` flags per
+    step; ``seconds`` adds up what the checks took."""
+
+    def __init__(self, model, optimizer, rank, world_size):
+        self.rank, self.world_size, self.step, self.seconds = rank, world_size, 0, 0.0
+        self.logits_finite = None
+        model.register_forward_hook(self.see_logits)
+        optimizer.register_step_pre_hook(self.before_step)
+
+    def see_logits(self, module, inputs, output):
+        logits = output[0] if isinstance(output, tuple) else output
+        self.logits_finite = torch.isfinite(logits).all()
+
+    def before_step(self, optimizer, args, kwargs):
+        start, self.step = time.perf_counter(), self.step + 1
+        grads = [p.grad for group in optimizer.param_groups
+                 for p in group["params"] if p.grad is not None]
+        size = self.world_size
+        flags = torch.zeros(2 * size, device=grads[0].device)
+        flags[self.rank] = (~self.logits_finite).float()
+        norm = torch.nn.utils.get_total_norm(grads)
+        flags[size + self.rank] = (~torch.isfinite(norm)).float()
+        dist.all_reduce(flags)  # every process learns every flag
+        self.seconds += time.perf_counter() - start
+        logits = flags[:size].nonzero().flatten().tolist()
+        if logits or flags[size:].any():
+            if logits and self.rank not in logits:
+                time.sleep(1)  # the process that saw it is the one reported
+            where = (f"in the logits of process(es) {logits}" if logits else
+                     "in the averaged gradient")
+            raise FloatingPointError(
+                f"step {self.step}: a NaN or an infinity {where} (of {size} "
+                f"processes); the update was refused on every process, so no "
+                f"weight changed. Look for NaNs in that process's share of the "
+                f"batch; if the loss grew step by step before, lower the learning "
+                f"rate.")
 
 
 class AllReduceSum(torch.autograd.Function):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # processes or devices of their own
+
 pytest.importorskip("tensorflow")
 pytest.importorskip("keras")
 

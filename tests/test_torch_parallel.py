@@ -23,7 +23,7 @@ LR = 0.01
 EXACT = 1e-9     # of the largest update: float64's agreement
 DIFFERENT = 0.1  # of the largest update: a step that is not the same step
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
+pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@
 #      so the MXNet notebooks execute in the d2l-mxnet kernel (.venv-mxnet);
 #   2. the MXNet unit tests, in the MXNet environment.
 # D2L_SMALL_SCALE=1 (set by `make test`) puts training notebooks in their
-# small-scale mode.
+# small-scale mode. Arguments go to both pytest runs (`make test-fast` passes
+# -m "not slow": no notebooks, no tests that start processes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 workers=${D2L_TEST_WORKERS:-2}
@@ -21,7 +22,7 @@ status=0
   -n "$workers" --dist loadscope -p no:cacheprovider -rs "$@" || status=$?
 
 if [ -x .venv-mxnet/bin/python ]; then
-  .venv-mxnet/bin/python -m pytest tests/mxnet -p no:cacheprovider -rs || status=$?
+  .venv-mxnet/bin/python -m pytest tests/mxnet -p no:cacheprovider -rs "$@" || status=$?
 else
   echo "No .venv-mxnet: run tools/setup_env.sh (MXNet tests not run)" >&2
   status=1

@@ -29,6 +29,8 @@ from mxnet import gluon, nd  # noqa: E402
 from d2l_lite import architecture, reference  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
 
+pytestmark = pytest.mark.slow  # processes or devices of their own
+
 ROOT = Path(__file__).resolve().parents[2]
 LR = 0.01
 RTOL = 0.01  # of the largest update: the page's tolerance for the plain network

@@ -1,0 +1,181 @@
+"""One function in several new processes, under one deadline that covers their
+whole life, with the first failure reported in its own words.
+
+The data-parallel chapter's multi-process engines (PyTorch's DDP over gloo or
+NCCL) start one process per device. What can go wrong there is mostly not
+the framework's: a worker the new processes cannot import, arguments that
+cannot be sent, a process that raises, is killed or stalls. :func:`run` checks
+what it can before any process starts, passes the arguments through a file
+(so starting never blocks on a pipe that a dead process no longer reads),
+and waits for the processes until ``timeout_s``: the first to fail stops
+them all, and the message is that process's own exception (or the signal
+that killed it) with the end of its stderr; at the deadline, every process's
+last :func:`note` says what it was doing. Framework-neutral: standard
+library only."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from typing import Callable, Dict, Optional, Sequence
+
+
+def check_importable(worker: Callable) -> None:
+    """Raise ``ValueError`` if new processes could not import ``worker``: they
+    import it by module and name, so a function defined in a notebook (or typed
+    at a prompt), inside another function, or a lambda, fails in every process
+    before any of it runs."""
+    module = getattr(worker, "__module__", None)
+    name = getattr(worker, "__qualname__", repr(worker))
+    main_file = str(getattr(sys.modules.get("__main__"), "__file__", "") or "")
+    where = None
+    if module == "__main__" and not main_file.endswith(".py"):
+        where = "in this notebook (or at an interactive prompt)"
+    elif "<lambda>" in name or "<locals>" in name:
+        where = "inside another function (or as a lambda)"
+    if where:
+        raise ValueError(
+            f"the worker {name} is defined {where}: each new process imports its "
+            f"worker from a module by name and cannot import this one, so every "
+            f"process would fail before running it. Define the worker in a .py file "
+            f"(next to the notebook, say my_workers.py), import it, and pass that: "
+            f"d2l_lite defines its workers in its modules for this reason.")
+
+
+def note(out_dir: str, rank: int, what: str) -> None:
+    """Record what process ``rank`` is doing now (quoted if the deadline passes)."""
+    with open(os.path.join(out_dir, f"rank{rank}.status"), "w") as f:
+        f.write(f"{time.time()}\n{what}")
+
+
+def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float, out_dir: str,
+        env: Optional[Dict[str, str]] = None) -> None:
+    """Run ``worker(rank, nprocs, *args, out_dir)`` in ``nprocs`` new processes
+    (the ``spawn`` start method) with ``env`` added to their environment; return
+    when all have finished. Raise ``ValueError`` before starting any if ``nprocs``,
+    ``timeout_s``, ``worker`` or ``args`` cannot work; ``RuntimeError`` with the
+    first failure's own message; ``TimeoutError`` when ``timeout_s`` passes first.
+    Every process is stopped before this returns or raises."""
+    if not isinstance(nprocs, int) or isinstance(nprocs, bool) or nprocs < 1:
+        raise ValueError(f"the number of processes must be a whole number >= 1, got "
+                         f"{nprocs!r}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    check_importable(worker)
+    job = os.path.join(out_dir, "job.pickle")
+    try:
+        with open(job, "wb") as f:
+            pickle.dump((worker, tuple(args), dict(env or {})), f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as error:
+        raise ValueError(f"the arguments cannot be sent to new processes ({error}): "
+                         f"pass plain data (arrays, numbers, strings, dataclasses of "
+                         f"them), not functions defined here, open files or locks"
+                         ) from error
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_child, args=(rank, nprocs, job, out_dir),
+                             name=f"d2l-rank{rank}") for rank in range(nprocs)]
+    deadline, started = time.monotonic() + timeout_s, []
+    try:
+        for proc in procs:
+            proc.start()
+            started.append(proc)
+        while True:
+            codes = [p.exitcode for p in procs]
+            if any(code not in (None, 0) for code in codes):
+                raise RuntimeError(_failure(out_dir, codes))
+            if all(code == 0 for code in codes):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the {nprocs} processes ran longer than {timeout_s:.0f} s and were "
+                    f"stopped. What each was doing:\n{_statuses(out_dir, nprocs)}\n"
+                    f"Give a larger timeout_s if the work is just slow; a process that "
+                    f"waits for the others (in a collective) while one of them does "
+                    f"something else is stuck for good.")
+            multiprocessing.connection.wait(
+                [p.sentinel for p in procs if p.exitcode is None], timeout=0.5)
+    finally:
+        for proc in started:
+            if proc.is_alive():
+                proc.kill()
+        for proc in started:
+            proc.join(timeout=10)
+
+
+def _child(rank: int, nprocs: int, job: str, out_dir: str) -> None:
+    """A new process: its stderr to a file, the job from ``job``, the worker;
+    an exception is noted (with when) for :func:`run` to report."""
+    log = open(os.path.join(out_dir, f"rank{rank}.log"), "w", buffering=1)
+    os.dup2(log.fileno(), 2)
+    sys.stderr = log
+    try:
+        note(out_dir, rank, "loading its job")
+        with open(job, "rb") as f:
+            worker, args, env = pickle.load(f)
+        os.environ.update(env)
+        note(out_dir, rank, f"starting {getattr(worker, '__name__', 'the worker')}")
+        worker(rank, nprocs, *args, out_dir)
+        note(out_dir, rank, "finished")
+    except Exception as error:
+        with open(os.path.join(out_dir, f"rank{rank}.error"), "w") as f:
+            f.write(f"{time.time()}\n{type(error).__name__}: {error}\n"
+                    f"{traceback.format_exc()}")
+        sys.exit(1)
+
+
+def _tail(path: str, lines: int = 12) -> str:
+    try:
+        with open(path) as f:
+            text = f.read().rstrip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def _failure(out_dir: str, codes) -> str:
+    """The message for the first process that failed: its exception, or how it
+    ended, and the end of its stderr."""
+    nprocs, noted = len(codes), []
+    for rank in range(nprocs):
+        path = os.path.join(out_dir, f"rank{rank}.error")
+        if os.path.exists(path):
+            with open(path) as f:
+                when, text = f.read().split("\n", 1)
+            noted.append((float(when), rank, text))
+    if noted:
+        _, rank, text = min(noted)
+        headline, trace = text.split("\n", 1)
+        trace = "\n".join(trace.rstrip().splitlines()[-12:])
+        return (f"process {rank} of {nprocs} failed first, so all were stopped: "
+                f"{headline}\n(The others' errors, a closed connection or a timeout "
+                f"in a collective, follow from it.) Its traceback ends:\n{trace}")
+    rank = next(r for r, code in enumerate(codes) if code not in (None, 0))
+    code = codes[rank]
+    how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+           else f"exited with code {code} before its worker could raise")
+    cause = (" Nothing in Python raised: such a signal comes from outside, e.g. "
+             "the system's out-of-memory killer or a kill command." if code < 0 else
+             " It could not run its worker (see its stderr).")
+    last = _tail(os.path.join(out_dir, f"rank{rank}.log"))
+    return (f"process {rank} of {nprocs} {how} while {_status(out_dir, rank)}, so all "
+            f"were stopped.{cause}" + (f" Its stderr ends:\n{last}" if last else ""))
+
+
+def _status(out_dir: str, rank: int) -> str:
+    try:
+        with open(os.path.join(out_dir, f"rank{rank}.status")) as f:
+            when, what = f.read().split("\n", 1)
+    except (OSError, ValueError):
+        return "starting"
+    return f"{what} (for {time.time() - float(when):.0f} s)"
+
+
+def _statuses(out_dir: str, nprocs: int) -> str:
+    return "\n".join(f"  process {rank}: {_status(out_dir, rank)}" for rank in range(nprocs))

@@ -1,0 +1,150 @@
+"""Fault injection for the multi-process engine (d2l_lite.processes, and
+d2l_lite.torch.spawn with DistributedDataParallel on it): every mistake a reader
+can plausibly make ends in an error that says what happened and what to do,
+within a bound, never in a hang. pytest-timeout turns a hang into a failure."""
+
+import os
+import socket
+import sys
+import tempfile
+import time
+import types
+
+import numpy as np
+import pytest
+
+import fault_workers
+from d2l_lite import architecture, processes, reference
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+BOUND_S = 60  # every fault must be reported within this many seconds
+
+
+def run(worker, nprocs, *args, timeout_s=120):
+    with tempfile.TemporaryDirectory() as out_dir:
+        processes.run(worker, nprocs, args, timeout_s, out_dir)
+        return sorted(open(os.path.join(out_dir, name)).read()
+                      for name in os.listdir(out_dir) if name.endswith(".txt"))
+
+
+def timed(call, error, match):
+    start = time.monotonic()
+    with pytest.raises(error, match=match) as info:
+        call()
+    seconds = time.monotonic() - start
+    assert seconds < BOUND_S, seconds
+    return str(info.value), seconds
+
+
+def test_the_engine_runs_and_collects():
+    assert run(fault_workers.saving_worker, 2, "x") == ["0 x", "1 x"]
+
+
+def test_a_process_that_raises_is_reported_in_its_own_words():
+    message, _ = timed(lambda: run(fault_workers.raising_worker, 2),
+                       RuntimeError, r"process 1 of 2 failed first")
+    assert "KeyError" in message and "no image 99" in message
+
+
+def test_a_killed_process_is_named_with_its_signal_and_stderr():
+    message, _ = timed(lambda: run(fault_workers.killed_worker, 2),
+                       RuntimeError, r"process 1 of 2 was killed by signal SIGKILL")
+    assert "about to be killed" in message  # the end of its stderr
+
+
+def test_stalled_processes_end_at_the_deadline_saying_what_each_did():
+    message, seconds = timed(lambda: run(fault_workers.stalling_worker, 2, timeout_s=3),
+                             TimeoutError, r"ran longer than 3 s")
+    assert "process 0: waiting in an all-reduce" in message
+    assert "process 1: stuck on purpose in step 3" in message
+
+
+@pytest.mark.parametrize("nprocs", [0, -1, 2.5, True])
+def test_a_number_of_processes_that_cannot_be(nprocs):
+    timed(lambda: run(fault_workers.saving_worker, nprocs, "x"), ValueError,
+          r"number of processes must be a whole number >= 1")
+
+
+def test_a_worker_defined_in_a_notebook_is_recognised(monkeypatch):
+    """A notebook's __main__ has no .py file; its functions cannot be imported."""
+    def my_ddp(rank, world_size, out_dir):
+        pass
+    my_ddp.__module__, my_ddp.__qualname__ = "__main__", "my_ddp"
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    message, _ = timed(lambda: run(my_ddp, 2), ValueError, r"defined in this notebook")
+    assert "Define the worker in a .py file" in message
+
+
+def test_a_local_function_or_lambda_is_recognised():
+    def local(rank, world_size, out_dir):
+        pass
+    timed(lambda: run(local, 2), ValueError, r"inside another function")
+    timed(lambda: run(lambda *a: None, 2), ValueError, r"inside another function")
+
+
+def test_arguments_that_cannot_be_sent():
+    timed(lambda: run(fault_workers.saving_worker, 2, lambda: 1), ValueError,
+          r"arguments cannot be sent to new processes")
+
+
+# PyTorch's DDP on the engine -------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+from d2l_lite import torch as d2l  # noqa: E402
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def job_parts(fashion_mnist):
+    tiny = fashion_mnist.subset(16, 1)
+    spec = architecture.BOOK
+    return spec, reference.xavier_weights(spec, 0), tiny.train_images.copy(), \
+        tiny.train_labels.astype(np.int64)
+
+
+def job(parts, batches, **changes):
+    spec, weights, images, labels = parts
+    return d2l.DataParallelJob(spec, changes.pop("weights", weights),
+                               changes.pop("images", images), labels, batches,
+                               image_size=IMAGE_SIZE, timeout_s=30, **changes)
+
+
+@pytest.mark.parametrize("batch, world_size, shares", [
+    (16, 3, "[6, 5, 5]"), (15, 2, "[8, 7]"), (1, 2, "[1, 0]")])
+def test_uneven_shares_are_refused_before_any_process_starts(
+        job_parts, batch, world_size, shares):
+    message, seconds = timed(
+        lambda: d2l.spawn(d2l.ddp_worker, world_size, job(job_parts, [np.arange(batch)])),
+        ValueError, r"do not split evenly")
+    assert shares in message and "equal weights" in message
+    assert seconds < 5  # no process was started
+
+
+def test_no_processes_is_an_error_not_an_empty_list(job_parts):
+    timed(lambda: d2l.spawn(d2l.ddp_worker, 0, job(job_parts, [np.arange(16)])),
+          ValueError, r"whole number >= 1")
+
+
+def test_a_nan_in_one_share_refuses_the_step_and_names_the_process(job_parts):
+    images = job_parts[2].astype(np.float32) / 255
+    images[3] = np.nan  # image 3 is in process 1's share (1, 3, 5, ...)
+    message, _ = timed(
+        lambda: d2l.spawn(d2l.ddp_worker, 2, job(job_parts, [np.arange(16)], images=images),
+                          timeout_s=120),
+        RuntimeError, r"FloatingPointError: step 1: a NaN or an infinity in the logits "
+                      r"of process\(es\) \[1\]")
+    assert "no weight changed" in message
+
+
+def test_a_port_in_use_is_named():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        try:
+            timed(lambda: d2l.init_process_group(0, 2, torch.device("cpu"), timeout_s=5),
+                  RuntimeError, r"did not all meet at 127.0.0.1:\d+ within 5 s")
+        finally:
+            del os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
