@@ -676,7 +676,8 @@ def check_job(job: DataParallelJob, world_size: int) -> None:
             shares = [len(batch[r::world_size]) for r in range(world_size)]
             lower, upper = n - n % world_size, n + world_size - n % world_size
             raise ValueError(
-                f"global batch {i} has {n} images, which do not split evenly over "
+                f"global batch {i} has {n} image{'s' * (n != 1)}, which do not "
+                f"split evenly over "
                 f"{world_size} processes (shares of {shares}): DDP averages the "
                 f"processes' gradients with equal weights, so images in smaller "
                 f"shares would count more, and the step would not be the one-device "
