@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+from train_bench import cache_environment  # noqa: E402  (bench/, standard library)
 
 #: name -> (framework, keyword arguments of its train()), cheapest first.
 OPTION_SETS = {
@@ -92,9 +93,7 @@ def main(argv=None) -> int:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
-            env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=f"{tmp}/inductor",
-                       TRITON_CACHE_DIR=f"{tmp}/triton", CUDA_CACHE_PATH=f"{tmp}/cuda")
-            env.pop("JAX_COMPILATION_CACHE_DIR", None)  # JAX caches nothing without it
+            env = dict(os.environ, **cache_environment(Path(tmp)))  # empty caches
             t = time.perf_counter()
             proc = subprocess.run([sys.executable, __file__, "--out", str(out), "--child", name],
                                   env=env, capture_output=True, text=True,

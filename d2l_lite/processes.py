@@ -48,6 +48,13 @@ def check_importable(worker: Callable) -> None:
             f"d2l_lite defines its workers in its modules for this reason.")
 
 
+def check_count(nprocs) -> None:
+    """Raise ``ValueError`` unless ``nprocs`` is a whole number >= 1."""
+    if not isinstance(nprocs, int) or isinstance(nprocs, bool) or nprocs < 1:
+        raise ValueError(f"the number of processes must be a whole number >= 1, got "
+                         f"{nprocs!r}")
+
+
 def note(out_dir: str, rank: int, what: str) -> None:
     """Record what process ``rank`` is doing now (quoted if the deadline passes)."""
     with open(os.path.join(out_dir, f"rank{rank}.status"), "w") as f:
@@ -62,9 +69,7 @@ def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float, out_dir
     ``timeout_s``, ``worker`` or ``args`` cannot work; ``RuntimeError`` with the
     first failure's own message; ``TimeoutError`` when ``timeout_s`` passes first.
     Every process is stopped before this returns or raises."""
-    if not isinstance(nprocs, int) or isinstance(nprocs, bool) or nprocs < 1:
-        raise ValueError(f"the number of processes must be a whole number >= 1, got "
-                         f"{nprocs!r}")
+    check_count(nprocs)
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
     check_importable(worker)

@@ -564,14 +564,15 @@ def spawn(worker, world_size, *args, timeout_s=600.0):
     number of processes (one per GPU where there are GPUs), the worker, and
     every argument with a ``check(world_size)`` method (a
     :class:`DataParallelJob`). See :func:`d2l_lite.processes.run`."""
+    processes.check_count(world_size)
     gpus = torch.cuda.device_count()
-    if gpus and isinstance(world_size, int) and world_size > gpus:
+    if gpus and world_size > gpus:
         raise ValueError(
             f"{world_size} processes asked for, {gpus} GPU(s) here: one process per "
             f"GPU. Ask for at most {gpus}, or hide the GPUs (CUDA_VISIBLE_DEVICES="
             f"'' before Python starts) to run every process on the CPU.")
     for arg in args:
-        if hasattr(arg, "check") and isinstance(world_size, int) and world_size >= 1:
+        if hasattr(arg, "check"):
             arg.check(world_size)
     env = {"MASTER_ADDR": "127.0.0.1",  # rank 0's host: this one
            "MASTER_PORT": str(free_port())}  # where rank 0 listens
@@ -675,6 +676,7 @@ def check_job(job: DataParallelJob, world_size: int) -> None:
         if n == 0 or n % world_size:
             shares = [len(batch[r::world_size]) for r in range(world_size)]
             lower, upper = n - n % world_size, n + world_size - n % world_size
+            sizes = " or ".join(str(k) for k in (lower, upper) if k)
             raise ValueError(
                 f"global batch {i} has {n} image{'s' * (n != 1)}, which do not "
                 f"split evenly over "
@@ -682,7 +684,7 @@ def check_job(job: DataParallelJob, world_size: int) -> None:
                 f"processes' gradients with equal weights, so images in smaller "
                 f"shares would count more, and the step would not be the one-device "
                 f"step. Use a global batch that {world_size} divides, e.g. "
-                f"{lower or upper} or {upper} images.")
+                f"{sizes} images.")
         if n and (np.min(batch) < 0 or np.max(batch) >= len(job.images)):
             raise ValueError(f"global batch {i} has indices outside 0..{len(job.images) - 1}")
 
