@@ -6,28 +6,24 @@ TensorFlow and JAX, ``.venv-mxnet`` for MXNet), so frameworks never share a
 process or GPU memory. It loads Fashion-MNIST with
 ``d2l_lite.data.load_fashion_mnist`` (``D2L_FASHION_MNIST_DIR``), keeps the first
 ``--num-train`` / ``--num-test`` images, builds ``googlenet(architecture.BOOK)``
-from the framework's module and calls its
+through ``d2l_lite.backend`` (``build``) and calls its
 ``train(model, data, recipe, plot=False, progress=False)``.
 
 The record (written to ``--out``) holds ``History.to_dict()``, versions, the
-device and the compute dtype; ``"status"`` is ``"ok"``, or ``"not available: ..."``
-when the framework module has no ``train`` yet or cannot be imported.
+device and the compute dtype. A framework that cannot be imported, or a run
+that fails, ends the process with its traceback and a non-zero exit code, so
+``train_bench.py`` reports it as failed, with the reason, and exits non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import platform
 import sys
 import time
-import traceback
 from importlib.metadata import PackageNotFoundError, version
 
-MODULES = {"torch": "d2l_lite.torch", "tensorflow": "d2l_lite.tensorflow",
-           "jax": "d2l_lite.jax", "mxnet": "d2l_lite.mxnet"}
 PACKAGES = {"torch": ["torch"], "tensorflow": ["tensorflow", "keras"],
             "jax": ["jax", "jaxlib", "flax", "optax"], "mxnet": ["mxnet"]}
 
@@ -61,60 +57,13 @@ def on_gpu(framework: str) -> bool:
     return mx.context.num_gpus() > 0
 
 
-def call_train(framework: str, d2l, model, data, recipe, image_size: int):
-    """``d2l.train(...)``, whatever the framework's variant of the interface.
-
-    JAX/Flax models keep their parameters outside the module: if ``train``
-    asks for them (a required parameter after ``recipe``), they are made with
-    ``d2l.init``; if it returns them beside the history, the history is picked
-    out of the tuple.
-    """
-    from d2l_lite import training
-
-    train = d2l.train
-    kwargs = dict(plot=False, progress=False, image_size=image_size)
-    if framework == "mxnet":
-        kwargs["device"] = d2l.try_gpu()  # MXNet's default is the model's context (CPU)
-    params = list(inspect.signature(train).parameters.values())
-    positional = [p for p in params
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    args = [model]
-    for p in positional[1:]:
-        if p.name == "data":
-            args.append(data)
-        elif p.name == "recipe":
-            args.append(recipe)
-        elif p.default is inspect.Parameter.empty:  # e.g. train(model, variables, data, recipe)
-            from d2l_lite import architecture
-            channels = getattr(model, "spec", architecture.BOOK).in_channels
-            args.append(d2l.init(model, (1, image_size, image_size, channels),
-                                 seed=recipe.seed))
-        else:
-            break
-    result = train(*args, **kwargs)
-    if isinstance(result, training.History):
-        return result
-    for item in result if isinstance(result, (tuple, list)) else ():
-        if isinstance(item, training.History):
-            return item
-    raise TypeError(f"{MODULES[framework]}.train returned {type(result).__name__}, "
-                    f"not a training.History")
-
-
 def run(args) -> dict:
-    record = {"framework": args.framework, "implementation": "d2l_lite",
-              "recipe": args.recipe, "versions": versions(args.framework)}
-    try:
-        d2l = importlib.import_module(MODULES[args.framework])
-    except Exception as err:  # a framework that does not import here
-        record["status"] = f"not available: import {MODULES[args.framework]} failed ({err!r})"
-        return record
-    if not hasattr(d2l, "train"):
-        record["status"] = f"not available: {MODULES[args.framework]} has no train() yet"
-        return record
-    from d2l_lite import architecture, training
+    """Train and return the record; an exception (a framework that does not
+    import, a failed run) ends the process with its traceback and exit code 1."""
+    from d2l_lite import architecture, backend, training
     from d2l_lite.data import load_fashion_mnist
 
+    impl = backend.get(args.framework)
     recipe = {"classic": training.CLASSIC, "fast": training.FAST}[args.recipe]
     changes = {}
     if args.epochs:
@@ -127,10 +76,13 @@ def run(args) -> dict:
         data = data.subset(args.num_train or len(data.train_labels),
                            args.num_test or len(data.test_labels))
     gpu = on_gpu(args.framework)
-    model = d2l.googlenet(architecture.BOOK)
+    model = impl.build(architecture.BOOK)
     start = time.perf_counter()
-    history = call_train(args.framework, d2l, model, data, recipe, args.image_size)
-    record.update({
+    history = impl.train(model, data, recipe, plot=False, progress=False,
+                         image_size=args.image_size)
+    return {
+        "framework": args.framework, "implementation": "d2l_lite",
+        "recipe": args.recipe, "versions": versions(args.framework),
         "status": "ok",
         "history": history.to_dict(),
         "fit_seconds": time.perf_counter() - start,
@@ -145,13 +97,12 @@ def run(args) -> dict:
         # (recipe.compile) runs only on a GPU
         "compiled": {"jax": True, "torch": gpu, "mxnet": recipe.compile,
                      "tensorflow": recipe.compile and gpu}[args.framework],
-    })
-    return record
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--framework", required=True, choices=sorted(MODULES))
+    parser.add_argument("--framework", required=True, choices=sorted(PACKAGES))
     parser.add_argument("--recipe", required=True, choices=["classic", "fast"])
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
@@ -160,16 +111,10 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--out", required=True, help="where to write the JSON record")
     args = parser.parse_args(argv)
-    try:
-        record = run(args)
-    except Exception:
-        record = {"framework": args.framework, "implementation": "d2l_lite",
-                  "recipe": args.recipe, "status": "failed",
-                  "error": traceback.format_exc()[-4000:]}
-        traceback.print_exc()
+    record = run(args)
     with open(args.out, "w") as f:
         json.dump(record, f, indent=1)
-    return 0 if record["status"].startswith(("ok", "not available")) else 1
+    return 0
 
 
 if __name__ == "__main__":

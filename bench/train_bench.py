@@ -446,9 +446,11 @@ def main(argv=None) -> int:
     print()
     print(text)
     print(f"\nSaved {out} and {out.with_suffix('.md').name}")
-    failed = [r["name"] for r in runs if str(r.get("status", "")).startswith("failed")]
-    if failed:
-        print(f"Failed: {', '.join(failed)} (see their output_tail in the JSON)")
+    failed = [f"{r['name']}, {r.get('recipe', '')}: {r.get('status', 'failed')}"
+              for r in runs if not str(r.get("status", "")).startswith("ok")]
+    if failed:  # a framework or reference that cannot run is a failure, not a skip
+        print("Did not run:\n  " + "\n  ".join(failed)
+              + "\n(the output_tail of each is in the JSON)")
     return 1 if failed else 0
 
 

@@ -1,6 +1,6 @@
 """One framework-neutral description of GoogLeNet, as data: the counter, the
 FLOP rules, the canonical weights and the NumPy reference all read it through
-:func:`walk`, and ``tests/test_contract.py`` holds every framework's model to
+:func:`walk`, and ``tests/test_backends.py`` holds every framework's model to
 it. Variants are options of it. Spatial sizes follow PyTorch's rules
 (symmetric zero padding, floor division), which every framework reproduces.
 """

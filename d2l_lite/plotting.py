@@ -160,3 +160,72 @@ def show_predictions(images, labels, predictions, class_names: Sequence[str], n:
     fig.suptitle("true (top) and predicted (bottom) labels", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class ProgressPlot:
+    """Loss and accuracies redrawn in place after each epoch in a notebook (so the book
+    keeps one figure); outside a notebook it does nothing."""
+    def __init__(self, title: str, num_epochs: int, enabled: Optional[bool] = None):
+        self.title = title
+        self.num_epochs = num_epochs
+        self.enabled = _in_notebook() if enabled is None else enabled
+        self._handle = None
+
+    def update(self, history) -> None:  # a training.History
+        if not self.enabled or not history.epochs:
+            return
+        import io
+
+        import matplotlib.pyplot as plt
+        from IPython.display import Image, display
+        fig = plot_history([history], title=self.title, num_epochs=self.num_epochs)
+        # PNG bytes, not the figure: showing a figure needs a backend set up,
+        # which differs between matplotlib versions (MXNet's is older).
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        image = Image(data=buffer.getvalue(), format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+
+def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
+    """Loss and accuracies of runs against epochs, named by what tells them apart: the
+    training metrics every quarter epoch (lines), test accuracy after each epoch (squares)."""
+    import matplotlib.pyplot as plt
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    frameworks = len({h.framework for h in histories}) > 1
+    recipes = len({h.recipe.name for h in histories}) > 1
+    for h in histories:
+        at, loss, acc = zip(*h.points) if h.points else ([e.epoch for e in h.epochs],
+                                                          h.metric("train_loss"),
+                                                          h.metric("train_acc"))
+        name = ", ".join([h.framework] * frameworks + [f"{h.recipe.name} recipe"] * recipes)
+        line, = ax_loss.plot(at, loss, marker=".", label=name or "train loss")
+        prefix = f"{name}: " if name else ""
+        ax_acc.plot(at, acc, marker=".", linestyle="--", color=line.get_color(),
+                    label=f"{prefix}train acc")
+        ax_acc.plot([e.epoch for e in h.epochs], h.metric("test_acc"), marker="s",
+                    markersize=7, color=line.get_color(), label=f"{prefix}test acc")
+    last = num_epochs or max((len(h.epochs) for h in histories), default=1)
+    for ax, name in ((ax_loss, "training loss (cross-entropy)"),
+                     (ax_acc, "accuracy (fraction correct)")):
+        ax.set(xlabel="epoch", xlim=(0, last + 0.1), xticks=range(0, last + 1))
+        ax.set_ylabel(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -6,10 +6,22 @@ import pytest
 from d2l_lite import architecture, counting, flop_rules, paper, reference
 
 
+BOOK_PARAMS = 5_977_530  # the figure every chapter quotes, written once
+
+
 def test_book_model_counts():
     rows = counting.count_network(architecture.BOOK)
-    assert counting.total_params(rows) == 5_977_530
+    assert counting.total_params(rows) == BOOK_PARAMS
     assert counting.total_macs(rows) == 276_066_304
+
+
+def test_stage_rows_of_the_book():
+    rows = counting.stage_rows(architecture.BOOK)
+    assert rows == [
+        ("b1", (64, 24, 24), 3_200), ("b2", (192, 12, 12), 114_944),
+        ("b3", (480, 6, 6), 552_432), ("b4", (832, 3, 3), 2_809_168),
+        ("b5", (1024, 3, 3), 2_487_536), ("head", (10,), 10_250)]
+    assert sum(params for _, _, params in rows) == BOOK_PARAMS
 
 
 def test_paper_model_counts():
@@ -78,7 +90,7 @@ def test_part_lookup():
 
 def test_reference_weights_match_the_counter():
     shapes = reference.parameter_shapes(architecture.BOOK)
-    assert sum(int(np.prod(s)) for s in shapes.values()) == 5_977_530
+    assert sum(int(np.prod(s)) for s in shapes.values()) == BOOK_PARAMS
     assert shapes["conv1/weight"] == (64, 1, 7, 7)
     assert shapes["inception3a/branch2/3x3/weight"] == (128, 96, 3, 3)
     assert shapes["fc/weight"] == (10, 1024)
@@ -190,7 +202,7 @@ def test_residual_blocks_add_one_linear_1x1_projection_each():
     # C_in x C_out weights and C_out biases, at the block's map size
     assert [r.params for r in shortcuts] == [
         b.in_shape[0] * b.out_shape[0] + b.out_shape[0] for b in blocks]
-    assert counting.total_params(rows) - 5_977_530 == sum(r.params for r in shortcuts)
+    assert counting.total_params(rows) - BOOK_PARAMS == sum(r.params for r in shortcuts)
     assert all(not r.layer.relu for r in architecture.walk(spec) if "shortcut" in r.name)
     with pytest.raises(ValueError, match="residual"):
         flop_rules.xla_flops(spec)

@@ -1,6 +1,6 @@
 """The textbook JAX/Flax code: the Inception block and GoogLeNet as the
 chapters write them. That the built model equals the spec (every variant,
-stage rows, counts, logits) is ``tests/test_contract.py``; here: the block,
+stage rows, counts, logits) is ``tests/test_backends.py``; here: the block,
 the helpers, and what the pages rely on.
 
 Shapes and counts come from ``jax.eval_shape`` (nothing is computed).
@@ -52,56 +52,12 @@ def test_block_matches_the_reference():
     assert np.abs(Y - expected).max() < reference.float32_tolerance(expected)
 
 
-@pytest.mark.parametrize("spec, expected", [(BOOK, 5_977_530), (PAPER, 6_998_552)])
-def test_parameter_count(spec, expected):
-    model = d2l.googlenet(spec)
-    size = spec.input_size
-    assert d2l.count_parameters(shapes(model, (1, size, size, spec.in_channels))) == expected
-
-
-def test_googlenet_is_stem_body_head_of_named_stages():
-    rows = d2l.stage_rows(d2l.GoogLeNet(), (1, 96, 96, 1))
-    assert [name for name, _, _ in rows] == ["b1", "b2", "b3", "b4", "b5", "head"]
-    assert rows == counting.stage_rows(BOOK)
-
-
 def test_layer_summary_prints_the_stage_rows(capsys):
     d2l.layer_summary(d2l.GoogLeNet(), (1, 96, 96, 1))
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["stage", "output", "shape", "parameters"]
     assert out[2].split() == ["b1", "(1,", "24,", "24,", "64)", "3,200"]
     assert out[-1].split() == ["head", "(1,", "10)", "10,250"]
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_logits_match_reference(seed):
-    model = d2l.GoogLeNet()
-    weights = reference.random_weights(BOOK, seed=seed)
-    X = reference.random_input(BOOK, batch_size=8, seed=seed)
-    y = d2l.logits(model, X, d2l.load_weights(model, weights))
-    assert y.dtype == np.float32 and y.shape == (8, 10)
-    expected = reference.forward(BOOK, weights, X)
-    assert np.abs(y - expected).max() < reference.float32_tolerance(expected)
-
-
-def test_load_weights_pairs_in_creation_order_and_converts_layouts():
-    weights = reference.random_weights(BOOK, seed=0)
-    variables = d2l.load_weights(d2l.GoogLeNet(), weights)
-    params = variables["params"]
-    assert set(variables) == {"params"}
-    np.testing.assert_array_equal(params["ConvReLU_0"]["Conv_0"]["kernel"],
-                                  weights["conv1/weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(params["Inception_8"]["ConvReLU_5"]["Conv_0"]["bias"],
-                                  weights["inception5b/branch4/pool_proj/bias"])
-    np.testing.assert_array_equal(params["Dense_0"]["kernel"], weights["fc/weight"].T)
-
-
-def test_load_weights_names_the_tensor_that_does_not_fit():
-    model = d2l.GoogLeNet()
-    with pytest.raises(ValueError, match="conv1/weight"):
-        d2l.load_weights(model, reference.random_weights(PAPER), (1, 96, 96, 1))
-    with pytest.raises(ValueError, match="tensors but the Flax model"):
-        d2l.load_weights(model, reference.random_weights(architecture.PAPER_BN_AUX))
 
 
 def test_set_seed_returns_a_key():

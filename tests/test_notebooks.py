@@ -81,12 +81,13 @@ def saved_cells(path):
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_saved_code_is_the_package_code(path):
     """A cell tagged `d2l-save` (d2l's `#@save`) is code the page teaches and later
-    chapters import: it stands verbatim in the framework's d2l_lite module, and
+    chapters import: it stands verbatim in a file of the framework's d2l_lite package, and
     its lines fit the page's column."""
-    module = (ROOT / "d2l_lite" / f"{MODULES[path.stem]}.py").read_text()
+    package = ROOT / "d2l_lite" / MODULES[path.stem]
+    files = {f.name: f.read_text() for f in sorted(package.glob("*.py"))}
     for source in saved_cells(path):
-        assert source.strip() in module, \
-            f"{path.relative_to(ROOT)}: this saved cell differs from d2l_lite:\n{source}"
+        assert any(source.strip() in text for text in files.values()), \
+            f"{path.relative_to(ROOT)}: this saved cell is in no file of {package.name}/:\n{source}"
         long = [line for line in source.splitlines() if len(line) > 75]
         assert not long, f"{path.relative_to(ROOT)}: lines over 75 characters: {long}"
 
@@ -109,3 +110,26 @@ def test_pages_show_the_textbook_code(fw):
     assert "head" in googlenet
     step = "\n".join(saved_cells(ROOT / "chapters" / "training" / f"{fw}.ipynb"))
     assert "step" in step, "the training page shows no training step"
+
+
+def test_the_colab_cells_install_from_the_repository_setting():
+    """One setting names the repository (``repository.url`` in ``_config.yml``):
+    every set-up cell installs from it (``notebooks.py check`` above keeps them
+    equal), ``notebooks.py repository`` changes it, and the publish workflow
+    sets it to the repository it publishes from."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import notebooks
+    url = notebooks.repository_url()
+    for path in NOTEBOOKS:
+        setup = next("".join(c["source"]) for c in load(path)["cells"]
+                     if "colab-setup" in c.get("metadata", {}).get("tags", []))
+        assert url in setup, f"{path.relative_to(ROOT)} names another repository"
+    config = (ROOT / "_config.yml").read_text()
+    changed = notebooks.with_repository(config, "https://github.com/someone/fork")
+    assert "url: https://github.com/someone/fork\n" in changed
+    assert changed.replace("someone/fork", url.split("github.com/")[1]) == config
+    with pytest.raises(SystemExit, match="not a GitHub repository URL"):
+        notebooks.with_repository(config, "https://example.com/book")
+    publish = (ROOT / ".github" / "workflows" / "publish.yml").read_text()
+    assert 'notebooks.py repository "https://github.com/$REPOSITORY"' in publish
+    assert "REPOSITORY: ${{ github.repository }}" in publish

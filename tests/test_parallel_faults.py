@@ -121,11 +121,6 @@ def test_uneven_shares_are_refused_before_any_process_starts(
     assert seconds < 5  # no process was started
 
 
-def test_no_processes_is_an_error_not_an_empty_list(job_parts):
-    timed(lambda: d2l.spawn(d2l.ddp_worker, 0, job(job_parts, [np.arange(16)])),
-          ValueError, r"whole number >= 1")
-
-
 def test_a_nan_in_one_share_refuses_the_step_and_names_the_process(job_parts):
     images = job_parts[2].astype(np.float32) / 255
     images[3] = np.nan  # image 3 is in process 1's share (1, 3, 5, ...)

@@ -1,9 +1,10 @@
 """The four frameworks are the same network: same weights in, same logits out.
 
 One set of canonical weights (``reference.random_weights``, PyTorch layout) is
-loaded into the PyTorch, TensorFlow, JAX and MXNet models; their float32
-logits must agree with each other and with a float64 NumPy forward pass to
-within 1e-4. MXNet runs in its own environment (``.venv-mxnet``) through
+loaded by name into the PyTorch, TensorFlow, JAX and MXNet models (through
+``d2l_lite.backend``); their float32 logits must agree with each other and
+with a float64 NumPy forward pass (``reference.float32_tolerance``). MXNet
+runs in its own environment (``.venv-mxnet``) through
 ``tests/mxnet/parity_logits.py``.
 """
 
@@ -14,32 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from d2l_lite import architecture, reference
+from d2l_lite import architecture, backend, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 MXNET_PYTHON = Path(os.environ.get("D2L_MXNET_PYTHON", ROOT / ".venv-mxnet" / "bin" / "python"))
 SPECS = {"book": architecture.BOOK, "paper": architecture.PAPER}
 
 
-def torch_logits(spec, weights, X):
-    from d2l_lite import torch as d2l
-    model = d2l.googlenet(spec)
-    d2l.load_weights(model, weights)
-    return d2l.logits(model, X)
-
-
-def tensorflow_logits(spec, weights, X):
-    from d2l_lite import tensorflow as d2l
-    model = d2l.googlenet(spec)
-    d2l.load_weights(model, weights)
-    return d2l.logits(model, X)
-
-
-def jax_logits(spec, weights, X):
-    from d2l_lite import jax as d2l
-    model = d2l.googlenet(spec)
-    variables = d2l.load_weights(model, weights)
-    return d2l.logits(model, X, variables)
+def backend_logits(name, spec, weights, X):
+    impl = backend.get(name)
+    return impl.logits(impl.load_weights(impl.build(spec), weights), X)
 
 
 def mxnet_logits(spec_name, weights, X, tmp_path):
@@ -62,12 +47,9 @@ def test_four_frameworks_agree(spec_name, batch_size, seed, tmp_path):
     weights = reference.random_weights(spec, seed=seed)
     X = reference.random_input(spec, batch_size=batch_size, seed=seed)
     expected = reference.forward(spec, weights, X)
-    results = {
-        "pytorch": torch_logits(spec, weights, X),
-        "tensorflow": tensorflow_logits(spec, weights, X),
-        "jax": jax_logits(spec, weights, X),
-        "mxnet": mxnet_logits(spec_name, weights, X, tmp_path),
-    }
+    results = {name: backend_logits(name, spec, weights, X)
+               for name in ("torch", "tensorflow", "jax")}
+    results["mxnet"] = mxnet_logits(spec_name, weights, X, tmp_path)
     names = list(results)
     tolerance = reference.float32_tolerance(expected)  # float32 vs float64
     for name in names:

@@ -1,6 +1,6 @@
 """The textbook Keras code: the Inception block and GoogLeNet as the chapters
 write them. That the built model equals the spec (every variant, stage rows,
-counts, logits) is ``tests/test_contract.py``; here: the block, the padding,
+counts, logits) is ``tests/test_backends.py``; here: the block, the padding,
 the helpers' messages, and what the pages rely on."""
 
 import numpy as np
@@ -82,14 +82,6 @@ def test_padding_is_pytorchs_symmetric_padding():
                           reference._max_pool(X, 3, 2, 1))
 
 
-def test_googlenet_is_stem_body_head_of_named_stages():
-    model = d2l.googlenet(architecture.BOOK)
-    assert [stage.name for stage in model.stem.layers] == ["b1", "b2"]
-    assert [stage.name for stage in model.body.layers] == ["b3", "b4", "b5"]
-    assert d2l.count_parameters(model) == 5_977_530
-    assert d2l.count_parameters(d2l.googlenet(architecture.PAPER)) == 6_998_552
-
-
 def test_layer_summary_prints_the_stage_rows(capsys):
     d2l.layer_summary(d2l.googlenet(architecture.BOOK), (1, 96, 96, 1))
     out = capsys.readouterr().out.splitlines()
@@ -97,24 +89,6 @@ def test_layer_summary_prints_the_stage_rows(capsys):
     assert out[2].split() == ["b1", "(1,", "24,", "24,", "64)", "3,200"]
     assert out[-2].split() == ["b5", "(1,", "3,", "3,", "1024)", "2,487,536"]
     assert out[-1].split() == ["head", "(1,", "10)", "10,250"]
-
-
-@pytest.mark.parametrize("batch_size, seed", [(1, 0), (2, 1), (8, 10)])
-def test_logits_match_reference_book(book_model, batch_size, seed):
-    spec = architecture.BOOK
-    X = reference.random_input(spec, batch_size=batch_size, seed=seed)
-    got = d2l.logits(book_model, X)
-    assert got.dtype == np.float32 and got.shape == (batch_size, spec.num_classes)
-    expected = reference.forward(spec, reference.random_weights(spec, seed=0), X)
-    assert np.abs(got - expected).max() < reference.float32_tolerance(expected)
-
-
-def test_load_weights_names_the_tensor_that_does_not_fit():
-    model = d2l.googlenet(architecture.BOOK)
-    with pytest.raises(ValueError, match="conv1/weight"):
-        d2l.load_weights(model, reference.random_weights(architecture.PAPER))
-    with pytest.raises(ValueError, match="tensors but the TensorFlow model"):
-        d2l.load_weights(model, reference.random_weights(architecture.PAPER_BN_AUX))
 
 
 def test_paper_model_fails_exactly_below_the_specs_smallest_input():

@@ -1,7 +1,9 @@
-"""The textbook PyTorch code: the Inception block and GoogLeNet as the
-chapters write them. That the built model equals the spec (every variant,
-stage rows, counts, logits) is ``tests/test_contract.py``; here: the block,
-the helpers' messages, and what the pages rely on."""
+"""The textbook PyTorch code beyond ``tests/test_backends.py`` (which holds every
+variant's model to its description: stage rows, counts, logits, weights by
+name): the block and its branches, lazy layers, the helpers' messages, a
+hand-built model taking weights by name, and what the pages rely on."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,76 +14,56 @@ from d2l_lite import architecture, counting, reference  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402
 
 BLOCK = architecture.INCEPTION_3A
-WIDTHS = (64, 96, 128, 16, 32, 32)
+WIDTHS = (BLOCK.ch1x1, BLOCK.ch3x3red, BLOCK.ch3x3, BLOCK.ch5x5red, BLOCK.ch5x5,
+          BLOCK.pool_proj)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def built_block(cls=d2l.Inception):
+@pytest.mark.parametrize("cls, spec", [(d2l.Inception, BLOCK),
+                                       (d2l.NaiveInception, replace(BLOCK, reduce=False))],
+                         ids=["inception", "naive"])
+def test_block_output_and_branch_parameters(cls, spec):
     block = cls(*WIDTHS)
-    block(torch.zeros(1, 192, 28, 28))
-    return block
-
-
-def test_block_widths_are_table_1s_row():
-    assert WIDTHS == (BLOCK.ch1x1, BLOCK.ch3x3red, BLOCK.ch3x3, BLOCK.ch5x5red,
-                      BLOCK.ch5x5, BLOCK.pool_proj)
-
-
-def test_block_output_and_branch_parameters():
-    block = built_block()
-    assert tuple(block(torch.zeros(2, 192, 28, 28)).shape) == (2, 256, 28, 28)
-    assert d2l.branch_parameters(block) == counting.branch_params(BLOCK, (192, 28, 28))
-    assert d2l.count_parameters(block) == 163_696
-
-
-def test_block_matches_the_reference():
-    block = built_block()
-    weights = reference.random_weights(architecture.BOOK, seed=2)
-    for name, tensor in zip([n for n in weights if n.startswith("inception3a/")],
-                            block.parameters()):
-        with torch.no_grad():
-            tensor.copy_(torch.from_numpy(weights[name]))
-    X = np.random.default_rng(0).random((2, 192, 28, 28)).astype(np.float32)
-    with torch.no_grad():
-        Y = block(torch.from_numpy(X)).numpy()
-    expected = reference.inception_forward(BLOCK, X, weights)
-    assert np.abs(Y - expected).max() < reference.float32_tolerance(expected)
-
-
-def test_unbuilt_block_says_to_run_a_batch_first():
     with pytest.raises(ValueError, match="Run one batch through it first"):
-        d2l.count_parameters(d2l.Inception(*WIDTHS))
-
-
-def test_googlenet_is_stem_body_head_of_named_stages():
-    model = d2l.googlenet(architecture.BOOK)
-    assert [n for n, _ in model.stem.named_children()] == ["b1", "b2"]
-    assert [n for n, _ in model.body.named_children()] == ["b3", "b4", "b5"]
-    assert d2l.count_parameters(model) == 5_977_530
-    assert d2l.count_parameters(d2l.googlenet(architecture.PAPER)) == 6_998_552
+        d2l.count_parameters(block)
+    block(torch.zeros(1, 192, 28, 28))
+    assert tuple(block(torch.zeros(2, 192, 28, 28)).shape) == (2, spec.out_channels, 28, 28)
+    branches = counting.branch_params(spec, (192, 28, 28))
+    assert d2l.branch_parameters(block) == branches
+    assert d2l.count_parameters(block) == sum(branches.values())
+    if cls is d2l.NaiveInception:  # no 1x1 reductions before the 3x3 and 5x5
+        assert [type(m).__name__ for m in block.branch3] == ["Conv2d", "ReLU"]
 
 
 def test_layer_summary_prints_the_stage_rows(capsys):
-    d2l.layer_summary(d2l.googlenet(architecture.BOOK), (1, 1, 96, 96))
+    model = d2l.googlenet(architecture.BOOK)
+    assert [n for n, _ in model.stem.named_children()] == ["b1", "b2"]
+    assert [n for n, _ in model.body.named_children()] == ["b3", "b4", "b5"]
+    d2l.layer_summary(model, (1, 1, 96, 96))
     out = capsys.readouterr().out.splitlines()
+    rows = counting.stage_rows(architecture.BOOK)
     assert out[0].split() == ["stage", "output", "shape", "parameters"]
-    assert out[2].split() == ["b1", "(1,", "64,", "24,", "24)", "3,200"]
-    assert out[-1].split() == ["head", "(1,", "10)", "10,250"]
+    assert out[2].split() == ["b1", "(1,", *[f"{c}," for c in rows[0][1][:-1]],
+                              f"{rows[0][1][-1]})", f"{rows[0][2]:,}"]
+    assert out[-1].split() == ["head", "(1,", f"{rows[-1][1][0]})", f"{rows[-1][2]:,}"]
 
 
-def test_logits_restore_the_mode():
-    model = d2l.googlenet(architecture.BOOK)
-    model.train()
-    d2l.logits(model, reference.random_input(architecture.BOOK))
+def test_a_hand_built_model_takes_weights_by_name_and_logits_restore_the_mode():
+    """The GoogLeNet page builds ``GoogLeNet()`` itself: its names come from its
+    classes. A model of another description says which tensors differ."""
+    spec = architecture.BOOK
+    model = d2l.GoogLeNet()
+    model(torch.zeros(1, 1, 96, 96))
+    weights = reference.random_weights(spec, seed=3)
+    X = reference.random_input(spec, seed=3)
+    logits = d2l.logits(d2l.load_weights(model, weights), X)
     assert model.training
-
-
-def test_load_weights_names_the_tensor_that_does_not_fit():
-    model = d2l.googlenet(architecture.BOOK)
+    expected = reference.forward(spec, weights, X)
+    assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)
     with pytest.raises(ValueError, match="conv1/weight"):
         d2l.load_weights(model, reference.random_weights(architecture.PAPER))
-    with pytest.raises(ValueError, match="tensors but the PyTorch model"):
+    with pytest.raises(ValueError, match="conv1/bias.*conv1_bn/weight"):
         d2l.load_weights(model, reference.random_weights(architecture.PAPER_BN_AUX))
 
 
@@ -89,6 +71,7 @@ def test_paper_model_fails_exactly_below_the_specs_smallest_input():
     smallest = architecture.PAPER.min_input_size()
     model = d2l.googlenet(architecture.PAPER).eval()
     with torch.no_grad():
-        assert tuple(model(torch.zeros(1, 3, smallest, smallest)).shape) == (1, 1000)
+        assert tuple(model(torch.zeros(1, 3, smallest, smallest)).shape) == \
+            (1, architecture.PAPER.num_classes)
         with pytest.raises(RuntimeError):
             model(torch.zeros(1, 3, smallest - 1, smallest - 1))

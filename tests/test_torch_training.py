@@ -1,6 +1,6 @@
-"""d2l_lite.torch.train on a few Fashion-MNIST images: the start weights, the
-history it returns, and that the loss goes down. Small images (32x32) keep
-it to seconds on a CPU; the notebooks run the 96x96 model."""
+"""d2l_lite.torch.train on a few Fashion-MNIST images: the batches, the start
+weights, the history it returns, that the loss goes down, and CUDA graphs.
+Small images (32x32) keep it to seconds on a CPU; the notebooks run 96x96."""
 
 import math
 
@@ -25,13 +25,12 @@ def tiny(fashion_mnist):
 
 
 def test_prepare_batch_gathers_scales_and_resizes(tiny):
-    images, labels, test_images, test_labels = d2l.device_data(tiny, torch.device("cpu"))
-    assert images.dtype == torch.uint8 and tuple(images.shape) == (32, 28, 28)
-    assert labels.dtype == torch.int64 and tuple(test_labels.shape) == (24,)
+    images, labels, _, test_labels = d2l.device_data(tiny, torch.device("cpu"))
+    assert (images.dtype, labels.dtype, tuple(test_labels.shape)) == \
+        (torch.uint8, torch.int64, (24,))
     index = torch.tensor([5, 0, 31])
     X = d2l.prepare_batch(images, index, image_size=96)
     assert X.dtype == torch.float32 and tuple(X.shape) == (3, 1, 96, 96)
-    assert 0.0 <= X.min().item() and X.max().item() <= 1.0
     expected = torch.nn.functional.interpolate(
         torch.from_numpy(tiny.train_images[[5, 0, 31]]).float()[:, None] / 255, size=(96, 96),
         mode="bilinear", align_corners=False)
@@ -45,13 +44,9 @@ def test_training_starts_from_the_reference_xavier_weights(tiny):
     model = d2l.googlenet(SPEC)
     recipe = training.CLASSIC.with_(num_epochs=1, batch_size=16, lr=0.0, seed=3)
     d2l.train(model, tiny, recipe, image_size=IMAGE_SIZE, plot=False, progress=False)
-    weights = reference.xavier_weights(SPEC, seed=3)
-    params, _ = reference.ordered(weights)
-    for (name, array), param in zip(params, model.parameters()):
-        assert np.array_equal(param.detach().numpy(), array), name
-    X = reference.random_input(SPEC, batch_size=1, seed=0, input_size=IMAGE_SIZE)
-    expected = reference.forward(SPEC, weights, X)
-    assert np.abs(d2l.logits(model, X) - expected).max() < reference.float32_tolerance(expected)
+    after = d2l.get_weights(model)
+    for name, array in reference.xavier_weights(SPEC, seed=3).items():
+        assert np.array_equal(after[name], array), name
 
 
 @pytest.mark.parametrize("recipe", [
@@ -60,24 +55,16 @@ def test_training_starts_from_the_reference_xavier_weights(tiny):
                         warmup_epochs=0.0),
 ], ids=["sgd", "adamw"])
 def test_loss_decreases_and_history_is_complete(tiny, recipe, capsys):
-    model = d2l.googlenet(SPEC)
-    history = d2l.train(model, tiny, recipe, image_size=IMAGE_SIZE, plot=False,
-                        progress=False)
-    out = capsys.readouterr().out
-    if recipe.compile and not torch.cuda.is_available():
-        assert "float32 instead of bfloat16" in out
+    history = d2l.train(d2l.googlenet(SPEC), tiny, recipe, image_size=IMAGE_SIZE,
+                        plot=False, progress=False)
+    if recipe.mixed_precision and not torch.cuda.is_available():
+        assert "float32 instead of bfloat16" in capsys.readouterr().out
     assert history.framework == "PyTorch" and history.recipe == recipe
     assert history.device == ("cpu" if not torch.cuda.is_available()
                               else torch.cuda.get_device_name())
-    assert (history.num_train, history.num_test) == (32, 24)
     assert [e.epoch for e in history.epochs] == [1, 2, 3]
-    for e in history.epochs:
-        assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
-        assert 0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1
-        assert e.seconds > 0 and e.images_per_sec == pytest.approx(32 / e.seconds)
-        assert e.test_acc * 24 == pytest.approx(round(e.test_acc * 24))  # of all 24 images
+    assert all(math.isfinite(e.train_loss) for e in history.epochs)
     assert history.epochs[-1].train_loss < history.epochs[0].train_loss
-    assert history.compile_seconds >= 0
 
 
 def test_train_rejects_what_it_cannot_use(tiny):
@@ -87,6 +74,10 @@ def test_train_rejects_what_it_cannot_use(tiny):
                   progress=False)
     with pytest.raises(ValueError, match="training.Recipe"):
         d2l.train(model, tiny, "classic", plot=False, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA graphs are a GPU feature"):
+            d2l.train(model, tiny, training.CLASSIC.with_(batch_size=16), graph=True,
+                      plot=False, progress=False)
 
 
 # CUDA graphs ------------------------------------------------------------------
@@ -105,14 +96,6 @@ def test_graphed_step_without_cuda_runs_the_step_every_call():
     for k in range(5):
         assert torch.equal(graphed(torch.tensor([k])), torch.tensor([2 * k]))
     assert len(calls) == 5
-
-
-def test_graph_true_without_cuda_says_what_to_do(tiny):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    with pytest.raises(ValueError, match="CUDA graphs are a GPU feature"):
-        d2l.train(d2l.googlenet(SPEC), tiny, training.CLASSIC.with_(batch_size=16),
-                  graph=True, plot=False, progress=False)
 
 
 @needs_cuda
@@ -148,12 +131,11 @@ def test_graphed_training_equals_eager_training(fashion_mnist, recipe, tolerance
         model = d2l.googlenet(SPEC)
         d2l.train(model, data, recipe, device="cuda", image_size=IMAGE_SIZE, graph=graph,
                   plot=False, progress=False)
-        weights[graph] = [p.detach().float().cpu() for p in model.parameters()]
-    start = [torch.as_tensor(a) for _, a in reference.ordered(
-        reference.xavier_weights(SPEC, seed=recipe.seed))[0]]
+        weights[graph] = d2l.get_weights(model)
+    start = reference.xavier_weights(SPEC, seed=recipe.seed)
 
     def distance(a, b):
-        return math.sqrt(sum(((x - y) ** 2).sum().item() for x, y in zip(a, b)))
+        return math.sqrt(sum(((a[k] - b[k].astype(np.float64)) ** 2).sum() for k in start))
 
     moved, apart = distance(weights[False], start), distance(weights[True], weights[False])
     assert moved > 0

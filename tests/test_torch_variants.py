@@ -1,14 +1,16 @@
-"""The variants chapter's PyTorch code beyond the contract test: auxiliary
-heads in training only, fresh BatchNorm state, torchinfo's figures, and a
-training smoke run of the variants with their own forward."""
+"""The variants chapter's PyTorch code beyond ``tests/test_backends.py``:
+auxiliary heads in training only, fresh BatchNorm state, torchinfo's figures,
+the tutorial's conv biases beside BatchNorm, and the trainer on the variants
+with their own forward."""
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from d2l_lite import architecture, counting, training  # noqa: E402
+from d2l_lite import architecture, counting, reference, training  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -29,13 +31,23 @@ def test_batch_norm_state_starts_fresh_and_convs_lose_their_bias():
     assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
 
 
-def test_torchinfo_reports_the_tutorial_figures():
+@pytest.mark.parametrize("spec", [architecture.PAPER_BN_AUX, architecture.TUTORIAL_V1],
+                         ids=["paper-bn-aux", "tutorial-v1"])
+def test_torchinfo_reports_the_counted_figures(spec):
+    """torchinfo counts the auxiliary heads' parameters and, for a batch of 2,
+    its own mult-adds (``counting.torchinfo_mult_adds``). The tutorial's model
+    keeps conv biases beside BatchNorm, which no other test builds: it must
+    still compute the reference's logits."""
     torchinfo = pytest.importorskip("torchinfo")
-    stats = torchinfo.summary(d2l.googlenet(architecture.PAPER_BN_AUX),
-                              input_size=(2, 3, 224, 224), verbose=0)
-    assert stats.total_params == 13_385_816
-    assert stats.total_mult_adds == counting.torchinfo_mult_adds(
-        architecture.PAPER_BN_AUX, batch_size=2)
+    model = d2l.googlenet(spec)
+    stats = torchinfo.summary(model, input_size=(2, 3, 224, 224), verbose=0)
+    assert stats.total_params == counting.total_params(counting.count_network(spec))
+    assert stats.total_mult_adds == counting.torchinfo_mult_adds(spec, batch_size=2)
+    weights = reference.random_weights(spec, seed=1)
+    X = reference.random_input(spec, batch_size=1, seed=1)
+    logits = d2l.logits(d2l.load_weights(model, weights), X)
+    expected = reference.forward(spec, weights, X)
+    assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)
 
 
 @pytest.mark.parametrize("name", ["aux heads", "28x28"])
@@ -47,26 +59,3 @@ def test_train_variant_smoke(name, fashion_mnist):
                         spec=spec, device="cpu", plot=False, progress=False)
     e, = history.epochs
     assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
-
-
-def test_the_tutorial_model_keeps_conv_biases_beside_batch_norm():
-    """The Inception_V1 tutorial's summary: 13,393,352 parameters and 3.17 G
-    mult-adds; 7,536 more parameters than the bias-free model, one bias per
-    convolution channel (auxiliary heads' included)."""
-    torchinfo = pytest.importorskip("torchinfo")
-    import numpy as np
-    from d2l_lite import reference
-    spec = architecture.TUTORIAL_V1
-    model = d2l.googlenet(spec)
-    stats = torchinfo.summary(model, input_size=(2, 3, 224, 224), verbose=0)
-    assert stats.total_params == 13_393_352
-    assert stats.total_mult_adds == counting.torchinfo_mult_adds(spec, batch_size=2)
-    assert round(stats.total_mult_adds / 1e9, 2) == 3.17
-    rows = counting.count_network(architecture.PAPER_BN_AUX, detail=True)
-    assert 13_393_352 - 13_385_816 == 7_536 == sum(
-        r.out_shape[0] for r in rows if r.kind == "conv-bn")
-    weights = reference.random_weights(spec, seed=1)
-    X = reference.random_input(spec, batch_size=1, seed=1)
-    logits = d2l.logits(d2l.load_weights(model, weights), X)
-    expected = reference.forward(spec, weights, X)
-    assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)

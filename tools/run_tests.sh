@@ -3,7 +3,10 @@
 #   1. unit tests and every notebook under chapters/ through nbval, in the main
 #      environment; nbval runs each notebook in the kernel its metadata names,
 #      so the MXNet notebooks execute in the d2l-mxnet kernel (.venv-mxnet);
-#   2. the MXNet unit tests, in the MXNet environment.
+#   2. the MXNet unit tests and the conformance suite (tests/test_backends.py),
+#      in the MXNet environment;
+#   3. a check that the two runs together held all four backends to the
+#      conformance suite (a framework missing from an environment fails here).
 # D2L_SMALL_SCALE=1 (set by `make test`) puts training notebooks in their
 # small-scale mode. Arguments go to both pytest runs (`make test-fast` passes
 # -m "not slow": no notebooks, no tests that start processes).
@@ -17,14 +20,25 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-
 export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1} TF_NUM_INTEROP_THREADS=${TF_NUM_INTEROP_THREADS:-1}
 
 status=0
+seen=$(mktemp)
+trap 'rm -f "$seen"' EXIT
+export D2L_BACKENDS_SEEN=$seen
 .venv/bin/python -m pytest tests chapters --ignore=tests/mxnet \
   --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
   -n "$workers" --dist loadscope -p no:cacheprovider -rs "$@" || status=$?
 
 if [ -x .venv-mxnet/bin/python ]; then
-  .venv-mxnet/bin/python -m pytest tests/mxnet -p no:cacheprovider -rs "$@" || status=$?
+  .venv-mxnet/bin/python -m pytest tests/mxnet tests/test_backends.py -p no:cacheprovider \
+    -rs "$@" || status=$?
 else
   echo "No .venv-mxnet: run tools/setup_env.sh (MXNet tests not run)" >&2
+  status=1
+fi
+missing=$(for name in torch tensorflow jax mxnet; do
+  grep -qx "$name" "$seen" || echo -n "$name "; done)
+if [ -n "$missing" ]; then
+  echo "The conformance suite (tests/test_backends.py) did not run for: $missing" >&2
+  echo "(a framework missing from its environment: run tools/setup_env.sh)" >&2
   status=1
 fi
 exit $status

@@ -12,16 +12,16 @@ import sys
 
 import numpy as np
 
-from d2l_lite import architecture
-from d2l_lite import mxnet as d2l
+from d2l_lite import architecture, backend
 
 
 def main(source: str, target: str) -> None:
     arrays = dict(np.load(source))
     spec = {"book": architecture.BOOK, "paper": architecture.PAPER}[str(arrays.pop("spec"))]
     X = arrays.pop("X")
-    model = d2l.load_weights(d2l.googlenet(spec), arrays)
-    np.savez(target, logits=d2l.logits(model, X))
+    mxnet = backend.get("mxnet")
+    model = mxnet.load_weights(mxnet.build(spec), arrays)
+    np.savez(target, logits=mxnet.logits(model, X))
 
 
 if __name__ == "__main__":

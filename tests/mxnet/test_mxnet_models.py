@@ -1,152 +1,135 @@
-"""Unit tests for d2l_lite.mxnet's textbook model (MXNet environment only).
+"""What only MXNet's textbook model does (MXNet environment only): Gluon's deferred
+shapes, hybridizing, the blocks alone, its FLOP hooks. Counts, stage shapes, logits,
+ports by name and FLOPs of whole networks: ``tests/test_backends.py``.
 
     .venv-mxnet/bin/python -m pytest tests/mxnet -q -p no:cacheprovider
-
-Counts, stage shapes and logits of every variant against the spec are in
-``test_contract_mxnet.py``; this file checks the pieces.
 """
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 mx = pytest.importorskip("mxnet")
 
-from mxnet import nd  # noqa: E402
-from mxnet.gluon import nn  # noqa: E402
+from mxnet import autograd, gluon, nd  # noqa: E402
 
 from d2l_lite import architecture, counting, reference  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
 
 A = architecture.INCEPTION_3A
+BN_AUX = architecture.googlenet_spec(batch_norm=True, aux_heads=True)
 
 
-@pytest.fixture(scope="module")
-def book_model():
-    return d2l.googlenet(architecture.BOOK)
-
-
-def _inception_3a(cls=d2l.Inception):
-    return cls(A.ch1x1, A.ch3x3red, A.ch3x3, A.ch5x5red, A.ch5x5, A.pool_proj)
-
-
-def test_inception_output_shape():
-    block = _inception_3a()
+def built(cls, conv=d2l.conv_relu, hybridize=False):
+    block = cls(A.ch1x1, A.ch3x3red, A.ch3x3, A.ch5x5red, A.ch5x5, A.pool_proj, conv)
     block.initialize()
-    assert block(nd.zeros((2, 192, 28, 28))).shape == (2, 256, 28, 28)
-
-
-def test_inception_branch_parameters_match_counting():
-    block = _inception_3a()
-    block.initialize()
+    block.hybridize(hybridize)
     block(nd.zeros((1, 192, 28, 28)))
+    return block
+
+
+@pytest.mark.parametrize("cls", [d2l.Inception, d2l.NaiveInception, d2l.FactorizedInception])
+def test_blocks_count_and_hook_like_the_description(cls):
+    spec = {d2l.Inception: A, d2l.NaiveInception: replace(A, reduce=False),
+            d2l.FactorizedInception: replace(A, factorize=True)}[cls]
+    block = built(cls)
+    assert block(nd.zeros((2, 192, 28, 28))).shape == (2, 256, 28, 28)
     expected = {}
-    for row in counting.count_inception(A, (192, 28, 28)):
+    for row in counting.count_inception(spec, (192, 28, 28)):
         branch = row.name.split("/")[1]
         expected[branch] = expected.get(branch, 0) + row.params
     assert d2l.branch_parameters(block) == expected
-    assert d2l.count_parameters(block) == 163_696
+    flops = counting.analytic_flops(spec, (192, 28, 28))
+    assert d2l.count_flops(block, (3, 192, 28, 28)) == 3 * flops  # the batch scales it
 
 
-def test_unbuilt_block_cannot_be_counted():
-    block = _inception_3a()
+def test_what_cannot_be_counted_says_why():
+    block = d2l.Inception(*[8] * 6)
     block.initialize()  # deferred: input channels still unknown
     with pytest.raises(ValueError, match="forward pass"):
         d2l.count_parameters(block)
+    with pytest.raises(ValueError, match="hybridize"):
+        d2l.count_flops(built(d2l.Inception, hybridize=True), (1, 192, 28, 28))
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        d2l.count_flops(built(d2l.Inception), (192, 28, 28))
 
 
-def test_inception_matches_reference():
-    """Random weights set in the block's own order (collect_params), named
-    the canonical way, give the reference block's output."""
-    block = _inception_3a()
-    block.initialize()
-    x = np.random.default_rng(1).random((2, 192, 28, 28)).astype(np.float32)
-    block(nd.array(x))
-    weights = reference.random_weights(architecture.BOOK, seed=2)
-    mine = [(k, v) for k, v in weights.items() if k.startswith("inception3a/")]
-    params = list(block.collect_params().values())
-    assert [p.shape for p in params] == [v.shape for _, v in mine]
-    for param, (_, value) in zip(params, mine):
-        param.set_data(nd.array(value))
-    expected = reference.inception_forward(A, x, weights)
-    np.testing.assert_allclose(block(nd.array(x)).asnumpy(), expected, rtol=0,
-                               atol=reference.float32_tolerance(expected))
-
-
-def test_gluon_lists_parameters_in_creation_order():
-    """load_weights relies on it: a replaced branch keeps its place."""
-    naive = _inception_3a(d2l.NaiveInception)
-    naive.initialize()
-    naive(nd.zeros((1, 192, 28, 28)))
-    shapes = [p.shape for p in naive.collect_params().values()]
-    assert shapes == [(64, 192, 1, 1), (64,), (128, 192, 3, 3), (128,),
-                      (32, 192, 5, 5), (32,), (32, 192, 1, 1), (32,)]
-
-
-def test_stem_body_head(book_model):
-    assert [len(part) for part in (book_model.stem, book_model.body, book_model.head)] \
-        == [2, 3, 2]
-    assert [len(stage) for stage in book_model.body] == [3, 6, 2]
-    assert isinstance(book_model.head[0], nn.GlobalAvgPool2D)
-    assert isinstance(d2l.googlenet(architecture.PAPER).head[0], nn.AvgPool2D)
-
-
-def test_layer_summary_prints_every_stage(book_model, capsys):
-    d2l.layer_summary(book_model, (1, 1, 96, 96))
+def test_hybridized_logits_and_the_summary(capsys):
+    model = d2l.googlenet(architecture.BOOK)
+    weights = reference.random_weights(architecture.BOOK, seed=1)
+    x = reference.random_input(architecture.BOOK, batch_size=4, seed=1)
+    eager = d2l.logits(d2l.load_weights(model, weights), x)
+    model.hybridize()
+    np.testing.assert_allclose(d2l.logits(model, x), eager, atol=1e-5, rtol=0)
+    d2l.layer_summary(model, (1, 1, 96, 96))
     out = capsys.readouterr().out
     assert "(1, 1024, 3, 3)" in out and "(1, 10)" in out
     assert all(stage.name in out for stage in architecture.BOOK.stages)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_book_logits_match_reference_hybridized(seed):
-    model = d2l.googlenet(architecture.BOOK)
-    weights = reference.random_weights(architecture.BOOK, seed=seed)
-    assert d2l.load_weights(model, weights) is model
-    x = reference.random_input(architecture.BOOK, batch_size=8, seed=seed)
-    expected = reference.forward(architecture.BOOK, weights, x)
-    np.testing.assert_allclose(d2l.logits(model, x), expected, rtol=0,
-                               atol=reference.float32_tolerance(expected))
-    model.hybridize()
-    np.testing.assert_allclose(d2l.logits(model, x), expected, rtol=0,
-                               atol=reference.float32_tolerance(expected))
-
-
-def test_load_weights_rejects_other_spec(book_model):
-    with pytest.raises(ValueError, match="conv1/weight"):
-        d2l.load_weights(book_model, reference.random_weights(architecture.PAPER))
-    with pytest.raises(ValueError, match="tensors"):
-        d2l.load_weights(book_model, reference.random_weights(architecture.VARIANTS["batch norm"]))
-
-
-def test_googlenet_refuses_what_no_textbook_class_builds():
-    with pytest.raises(ValueError, match="small stem and aux heads"):
-        d2l.googlenet(architecture.googlenet_spec(input_size=28, stem="small",
-                                                  aux_heads=True))
-    with pytest.raises(ValueError, match="naive and factorised"):
-        d2l.googlenet(architecture.googlenet_spec(reduce=False, factorize=True))
-    with pytest.raises(ValueError, match="factorised and residual"):
-        d2l.googlenet(architecture.googlenet_spec(factorize=True, residual=True))
-
-
-def test_try_gpu_prints_a_notice(capsys):
-    device = d2l.try_gpu()
-    assert isinstance(device, mx.Context)
-    assert capsys.readouterr().out.startswith("MXNet: ")
-
-
-def test_set_seed_makes_initialisation_reproducible():
-    d2l.set_seed(7)
-    first = d2l.googlenet(architecture.BOOK).stem[0][0].weight.data().asnumpy()
-    d2l.set_seed(7)
-    second = d2l.googlenet(architecture.BOOK).stem[0][0].weight.data().asnumpy()
-    np.testing.assert_array_equal(first, second)
-
-
 def test_paper_model_fails_exactly_below_the_spec_minimum():
-    """The GoogLeNet page quotes ``architecture.PAPER.check_input`` for a too
-    small image; the Gluon model fails at the same size."""
+    """The GoogLeNet page quotes ``PAPER.check_input``; Gluon fails at the same size."""
     model = d2l.googlenet(architecture.PAPER)
     smallest = architecture.PAPER.min_input_size()
     assert model(nd.zeros((1, 3, smallest, smallest))).shape == (1, 1000)
     with pytest.raises(mx.base.MXNetError, match="kernel size"):
         model(nd.zeros((1, 3, smallest - 1, smallest - 1))).wait_to_read()
+
+
+def test_names_come_from_the_structure_of_any_textbook_model():
+    """A model the page builds by hand (SyncBatchNorm) takes the weights by name; a
+    spec's weights meet another spec's model as a ValueError naming the tensor."""
+    for spec in architecture.VARIANTS.values():
+        assert d2l.spec_of(d2l.googlenet(spec)) == spec
+    sync = d2l.sync_bn_googlenet([mx.cpu(0)])
+    weights = reference.random_weights(architecture.VARIANTS["batch norm"])
+    d2l.load_weights(sync, weights)
+    back = d2l.get_weights(sync)
+    assert all((back[k] == v).all() for k, v in weights.items())
+    with pytest.raises(ValueError, match="conv1/bias: in the model only"):
+        d2l.load_weights(d2l.googlenet(architecture.BOOK), weights)
+
+
+def test_batch_norm_and_aux_heads_are_gluons():
+    model = d2l.googlenet(BN_AUX)
+    conv, bn, relu = model.stem[0][0]
+    assert conv.bias is None and isinstance(relu, gluon.nn.Activation)
+    assert bn._kwargs["eps"] == architecture.BN_EPS  # Gluon keeps them only there
+    assert bn._kwargs["momentum"] == pytest.approx(1 - architecture.BN_MOMENTUM)
+    assert (bn.running_mean.data() == 0).asnumpy().all()  # reset after building
+    assert (bn.running_var.data() == 1).asnumpy().all()
+    assert d2l.count_flops(model, (1, 1, 96, 96)) == counting.analytic_flops(BN_AUX)
+    weights = reference.random_weights(BN_AUX)
+    d2l.load_weights(model, weights)  # same-shaped heads: aux2's tensors go to aux2
+    np.testing.assert_array_equal(model.aux2[2].weight.data().asnumpy(),
+                                  weights["aux2/fc1/weight"])
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["eager", "hybridized"])
+def test_training_mode_returns_aux_logits(hybridize, recwarn):
+    spec = architecture.VARIANTS["aux heads"]
+    model = d2l.googlenet(spec)
+    weights = reference.random_weights(spec, seed=2)
+    d2l.load_weights(model, weights)
+    x = reference.random_input(spec, batch_size=2, seed=2)
+    model.hybridize(hybridize)
+    with autograd.record():
+        main, aux = model(nd.array(x))
+    assert [a.shape for a in (main, *aux)] == [(2, 10)] * 3
+    y = d2l.logits(model, x)  # prediction mode after training mode: logits only
+    expected = reference.forward(spec, weights, x)
+    tolerance = reference.float32_tolerance(expected)
+    np.testing.assert_allclose(y, expected, atol=tolerance, rtol=0)
+    np.testing.assert_allclose(main.asnumpy(), y, atol=tolerance, rtol=0)
+    assert not [w for w in recwarn if "is not used" in str(w.message)]  # Gluon's warning
+
+
+def test_device_seed_and_timing(capsys):
+    assert isinstance(d2l.try_gpu(), mx.Context)
+    assert capsys.readouterr().out.startswith("MXNet: ")
+    first = [d2l.set_seed(7), d2l.googlenet(architecture.BOOK)][1]
+    second = [d2l.set_seed(7), d2l.googlenet(architecture.BOOK)][1]
+    np.testing.assert_array_equal(first.stem[0][0].weight.data().asnumpy(),
+                                  second.stem[0][0].weight.data().asnumpy())
+    assert 0 < d2l.time_forward(built(d2l.Inception), (2, 192, 28, 28), 3, 1) < 60

@@ -29,28 +29,6 @@ def tiny(fashion_mnist):
     return fashion_mnist.subset(64, 32)
 
 
-def test_known_counts():
-    expected = {"baseline": 5_977_530, "batch norm": 5_984_810, "aux heads": 6_395_598,
-                "factorized 5x5": 5_669_434, "28x28": 5_974_970, "paper bn aux": 13_385_816,
-                "residual": 9_178_922}
-    assert {name: counting.total_params(counting.count_network(spec))
-            for name, spec in SPECS.items()} == expected
-
-
-def test_load_weights_fills_every_parameter_and_statistic():
-    model = d2l.googlenet(BN_AUX)
-    weights = reference.random_weights(BN_AUX)
-    d2l.load_weights(model, weights)
-    params = model.stem[0][0]  # b1's conv_bn_relu: conv, BatchNorm, ReLU
-    conv, bn = params[0], params[1]
-    np.testing.assert_array_equal(conv.weight.data().asnumpy(), weights["conv1/weight"])
-    for mine, key in ((bn.gamma, "weight"), (bn.beta, "bias"),
-                      (bn.running_mean, "running_mean"), (bn.running_var, "running_var")):
-        np.testing.assert_array_equal(mine.data().asnumpy(), weights[f"conv1_bn/{key}"])
-    np.testing.assert_array_equal(model.aux2[2].weight.data().asnumpy(),
-                                  weights["aux2/fc1/weight"])
-
-
 def test_batch_norm_layers():
     model = d2l.googlenet(BN_AUX)
     conv, bn, relu = model.stem[0][0]

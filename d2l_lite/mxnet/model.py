@@ -1,0 +1,166 @@
+"""Where the description (:mod:`d2l_lite.architecture`) meets the Gluon model: building,
+counting, shapes, weights under the description's names, logits. MXNet's layouts
+(NCHW, OIHW, dense ``(out, in)`` reading a flattened NCHW map) are the neutral ones."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
+
+from .. import architecture, tables
+from .book import (FactorizedInception, GoogLeNet, GoogLeNetAux, Inception, NaiveInception,
+                   ResidualInception, SmallStemGoogLeNet, conv_bn_relu, conv_relu)
+
+#: The textbook classes by the names :func:`d2l_lite.architecture.textbook_classes` gives.
+CLASSES = {cls.__name__: cls for cls in (
+    Inception, NaiveInception, FactorizedInception, ResidualInception,
+    GoogLeNet, GoogLeNetAux, SmallStemGoogLeNet)}
+#: What each block class changes in :func:`d2l_lite.architecture.googlenet_spec`.
+_BLOCK_OPTIONS = {"Inception": {}, "NaiveInception": {"reduce": False},
+                  "FactorizedInception": {"factorize": True},
+                  "ResidualInception": {"residual": True}}
+
+
+def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
+              ctx: mx.Context | None = None) -> GoogLeNet:
+    """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
+    one zero batch, with fresh BatchNorm statistics."""
+    block, net = (CLASSES[name] for name in architecture.textbook_classes(spec))
+    model = net(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
+    if spec.head_pool == "avg7":  # the paper's head: a 7x7 map pooled
+        model.head = nn.HybridSequential()
+        model.head.add(nn.AvgPool2D(7, strides=1), nn.Dense(spec.num_classes))
+    ctx = ctx or mx.cpu()
+    model.initialize(mx.init.Xavier(), ctx=ctx)
+    with autograd.train_mode():  # training mode builds the aux heads too
+        model(nd.zeros((1, spec.in_channels, spec.input_size, spec.input_size), ctx=ctx))
+    # The zero batch moved BatchNorm's running statistics: back to 0 and 1.
+    model.collect_params(".*running_mean|.*running_var").initialize(ctx=ctx, force_reinit=True)
+    return model
+
+
+def _context(model: gluon.Block) -> mx.Context:
+    """The device that holds ``model``'s parameters."""
+    return next(iter(model.collect_params().values())).list_ctx()[0]
+
+
+def count_parameters(model: gluon.Block) -> int:
+    """Trainable parameters (BatchNorm's running statistics have ``grad_req="null"``)."""
+    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
+    for p in params:
+        if p.shape is None or 0 in p.shape:
+            raise ValueError(f"parameter {p.name} has no shape yet ({p.shape}): Gluon "
+                             f"infers it on the first forward pass; run one batch first.")
+    return sum(int(np.prod(p.shape)) for p in params)
+
+
+def branch_parameters(block: Inception) -> Dict[str, int]:
+    """Parameters per branch of a built :class:`Inception` block."""
+    return {name: count_parameters(getattr(block, name))
+            for name in ("branch1", "branch2", "branch3", "branch4")}
+
+
+def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
+    """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters)."""
+    x, rows = nd.zeros(tuple(input_shape), ctx=_context(model)), []
+    with autograd.predict_mode():
+        for name, stage in zip(("b1", "b2", "b3", "b4", "b5", "head"),
+                               [*model.stem, *model.body, model.head]):
+            x = stage(x)
+            rows.append((name, tuple(x.shape[1:]), count_parameters(stage)))
+    rows += [(name, tuple(x.shape[1:]), count_parameters(getattr(model, name)))
+             for name in ("aux1", "aux2") if hasattr(model, name)]  # aux heads
+    return rows
+
+
+def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
+    """Print :func:`stage_rows`: stage, output shape (N x C x H x W), parameters."""
+    rows = [(name, (input_shape[0], *shape), params)
+            for name, shape, params in stage_rows(model, input_shape)]
+    tables.print_table(("stage", "output shape", "parameters"), rows)
+
+
+def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
+    """The description of a textbook model, read from its classes and layers (the input
+    size it cannot tell: the book's for its head and stem). It names the tensors."""
+    first = model.stem[0][0]  # conv1: a Conv2D, or Conv-BN-ReLU
+    conv = first[0] if isinstance(first, nn.HybridSequential) else first
+    avg7, small = isinstance(model.head[0], nn.AvgPool2D), len(model.stem[0]) == 1
+    return architecture.googlenet_spec(
+        conv.weight.shape[1] or 1, 224 if avg7 else 28 if small else 96,
+        model.head[-1].weight.shape[0], "avg7" if avg7 else "global",
+        batch_norm=conv is not first, aux_heads=hasattr(model, "aux1"),
+        stem="small" if small else "standard",
+        **_BLOCK_OPTIONS[type(model.body[0][0]).__name__])
+
+
+def _layers(model: GoogLeNet, spec: architecture.GoogLeNetSpec):
+    """``(path, Gluon block)`` of every layer with tensors: stage -> position in the
+    stage -> branch -> position in the branch; an aux head after the block it leaves."""
+    aux = {head.after: head for head in spec.aux_heads}
+    for stage, blocks in zip(spec.stages, [*model.stem, *model.body, model.head]):
+        for layer, block in zip(stage.layers, blocks):
+            if isinstance(layer, architecture.Inception):
+                for branch, leaves in layer.branches():
+                    for leaf, part in zip(leaves, getattr(block, branch)):
+                        yield f"{layer.name}/{branch}/{leaf.name}", part
+                if layer.residual:
+                    yield f"{layer.name}/shortcut", block.shortcut
+            else:
+                yield layer.name, block
+            if layer.name in aux:  # pool, conv, fc1, fc2 (Dropout has no tensors)
+                head = [b for b in getattr(model, aux[layer.name].name)
+                        if not isinstance(b, nn.Dropout)]
+                for leaf, part in zip(aux[layer.name].layers(), head):
+                    yield f"{aux[layer.name].name}/{leaf.name}", part
+
+
+def tensors(model: GoogLeNet) -> Dict[str, gluon.Parameter]:
+    """Neutral name -> Gluon parameter, from the model's structure (:func:`spec_of`)."""
+    found = {}
+    for path, block in _layers(model, spec_of(model)):
+        if isinstance(block, nn.HybridSequential):  # Conv-BN-ReLU
+            bn = block[1]
+            found.update({f"{path}_bn/weight": bn.gamma, f"{path}_bn/bias": bn.beta,
+                          f"{path}_bn/running_mean": bn.running_mean,
+                          f"{path}_bn/running_var": bn.running_var})
+            block = block[0]
+        if isinstance(block, (nn.Conv2D, nn.Dense)):
+            found[f"{path}/weight"] = block.weight
+            if block.bias is not None:
+                found[f"{path}/bias"] = block.bias
+    return found
+
+
+def load_weights(model: gluon.Block, weights: Dict[str, np.ndarray]) -> gluon.Block:
+    """Copy neutral weights (:mod:`d2l_lite.reference`'s names and layout, MXNet's own)
+    into ``model`` by name, on every device it lives on; return it. A ``ValueError``
+    names a missing, extra or misshapen tensor."""
+    mine = tensors(model)
+    for name in [*mine, *weights]:
+        if name not in weights or name not in mine:
+            raise ValueError(f"{name}: in the {'model' if name in mine else 'weights'} "
+                             f"only: were both made for the same spec?")
+        if tuple(weights[name].shape) != tuple(mine[name].shape):
+            raise ValueError(f"{name}: the weights have shape {tuple(weights[name].shape)}, "
+                             f"the MXNet model {tuple(mine[name].shape)}")
+    for name, param in mine.items():
+        param.set_data(nd.array(weights[name], dtype="float32"))
+    return model
+
+
+def get_weights(model: gluon.Block) -> Dict[str, np.ndarray]:
+    """The inverse of :func:`load_weights`: the model's tensors (first device) by name."""
+    return {name: param.data(_context(model)).asnumpy()
+            for name, param in tensors(model).items()}
+
+
+def logits(model: gluon.Block, X: np.ndarray) -> np.ndarray:
+    """NumPy logits of an NCHW float32 NumPy batch, at inference (no aux heads)."""
+    with autograd.predict_mode():
+        out = model(nd.array(np.asarray(X, np.float32), ctx=_context(model)))
+    return out.asnumpy().astype(np.float32)

@@ -1,0 +1,138 @@
+"""Training in MXNet: the device, data on it, batches, optimisers and :func:`train`,
+the book's trainer (:func:`d2l_lite.training.fit` with the page's ``train_step``)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from typing import Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, nd
+
+from .. import architecture, reference, runtime, training
+from .book import GoogLeNet, train_step
+from .model import _context, load_weights
+
+
+def try_gpu() -> mx.Context:
+    """Return the first GPU if there is one, else the CPU; say which."""
+    is_gpu = mx.context.num_gpus() > 0
+    device = mx.gpu(0) if is_gpu else mx.cpu()
+    print(runtime.device_notice("MXNet", is_gpu, str(device)))
+    return device
+
+
+def set_seed(seed: int) -> None:
+    """Seed MXNet's random generators (initialisers, dropout) and NumPy's."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+
+
+def device_data(data, ctx: mx.Context) -> Tuple[nd.NDArray, ...]:
+    """Images (uint8) and labels (float32, as Gluon's losses use) on ``ctx``, once."""
+    arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    return tuple(nd.array(a, ctx=ctx, dtype="uint8" if a.ndim == 3 else "float32") for a in arrays)
+
+
+def prepare_batch(images: nd.NDArray, index: nd.NDArray, image_size: int = 96) -> nd.NDArray:
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1], resized at pixel
+    centres like PyTorch's ``F.interpolate`` (MXNet's default does not)."""
+    X = nd.take(images, index).astype("float32").expand_dims(1) / 255  # B x 1 x 28 x 28
+    return nd.contrib.BilinearResize2D(X, height=image_size, width=image_size,
+                                       align_corners=False)
+
+
+def _device_name(ctx: mx.Context) -> str:
+    """"cpu", or the GPU's name from ``nvidia-smi`` (MXNet has no call for it)."""
+    if ctx.device_type != "gpu":
+        return "cpu"
+    query = "nvidia-smi --query-gpu=name --format=csv,noheader -i".split() + [str(ctx.device_id)]
+    return subprocess.run(query, capture_output=True, text=True).stdout.strip() or str(ctx)
+
+
+class AdamW(mx.optimizer.Optimizer):
+    """``torch.optim.AdamW`` (MXNet 1.9.1 has none) from ``nd.contrib.adamw_update``,
+    bias-corrected by ``lr * sqrt(c2) / c1`` and ``eps * sqrt(c2)`` (``ci = 1 - beta_i**t``);
+    MXNet's ``adam`` corrects only the rate, making epsilon 30 times larger at first."""
+
+    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9,
+                 beta2: float = 0.999, epsilon: float = 1e-8, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def create_state(self, index, weight):
+        return nd.zeros_like(weight), nd.zeros_like(weight)  # mean, variance
+
+    def update(self, index, weight, grad, state):
+        # Optimizer's underscored helpers are MXNet 1.9's only way for a
+        # custom optimiser to count steps and read lr and wd (built-ins use them).
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        t = self._index_update_count[index]
+        c1, c2 = 1 - self.beta1 ** t, 1 - self.beta2 ** t
+        mean, var = state  # w -= eta * (lr * m / (sqrt(v) + eps) + wd * w)
+        nd.contrib.adamw_update(
+            weight, grad, mean, var, self.rescale_grad, out=weight, eta=1.0,
+            lr=lr * math.sqrt(c2) / c1, wd=lr * wd, beta1=self.beta1,
+            beta2=self.beta2, epsilon=self.epsilon * math.sqrt(c2),
+            clip_gradient=self.clip_gradient or -1)
+
+
+def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
+    """A ``gluon.Trainer``: ``sgd`` (``nag``) with coupled ``wd`` (torch's SGD only at a
+    constant rate: MXNet keeps the rate in its momentum buffer), or :class:`AdamW`."""
+    if recipe.optimizer == "sgd":
+        optimizer = mx.optimizer.create("nag" if recipe.nesterov else "sgd",
+                                        learning_rate=recipe.lr, momentum=recipe.momentum,
+                                        wd=recipe.weight_decay)
+    else:
+        optimizer = AdamW(learning_rate=recipe.lr, wd=recipe.weight_decay)
+    return gluon.Trainer(model.collect_params(), optimizer, kvstore=None)
+
+
+def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
+          spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
+          image_size=None, plot: bool = True, progress: bool = True) -> training.History:
+    """Train ``model`` (of ``spec``) from :func:`d2l_lite.reference.xavier_weights` with
+    :func:`train_step` on :func:`d2l_lite.training.fit`; ``recipe.compile`` hybridizes."""
+    training.check_recipe(recipe)
+    ctx = _context(model) if device is None else device
+    size = image_size or spec.input_size
+    if recipe.mixed_precision:
+        print("MXNet 1.9 has no bfloat16 training on GPUs: this run uses float32.")
+    model.collect_params().reset_ctx(ctx)
+    set_seed(recipe.seed)
+    load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
+    # hybridize(False) as well: a model hybridized earlier runs eagerly here.
+    model.hybridize(active=recipe.compile, static_alloc=True, static_shape=True)
+    train_X, train_y, test_X, _ = device_data(data, ctx)
+    trainer = _trainer(model, recipe)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+    classes, smoothing = spec.num_classes, recipe.label_smoothing
+    previous = [nd.zeros((1,), ctx=ctx)]
+
+    def step(index, lr):
+        y = nd.take(train_y, index)
+        # Label smoothing: 1 - s + s/K on the true class, s/K on the others.
+        target = nd.one_hot(y, classes) * (1 - smoothing) + smoothing / classes
+        trainer.set_learning_rate(lr)
+        loss, hits = train_step(model, trainer, loss_fn,
+                                prepare_batch(train_X, index, size), y, target)
+        # MXNet runs asynchronously: wait for the previous step, so Python
+        # queues at most a step ahead and the progress bar tells the truth.
+        previous.pop().wait_to_read()
+        previous.append(loss)
+        return loss, hits
+
+    def eval_step(index):
+        with autograd.predict_mode():
+            return model(prepare_batch(test_X, index, size)).argmax(axis=1)
+
+    return training.fit(
+        "MXNet", recipe, _device_name(ctx), len(data.train_labels),
+        data.test_labels, step, eval_step,
+        to_device=lambda a: nd.array(a, ctx=ctx, dtype="int32"), sync=nd.waitall,
+        to_numpy=lambda x: x.asnumpy(), compiled=recipe.compile,
+        plot=plot, progress=progress)

@@ -1,0 +1,48 @@
+"""TensorFlow/Keras behind ``d2l_lite.backend.Backend``: the page-level functions
+with NCHW NumPy batches and neutral weight names at the interface."""
+
+import keras
+import numpy as np
+
+from .. import architecture
+from . import flops, model, parallel
+from .book import train_step
+from .train import train as fit  # (the package's name train is this function)
+
+
+class TensorFlowBackend:
+    """The Keras textbook model; NHWC inside, NCHW at the interface."""
+    name, title, parallel_dtype = "tensorflow", "TensorFlow", "float64"
+
+    build = staticmethod(model.googlenet)
+    count_parameters = staticmethod(model.count_parameters)
+    tensor_names = staticmethod(model.tensor_names)
+    load_weights = staticmethod(model.load_weights)
+    get_weights = staticmethod(model.get_weights)
+    logits = staticmethod(model.logits)
+    data_parallel_step = staticmethod(parallel.data_parallel_step)
+
+    @staticmethod
+    def _nhwc_shape(spec: architecture.GoogLeNetSpec, batch_size: int = 1):
+        return (batch_size, spec.input_size, spec.input_size, spec.in_channels)
+
+    def stage_rows(self, net, spec):
+        return model.stage_rows(net, self._nhwc_shape(spec))
+
+    def count_flops(self, net, spec) -> int:
+        # The profiler's Conv2D and MatMul ops are the multiply-adds, 2 x MACs: the
+        # analytic count; its BiasAdd, pools and mean are outside that count.
+        by_op = flops.flops_by_op(net, self._nhwc_shape(spec))
+        return by_op.get("Conv2D", 0) + by_op.get("MatMul", 0)
+
+    def train_step(self, net, X, y, lr) -> float:
+        X = np.transpose(np.asarray(X, np.float32), (0, 2, 3, 1))  # NCHW -> NHWC
+        loss, _ = train_step(net, keras.optimizers.SGD(lr), X, np.asarray(y))
+        return float(loss)
+
+    def train(self, net, data, recipe, **options):
+        options.setdefault("spec", getattr(net, "spec", architecture.BOOK))
+        return fit(net, data, recipe, **options)
+
+
+BACKEND = TensorFlowBackend()

@@ -1,0 +1,154 @@
+"""One contract for every backend (``d2l_lite.backend.Backend``).
+
+Each backend installed in the environment that runs this file is held to the
+same checks, through the interface only: the model a description builds has
+the description's stages, shapes and parameters, takes the canonical weights
+by name and then computes the NumPy reference's logits, counts the analytic
+FLOPs, learns, and takes the same step on two devices as on one.
+``tools/run_tests.sh`` runs this file in the main environment (PyTorch,
+TensorFlow, JAX) and in the MXNet one, and fails unless the two runs together
+exercised all four backends (each test writes its backend's name to the file
+that ``D2L_BACKENDS_SEEN`` names).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from d2l_lite import architecture, backend, counting, reference
+
+BACKENDS = backend.available()
+SPECS = {**architecture.VARIANTS,
+         "naive": architecture.googlenet_spec(reduce=False),
+         "paper": architecture.PAPER,
+         "paper bn aux": architecture.PAPER_BN_AUX}
+#: Small images for the tests that train: every layer still has an output.
+SMALL = architecture.googlenet_spec(input_size=32)
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def impl(request, torch_one_thread_if_any):
+    seen = os.environ.get("D2L_BACKENDS_SEEN")
+    if seen:
+        with open(seen, "a") as out:
+            out.write(request.param + "\n")
+    return backend.get(request.param)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread_if_any():
+    """One PyTorch thread per test worker (see conftest's ``torch_one_thread``)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_registry_knows_every_backend():
+    assert set(backend.BACKENDS) == {"torch", "tensorflow", "jax", "mxnet"}
+    with pytest.raises(ValueError, match="no backend named 'caffe'.*torch, tensorflow"):
+        backend.get("caffe")
+
+
+def test_a_backend_implements_the_protocol(impl):
+    assert isinstance(impl, backend.Backend)
+    assert impl.name in backend.BACKENDS
+    assert impl.parallel_dtype in ("float32", "float64")
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_the_model_is_the_description(impl, name):
+    spec = SPECS[name]
+    model = impl.build(spec)
+    assert impl.stage_rows(model, spec) == counting.stage_rows(spec)
+    assert impl.count_parameters(model) == counting.total_params(counting.count_network(spec))
+    expected_names = {**reference.parameter_shapes(spec), **reference.state_shapes(spec)}
+    assert set(impl.tensor_names(model)) == set(expected_names)
+    weights = reference.random_weights(spec, seed=1)
+    X = reference.random_input(spec, batch_size=2, seed=1)
+    impl.load_weights(model, weights)
+    back = impl.get_weights(model)
+    assert set(back) == set(weights)
+    for key, array in weights.items():  # layouts converted there and back: exact
+        np.testing.assert_array_equal(back[key], array, err_msg=key)
+    expected = reference.forward(spec, weights, X)
+    logits = impl.logits(model, X)
+    assert logits.shape == expected.shape and logits.dtype == np.float32
+    # float32 against float64: a tolerance relative to the logits' magnitude
+    assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)
+
+
+def test_weights_are_found_by_name_not_by_order(impl):
+    """Two tensors of the same shape swapped in the dictionary's order land in
+    their own places; a missing or misshapen tensor is named."""
+    spec = architecture.BOOK
+    model = impl.build(spec)
+    weights = reference.random_weights(spec, seed=2)
+    shuffled = dict(reversed(list(weights.items())))
+    impl.load_weights(model, shuffled)
+    X = reference.random_input(spec, seed=2)
+    expected = reference.forward(spec, weights, X)
+    assert np.abs(impl.logits(model, X) - expected).max() < reference.float32_tolerance(expected)
+    missing = {k: v for k, v in weights.items() if k != "inception4b/branch3/5x5/weight"}
+    with pytest.raises(ValueError, match="inception4b/branch3/5x5/weight"):
+        impl.load_weights(model, missing)
+    wrong = {**weights, "fc/bias": np.zeros(11, np.float32)}
+    with pytest.raises(ValueError, match="fc/bias"):
+        impl.load_weights(model, wrong)
+
+
+@pytest.mark.parametrize("name", ["baseline", "naive"])
+def test_the_flop_counter_counts_the_analytic_flops(impl, name):
+    spec = SPECS[name]
+    assert impl.count_flops(impl.build(spec), spec) == counting.analytic_flops(spec)
+
+
+def fashion_batch(fashion_mnist, size, n=16):
+    """The first ``n`` training images, upsampled to ``size`` (nearest), NCHW."""
+    rows = np.arange(size) * 28 // size
+    X = fashion_mnist.train_images[:n][:, rows][:, :, rows] / np.float32(255)
+    return X[:, None].astype(np.float32), fashion_mnist.train_labels[:n].astype(np.int64)
+
+
+def test_training_steps_lower_the_loss(impl, fashion_mnist):
+    """Plain SGD on one batch, from d2l's initialisation: five steps fit it better."""
+    model = impl.build(SMALL)
+    impl.load_weights(model, reference.xavier_weights(SMALL, seed=0))
+    X, y = fashion_batch(fashion_mnist, SMALL.input_size)
+    losses = [impl.train_step(model, X, y, lr=0.05) for _ in range(6)]
+    assert all(np.isfinite(losses)), losses
+    assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.slow  # processes or devices of their own
+def test_two_devices_take_the_one_device_step(impl, fashion_mnist):
+    weights = reference.xavier_weights(SMALL, seed=0)
+    X, y = fashion_batch(fashion_mnist, SMALL.input_size, n=8)
+    one = impl.data_parallel_step(SMALL, weights, X, y, 0.1, 1)
+    two = impl.data_parallel_step(SMALL, weights, X, y, 0.1, 2)
+    update = max(np.abs(one[k] - weights[k]).max() for k in weights)
+    gap = max(np.abs(two[k] - one[k]).max() for k in weights)
+    # float64: the two halves' gradients summed in another order, ~1e-16 of the
+    # update per addition. float32: ~1e-7 per addition over a batch of 8 and
+    # the images' positions; 1e-4 of the update is still 1,000x below what
+    # weighting the halves wrongly (or not averaging them) would cost.
+    tolerance = 1e-9 if impl.parallel_dtype == "float64" else 1e-4
+    assert update > 1e-3, "the step must move the weights for the comparison to mean anything"
+    assert gap <= tolerance * update, f"{impl.name}: {gap:.2e} vs update {update:.2e}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_devices", [0, 3])
+def test_a_device_count_that_cannot_be_is_refused(impl, fashion_mnist, num_devices):
+    """0 devices, or a batch of 8 that does not split over 3: a ValueError
+    before anything starts, saying what was asked."""
+    X, y = fashion_batch(fashion_mnist, SMALL.input_size, n=8)
+    with pytest.raises(ValueError, match=str(num_devices)):
+        impl.data_parallel_step(SMALL, reference.xavier_weights(SMALL), X, y, 0.1,
+                                num_devices)
