@@ -25,6 +25,15 @@ pytestmark = pytest.mark.slow  # builds the whole book
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(os.environ.get("D2L_SCREENSHOTS", ROOT / "_build" / "screenshots"))
+#: The MathJax the book loads from a CDN, served from tools/setup_env.sh's copy.
+MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/"
+MATHJAX = ROOT / ".venv" / "mathjax" / "es5"
+#: The page without its code (which may hold backslashes) and typeset math.
+PROSE_JS = """article => { const copy = article.cloneNode(true);
+    copy.querySelectorAll('pre, code, mjx-container, script')
+        .forEach(e => e.remove());
+    return copy.innerText; }"""
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\$\$|\\(frac|times|approx|ln|log|sum)\b")
 
 
 def toc_pages():
@@ -108,9 +117,19 @@ def test_page_in_a_browser(page, server, browser):
     # Only the book's own server is reachable; anything else (fonts, CDNs) is
     # blocked here and must not be needed for the page to work.
     tab.route(re.compile(r"^(?!http://127\.0\.0\.1)"), lambda route: route.abort())
+    if MATHJAX.is_dir():  # routes registered later are tried first
+        tab.route(f"{MATHJAX_CDN}**", lambda route: route.fulfill(
+            path=str(MATHJAX / route.request.url[len(MATHJAX_CDN):].split("?")[0])))
     response = tab.goto(f"{server}/{page}.html", wait_until="load")
     assert response.status == 200
     tab.wait_for_timeout(300)
+    uses_math = tab.query_selector(f"script[src^='{MATHJAX_CDN}']") is not None
+    if uses_math and MATHJAX.is_dir():  # screenshots and checks after typesetting
+        tab.wait_for_function("() => window.MathJax && MathJax.startup "
+                              "&& MathJax.startup.promise", timeout=30_000)
+        tab.evaluate("() => MathJax.startup.promise")
+        raw = [m.group(0) for m in RAW_TEX.finditer(tab.eval_on_selector("article", PROSE_JS))]
+        assert not raw, f"TeX that MathJax did not typeset: {raw[:5]}"
 
     broken = tab.eval_on_selector_all(
         "article img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0))"

@@ -4,9 +4,13 @@
     python tools/notebooks.py check [NOTEBOOK ...]    # exit 1 if sync would change anything
     python tools/notebooks.py execute [--small] [--allow-errors] NOTEBOOK ...
                                   # run in place (full scale, or D2L_SMALL_SCALE=1), then sync
+    python tools/notebooks.py repository https://github.com/OWNER/REPO
+                                  # set repository.url in _config.yml, then sync all
 
 ``sync`` puts the standard first cell into every notebook (the Colab set-up,
-built from ``repository.url`` in ``_config.yml`` so the URL lives in one place),
+built from ``repository.url`` in ``_config.yml`` so the URL lives in one place;
+``repository`` changes that setting, and the publish workflow calls it with
+the repository it publishes from),
 sets the kernelspec from the file name (``mxnet.ipynb`` -> ``d2l-mxnet``, the
 rest -> ``python3``) and strips metadata that changes on every run.
 
@@ -35,12 +39,25 @@ KERNELS = {
 }
 
 
+REPOSITORY_URL = re.compile(r"^(repository:\s*\n\s+url:\s*)(\S+)", re.M)
+GITHUB_URL = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+")
+
+
 def repository_url() -> str:
-    text = (ROOT / "_config.yml").read_text()
-    match = re.search(r"^repository:\s*\n\s+url:\s*(\S+)", text, re.M)
+    match = REPOSITORY_URL.search((ROOT / "_config.yml").read_text())
     if not match:
         raise SystemExit("_config.yml has no repository.url")
-    return match.group(1).rstrip("/")
+    return match.group(2).rstrip("/")
+
+
+def with_repository(config: str, url: str) -> str:
+    """``_config.yml``'s text with ``repository.url`` set to ``url``."""
+    if not GITHUB_URL.fullmatch(url):
+        raise SystemExit(f"not a GitHub repository URL: {url!r} "
+                         f"(expected https://github.com/OWNER/REPO)")
+    if not REPOSITORY_URL.search(config):
+        raise SystemExit("_config.yml has no repository.url")
+    return REPOSITORY_URL.sub(lambda m: m.group(1) + url, config, count=1)
 
 
 def setup_source(is_mxnet: bool) -> str:
@@ -172,9 +189,16 @@ def all_notebooks():
 
 
 def main(argv) -> int:
-    if not argv or argv[0] not in ("sync", "check", "execute"):
+    if not argv or argv[0] not in ("sync", "check", "execute", "repository"):
         print(__doc__)
         return 2
+    if argv[0] == "repository":
+        if len(argv) != 2:
+            print(__doc__)
+            return 2
+        config = ROOT / "_config.yml"
+        config.write_text(with_repository(config.read_text(), argv[1].rstrip("/")))
+        argv = ["sync"]
     flags = {"--small", "--allow-errors"}
     small, allow_errors = "--small" in argv[1:], "--allow-errors" in argv[1:]
     command = argv[0]

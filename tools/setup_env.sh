@@ -10,7 +10,7 @@
 #   PYTHON            interpreter for both venvs (default: python3.11, else python3)
 #   D2L_GPU=1|0       force CUDA builds on or off (default: on when nvidia-smi works)
 #   D2L_SKIP_MXNET=1  do not create the MXNet environment
-#   D2L_SKIP_BROWSER=1  do not try to install Debian's chromium (browser tests)
+#   D2L_SKIP_BROWSER=1  do not try to install Debian's chromium and MathJax (browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -83,4 +83,18 @@ if [ "${D2L_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1 \
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
     >/tmp/d2l-chromium-install.log 2>&1 \
     || echo "Could not install chromium (see /tmp/d2l-chromium-install.log); browser tests will be skipped"
+fi
+
+# MathJax 3 for the browser tests: the book loads it from a CDN, which the
+# tests cannot reach, so they serve this copy in its place (npm registry).
+mathjax=.venv/mathjax/es5/tex-mml-chtml.js
+if [ "${D2L_SKIP_BROWSER:-0}" != 1 ] && [ ! -f "$mathjax" ] && command -v npm >/dev/null 2>&1; then
+  echo "Fetching MathJax 3.2.2 for the browser tests"
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && npm pack -q mathjax@3.2.2 >/dev/null 2>&1 && tar xzf mathjax-3.2.2.tgz); then
+    rm -rf .venv/mathjax && mkdir -p .venv/mathjax && mv "$tmp/package/es5" .venv/mathjax/es5
+  else
+    echo "Could not fetch MathJax with npm; the browser tests will skip their math check"
+  fi
+  rm -rf "$tmp"
 fi

@@ -1,0 +1,106 @@
+"""What a reader meets on each page, in figures (the reader's-pass budgets).
+
+    python tools/page_stats.py            # a table of every page
+    python tools/page_stats.py --wide     # and every output line over 75 characters
+
+For each notebook under chapters/: visible code lines (cells not hidden
+with ``hide-cell``/``remove-cell``/``remove-input``), words of prose
+(markdown, without code blocks and directives' options), output lines wider
+than the content column (75 characters, text outputs), and how many times
+the run-scale or device notice is printed. Exits 1 when a page is over a
+budget, so it can guard the figures once they are met.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTH = 75
+HIDDEN = {"hide-cell", "remove-cell", "remove-input", "hide-input", "colab-setup"}
+#: The lines d2l_lite prints about scale and device (runtime, training).
+NOTICE = re.compile(r"small-scale mode|no GPU: a reduced run|full run: 60,000|"
+                    r": no GPU found, running on the CPU|: using the GPU \(")
+#: Budgets from the reader's-pass issue: visible code lines and words of prose.
+CODE_BUDGET = {"parallel": 150, "variants/index": 200}  # parallel: framework pages
+WORDS_BUDGET = 1600  # every framework page
+
+
+def text_of(source) -> str:
+    return "".join(source) if isinstance(source, list) else source
+
+
+def prose_words(markdown: str) -> int:
+    markdown = re.sub(r"(```|~~~).*?\1", " ", markdown, flags=re.S)  # fenced blocks
+    markdown = re.sub(r"^:\w[\w-]*:.*$", " ", markdown, flags=re.M)  # options
+    return len(re.findall(r"[A-Za-z0-9][\w'.,-]*", markdown))
+
+
+def output_lines(cell) -> list:
+    lines = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            lines += text_of(out.get("text", "")).splitlines()
+        elif "text/plain" in out.get("data", {}) and "image/png" not in out["data"] \
+                and "text/html" not in out["data"]:
+            lines += text_of(out["data"]["text/plain"]).splitlines()
+    return lines
+
+
+def stats(path: Path) -> dict:
+    nb = json.loads(path.read_text())
+    code = words = notices = 0
+    wide = []
+    for cell in nb["cells"]:
+        source = text_of(cell.get("source", ""))
+        if cell["cell_type"] == "markdown":
+            words += prose_words(source)
+            continue
+        if cell["cell_type"] != "code":
+            continue
+        if not HIDDEN & set(cell.get("metadata", {}).get("tags", [])):
+            code += len([line for line in source.splitlines() if line.strip()])
+        lines = output_lines(cell)
+        notices += sum(bool(NOTICE.search(line)) for line in lines)
+        wide += [line for line in lines if len(line) > WIDTH]
+    return {"code": code, "words": words, "wide": wide, "notices": notices}
+
+
+def over_budget(page: str, s: dict) -> list:
+    chapter, name = page.split("/")
+    framework_page = name != "index"
+    code = CODE_BUDGET.get(page, CODE_BUDGET.get(chapter) if framework_page else None)
+    problems = [f"{s['code']} code lines > {code}"] if code and s["code"] > code else []
+    if framework_page and s["words"] > WORDS_BUDGET:
+        problems.append(f"{s['words']} words > {WORDS_BUDGET}")
+    if s["wide"]:
+        problems.append(f"{len(s['wide'])} output lines > {WIDTH} characters")
+    if s["notices"] > 1:
+        problems.append(f"the notice {s['notices']} times")
+    return problems
+
+
+def main(argv) -> int:
+    pages = sorted((ROOT / "chapters").rglob("*.ipynb"))
+    print(f"{'page':24} {'code':>5} {'words':>6} {'wide':>5} {'notice':>6}  over budget")
+    failed = 0
+    for path in pages:
+        page = str(path.relative_to(ROOT / "chapters").with_suffix(""))
+        s = stats(path)
+        problems = over_budget(page, s)
+        failed += bool(problems)
+        print(f"{page:24} {s['code']:5} {s['words']:6} {len(s['wide']):5} "
+              f"{s['notices']:6}  {'; '.join(problems)}")
+        if "--wide" in argv:
+            for line in s["wide"]:
+                print(f"    {len(line):3} | {line}")
+    total = sum(len(stats(p)["wide"]) for p in pages)
+    print(f"{failed} of {len(pages)} pages over a budget; {total} output lines over {WIDTH}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
