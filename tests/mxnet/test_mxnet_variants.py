@@ -7,7 +7,6 @@ parameter counts against the analytic counter, logits against the NumPy
 reference, and tiny training runs.
 """
 
-import warnings
 
 import numpy as np
 import pytest
@@ -52,31 +51,6 @@ def test_factorized_branch():
     assert block(nd.zeros((1, 192, 28, 28))).shape == (1, 256, 28, 28)
     assert [conv[0].weight.shape for conv in block.branch3] == \
         [(16, 192, 1, 1), (16, 16, 3, 3), (32, 16, 3, 3)]
-
-
-@pytest.mark.parametrize("hybridize", [False, True], ids=["eager", "hybridized"])
-def test_training_mode_returns_aux_logits(hybridize):
-    spec = architecture.VARIANTS["aux heads"]
-    model = d2l.googlenet(spec)
-    weights = reference.random_weights(spec, seed=2)
-    d2l.load_weights(model, weights)
-    x = reference.random_input(spec, batch_size=2, seed=2)
-    model.hybridize(hybridize)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no "Parameter ... is not used" from Gluon
-        with autograd.record():
-            out = model(nd.array(x))
-        assert isinstance(out, tuple) and len(out) == 2
-        main, aux = out
-        assert [a.shape for a in (main, *aux)] == [(2, 10)] * 3
-        # Prediction mode: logits only, the inference network, after training mode
-        y = d2l.logits(model, x)
-    assert y.shape == (2, 10)
-    expected = reference.forward(spec, weights, x)
-    tolerance = reference.float32_tolerance(expected)  # float32 vs float64
-    np.testing.assert_allclose(y, expected, atol=tolerance, rtol=0)
-    # In training mode the main head is the same function (no BatchNorm here).
-    np.testing.assert_allclose(main.asnumpy(), y, atol=tolerance, rtol=0)
 
 
 def test_count_flops_leaves_out_aux_heads():
