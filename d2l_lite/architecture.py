@@ -351,6 +351,24 @@ def textbook_classes(spec: GoogLeNetSpec) -> Tuple[str, str]:
                    "SmallStemGoogLeNet" if small else "GoogLeNet")
 
 
+_CLASS_OPTIONS = {"Inception": {}, "NaiveInception": {"reduce": False},
+                  "FactorizedInception": {"factorize": True},
+                  "ResidualInception": {"residual": True}, "GoogLeNet": {},
+                  "GoogLeNetAux": {"aux_heads": True}, "SmallStemGoogLeNet": {"stem": "small"}}
+
+
+def textbook_spec(block: type, net: type, **options) -> GoogLeNetSpec:
+    """The inverse of :func:`textbook_classes`: the spec of a model built from classes
+    ``block`` and ``net``, known by name so that a page's own copies of the classes
+    count; ``options`` go to :func:`googlenet_spec` (sizes, ``batch_norm``...)."""
+    names = [next((c.__name__ for c in cls.__mro__ if c.__name__ in _CLASS_OPTIONS), None)
+             for cls in (block, net)]
+    if None in names:
+        raise ValueError(f"{block.__name__} in {net.__name__}: not a textbook class "
+                         f"({', '.join(_CLASS_OPTIONS)}), so no spec names its tensors")
+    return googlenet_spec(**_CLASS_OPTIONS[names[0]], **_CLASS_OPTIONS[names[1]], **options)
+
+
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,
                    head_pool: str = "global", reduce: bool = True, *, batch_norm: bool = False,
                    aux_heads: bool = False, factorize: bool = False, stem: str = "standard",

@@ -192,6 +192,22 @@ def test_textbook_classes_name_one_class_per_variant_and_refuse_mixtures():
             architecture.textbook_classes(architecture.googlenet_spec(**kwargs))
 
 
+
+def test_textbook_spec_inverts_textbook_classes_by_name():
+    """A page defines its own copies of the classes: the same names, other objects."""
+    pages = {name: type(name, (), {}) for name in (
+        "Inception", "NaiveInception", "FactorizedInception", "ResidualInception",
+        "GoogLeNet", "GoogLeNetAux", "SmallStemGoogLeNet")}
+    for spec in (*architecture.VARIANTS.values(), architecture.googlenet_spec(reduce=False)):
+        block, net = (pages[name] for name in architecture.textbook_classes(spec))
+        sizes = {"input_size": spec.input_size, "batch_norm": spec.batch_norm}
+        assert architecture.textbook_spec(block, net, **sizes) == spec
+    subclass = type("MyBlock", (pages["ResidualInception"],), {})
+    assert architecture.textbook_spec(subclass, pages["GoogLeNet"]).stages == (
+        architecture.VARIANTS["residual"].stages)
+    with pytest.raises(ValueError, match="MyNet: not a textbook class"):
+        architecture.textbook_spec(pages["Inception"], type("MyNet", (), {}))
+
 def test_residual_blocks_add_one_linear_1x1_projection_each():
     spec = architecture.VARIANTS["residual"]
     rows = counting.count_network(spec, detail=True)

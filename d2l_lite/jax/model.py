@@ -144,17 +144,13 @@ def tensor_paths(spec: architecture.GoogLeNetSpec) -> Dict[str, Tensor]:
 
 def describe(model: GoogLeNet, input_shape: Sequence[int]) -> architecture.GoogLeNetSpec:
     """The spec of textbook ``model`` on NHWC ``input_shape`` (head: global pool)."""
-    if not isinstance(model, GoogLeNet):
+    if not hasattr(model, "block"):
         raise ValueError(f"load_weights ports the textbook GoogLeNets, not "
                          f"{type(model).__name__}")
     _, size, _, channels = input_shape
-    block, conv = model.block, model.conv
-    return architecture.googlenet_spec(
-        channels, size, model.num_classes, reduce=not issubclass(block, NaiveInception),
-        batch_norm=issubclass(conv, ConvBNReLU), aux_heads=isinstance(model, GoogLeNetAux),
-        factorize=issubclass(block, FactorizedInception),
-        residual=issubclass(block, ResidualInception),
-        stem="small" if isinstance(model, SmallStemGoogLeNet) else "standard")
+    return architecture.textbook_spec(
+        model.block, type(model), in_channels=channels, input_size=size,
+        num_classes=model.num_classes, batch_norm=model.conv.__name__ == "ConvBNReLU")
 
 
 def _listed(names) -> str:

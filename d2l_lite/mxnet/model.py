@@ -20,11 +20,6 @@ CLASSES = {cls.__name__: cls for cls in (
     Inception, NaiveInception, FactorizedInception, ResidualInception,
     GoogLeNet, GoogLeNetAux, SmallStemGoogLeNet)}
 #: What each block class changes in :func:`d2l_lite.architecture.googlenet_spec`.
-_BLOCK_OPTIONS = {"Inception": {}, "NaiveInception": {"reduce": False},
-                  "FactorizedInception": {"factorize": True},
-                  "ResidualInception": {"residual": True}}
-
-
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:
     """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
@@ -90,12 +85,11 @@ def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     first = model.stem[0][0]  # conv1: a Conv2D, or Conv-BN-ReLU
     conv = first[0] if isinstance(first, nn.HybridSequential) else first
     avg7, small = isinstance(model.head[0], nn.AvgPool2D), len(model.stem[0]) == 1
-    return architecture.googlenet_spec(
-        conv.weight.shape[1] or 1, 224 if avg7 else 28 if small else 96,
-        model.head[-1].weight.shape[0], "avg7" if avg7 else "global",
-        batch_norm=conv is not first, aux_heads=hasattr(model, "aux1"),
-        stem="small" if small else "standard",
-        **_BLOCK_OPTIONS[type(model.body[0][0]).__name__])
+    return architecture.textbook_spec(
+        type(model.body[0][0]), type(model), in_channels=conv.weight.shape[1] or 1,
+        input_size=224 if avg7 else 28 if small else 96,
+        num_classes=model.head[-1].weight.shape[0], head_pool="avg7" if avg7 else "global",
+        batch_norm=conv is not first)
 
 
 def _layers(model: GoogLeNet, spec: architecture.GoogLeNetSpec):

@@ -125,15 +125,25 @@ def _variables(model: GoogLeNet, spec: architecture.GoogLeNetSpec) -> Dict[str, 
     return found
 
 
-def _spec(model: GoogLeNet) -> architecture.GoogLeNetSpec:
-    if not hasattr(model, "spec"):
-        raise ValueError("the model has no description: build it with googlenet(spec)")
-    return model.spec
+def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
+    """``model.spec`` when :func:`googlenet` built it; otherwise the description read
+    from the model's classes and layers (the input size it cannot tell: the book's)."""
+    if hasattr(model, "spec"):
+        return model.spec
+    conv1 = model.stem.layers[0].layers[0]  # conv1's Sequential: [pad,] conv[, BN, ReLU]
+    kernel = next(l for l in conv1.layers if isinstance(l, keras.layers.Conv2D)).kernel
+    avg7 = any(isinstance(l, keras.layers.AveragePooling2D) for l in model.head.layers)
+    small = len(model.stem.layers[0].layers) == 1
+    return architecture.textbook_spec(
+        model.block, type(model), in_channels=kernel.shape[2],
+        input_size=224 if avg7 else 28 if small else 96,
+        num_classes=model.head.layers[-1].units, head_pool="avg7" if avg7 else "global",
+        batch_norm=any(isinstance(l, keras.layers.BatchNormalization) for l in conv1.layers))
 
 
 def tensor_names(model: GoogLeNet) -> Dict[str, str]:
     """Neutral name -> the Keras variable's path, for every parameter and statistic."""
-    return {name: v.path for name, v in _variables(model, _spec(model)).items()}
+    return {name: v.path for name, v in _variables(model, spec_of(model)).items()}
 
 
 def _flatten_maps(spec) -> Dict[str, Tuple[int, int, int]]:
@@ -186,14 +196,14 @@ def assign(model: GoogLeNet, weights: Dict[str, np.ndarray], spec) -> GoogLeNet:
 
 def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     """Neutral weights into ``model`` by name, layouts converted; returns it."""
-    return assign(model, weights, _spec(model))
+    return assign(model, weights, spec_of(model))
 
 
 def get_weights(model: GoogLeNet) -> Dict[str, np.ndarray]:
     """The model's tensors under neutral names, in PyTorch's layout."""
-    maps = _flatten_maps(_spec(model))
+    maps = _flatten_maps(spec_of(model))
     return {name: _torch_layout(np.asarray(v.numpy()), maps.get(name))
-            for name, v in _variables(model, _spec(model)).items()}
+            for name, v in _variables(model, spec_of(model)).items()}
 
 
 def logits(model: GoogLeNet, X: np.ndarray) -> np.ndarray:

@@ -133,13 +133,9 @@ def _layers(layers, module: nn.Module, path: str = "") -> Iterator[Tuple[str, nn
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     """The description of a textbook model's structure, read from its classes
     and layers (its sizes aside: the neutral names do not depend on them)."""
-    block, bn = type(model.body.b3[0]), isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
-    return architecture.googlenet_spec(
-        reduce=block is not NaiveInception, factorize=block is FactorizedInception,
-        residual=block is ResidualInception, batch_norm=bn,
-        conv_bias=bn and model.stem.b1[0][0].bias is not None,
-        aux_heads=isinstance(model, GoogLeNetAux),
-        stem="small" if isinstance(model, SmallStemGoogLeNet) else "standard")
+    bn = isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
+    return architecture.textbook_spec(type(model.body.b3[0]), type(model), batch_norm=bn,
+                                      conv_bias=bn and model.stem.b1[0][0].bias is not None)
 
 
 def tensor_names(model: GoogLeNet) -> Dict[str, str]:
