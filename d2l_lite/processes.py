@@ -48,11 +48,45 @@ def check_importable(worker: Callable) -> None:
             f"d2l_lite defines its workers in its modules for this reason.")
 
 
-def check_count(nprocs) -> None:
-    """Raise ``ValueError`` unless ``nprocs`` is a whole number >= 1."""
+def check_count(nprocs, what: str = "processes", available: Optional[int] = None) -> None:
+    """Raise ``ValueError`` unless ``nprocs`` is a whole number >= 1 (and, when
+    ``available`` is given, at most that many ``what`` exist)."""
     if not isinstance(nprocs, int) or isinstance(nprocs, bool) or nprocs < 1:
-        raise ValueError(f"the number of processes must be a whole number >= 1, got "
+        raise ValueError(f"the number of {what} must be a whole number >= 1, got "
                          f"{nprocs!r}")
+    if available is not None and nprocs > available:
+        raise ValueError(f"{nprocs} {what} asked for, but this machine has {available}: "
+                         f"ask for at most {available}")
+
+
+def check_split(batch_size: int, parts: int, what: str = "processes", index: int = 0) -> None:
+    """Raise ``ValueError`` unless a global batch of ``batch_size`` splits into
+    ``parts`` equal, non-empty shares. The frameworks average the shares'
+    gradients with equal weights, so images in smaller shares would count more
+    and the step would not be the one-device step."""
+    if batch_size and not batch_size % parts:
+        return
+    shares = [len(range(r, batch_size, parts)) for r in range(parts)]
+    lower, upper = batch_size - batch_size % parts, batch_size + parts - batch_size % parts
+    sizes = " or ".join(str(k) for k in (lower, upper) if k)
+    verb = "does" if batch_size == 1 else "do"
+    raise ValueError(
+        f"global batch {index} has {batch_size} image{'s' * (batch_size != 1)}, which "
+        f"{verb} not split evenly over {parts} {what} (shares of {shares}): the "
+        f"gradients of the shares are averaged with equal weights, so images in "
+        f"smaller shares would count more, and the step would not be the one-device "
+        f"step. Use a global batch that {parts} divides, e.g. {sizes} images.")
+
+
+def non_finite(step: int, where: str, parts: int, one: str = "process") -> FloatingPointError:
+    """The error for a NaN or an infinity seen on ``step`` ``where`` (e.g. "in the
+    loss of device(s) [1]"), the update refused on all ``parts`` (each ``one``)."""
+    many = one + ("es" if one.endswith("s") else "s")
+    return FloatingPointError(
+        f"step {step}: a NaN or an infinity {where} (of {parts} {many}); the update "
+        f"was refused on every {one}, so no weight changed. Look for NaNs in that "
+        f"{one}'s share of the batch; if the loss grew step by step before, lower the "
+        f"learning rate.")
 
 
 def note(out_dir: str, rank: int, what: str) -> None:

@@ -116,7 +116,7 @@ def test_uneven_shares_are_refused_before_any_process_starts(
         job_parts, batch, world_size, shares):
     message, seconds = timed(
         lambda: d2l.spawn(d2l.ddp_worker, world_size, job(job_parts, [np.arange(batch)])),
-        ValueError, r"do not split evenly")
+        ValueError, r"not split evenly")
     assert shares in message and "equal weights" in message
     assert seconds < 5  # no process was started
 

@@ -177,18 +177,7 @@ def check_job(job: DataParallelJob, world_size: int) -> None:
         raise ValueError(f"{len(job.images)} images but {len(job.labels)} labels")
     for i, batch in enumerate(job.batches):
         n = len(batch)
-        if n == 0 or n % world_size:
-            shares = [len(batch[r::world_size]) for r in range(world_size)]
-            lower, upper = n - n % world_size, n + world_size - n % world_size
-            sizes = " or ".join(str(k) for k in (lower, upper) if k)
-            raise ValueError(
-                f"global batch {i} has {n} image{'s' * (n != 1)}, which do not "
-                f"split evenly over "
-                f"{world_size} processes (shares of {shares}): DDP averages the "
-                f"processes' gradients with equal weights, so images in smaller "
-                f"shares would count more, and the step would not be the one-device "
-                f"step. Use a global batch that {world_size} divides, e.g. "
-                f"{sizes} images.")
+        processes.check_split(n, world_size, index=i)
         if n and (np.min(batch) < 0 or np.max(batch) >= len(job.images)):
             raise ValueError(f"global batch {i} has indices outside 0..{len(job.images) - 1}")
 
@@ -227,12 +216,7 @@ class FiniteCheck:
                 time.sleep(1)  # the process that saw it is the one reported
             where = (f"in the logits of process(es) {logits}" if logits else
                      "in the averaged gradient")
-            raise FloatingPointError(
-                f"step {self.step}: a NaN or an infinity {where} (of {size} "
-                f"processes); the update was refused on every process, so no "
-                f"weight changed. Look for NaNs in that process's share of the "
-                f"batch; if the loss grew step by step before, lower the learning "
-                f"rate.")
+            raise processes.non_finite(self.step, where, size)
 
 
 class AllReduceSum(torch.autograd.Function):
