@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 #: BatchNorm's epsilon and PyTorch's ``momentum`` (Keras, Flax and Gluon use 1 - it).
 BN_EPS = 1e-5
@@ -355,6 +355,15 @@ _CLASS_OPTIONS = {"Inception": {}, "NaiveInception": {"reduce": False},
                   "FactorizedInception": {"factorize": True},
                   "ResidualInception": {"residual": True}, "GoogLeNet": {},
                   "GoogLeNetAux": {"aux_heads": True}, "SmallStemGoogLeNet": {"stem": "small"}}
+
+
+def textbook_table(book) -> Dict[str, type]:
+    """The textbook classes of a framework's ``book`` module, by the names
+    :func:`textbook_classes` gives (the same in every framework)."""
+    missing = [name for name in _CLASS_OPTIONS if not hasattr(book, name)]
+    if missing:
+        raise ValueError(f"{book.__name__} lacks the textbook classes {missing}")
+    return {name: getattr(book, name) for name in _CLASS_OPTIONS}
 
 
 def textbook_spec(block: type, net: type, **options) -> GoogLeNetSpec:

@@ -15,13 +15,11 @@ import numpy as np
 from flax import traverse_util
 
 from .. import architecture, tables
-from .book import (ConvBNReLU, ConvReLU, FactorizedInception, GoogLeNet, GoogLeNetAux,
-                   Inception, NaiveInception, ResidualInception, SmallStemGoogLeNet)
+from . import book
+from .book import ConvBNReLU, ConvReLU, GoogLeNet, Inception
 
-#: The textbook classes by the names :func:`architecture.textbook_classes` gives.
-CLASSES = {cls.__name__: cls for cls in (
-    Inception, NaiveInception, FactorizedInception, ResidualInception,
-    GoogLeNet, GoogLeNetAux, SmallStemGoogLeNet)}
+#: The textbook classes by the names ``architecture.textbook_classes`` gives.
+CLASSES = architecture.textbook_table(book)
 
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:

@@ -12,13 +12,11 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 from .. import architecture, tables
-from .book import (FactorizedInception, GoogLeNet, GoogLeNetAux, Inception, NaiveInception,
-                   ResidualInception, SmallStemGoogLeNet, conv_bn_relu, conv_relu)
+from . import book
+from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
-#: The textbook classes by the names :func:`d2l_lite.architecture.textbook_classes` gives.
-CLASSES = {cls.__name__: cls for cls in (
-    Inception, NaiveInception, FactorizedInception, ResidualInception,
-    GoogLeNet, GoogLeNetAux, SmallStemGoogLeNet)}
+#: The textbook classes by the names ``architecture.textbook_classes`` gives.
+CLASSES = architecture.textbook_table(book)
 #: What each block class changes in :func:`d2l_lite.architecture.googlenet_spec`.
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:

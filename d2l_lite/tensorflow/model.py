@@ -9,13 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from .. import architecture, tables
-from .book import (FactorizedInception, GoogLeNet, GoogLeNetAux, Inception, NaiveInception,
-                   ResidualInception, SmallStemGoogLeNet, conv_bn_relu, conv_relu)
+from . import book
+from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
-#: The textbook classes ``architecture.textbook_classes`` names, the same in every framework.
-CLASSES = {cls.__name__: cls for cls in (
-    Inception, NaiveInception, FactorizedInception, ResidualInception,
-    GoogLeNet, GoogLeNetAux, SmallStemGoogLeNet)}
+#: The textbook classes by the names ``architecture.textbook_classes`` gives.
+CLASSES = architecture.textbook_table(book)
 
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:

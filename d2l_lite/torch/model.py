@@ -12,14 +12,11 @@ import torch
 from torch import nn
 
 from .. import architecture, tables
-from .book import (FactorizedInception, GoogLeNet, GoogLeNetAux, Inception,
-                   NaiveInception, ResidualInception, SmallStemGoogLeNet,
-                   conv_bn_relu, conv_relu)
+from . import book
+from .book import GoogLeNet, GoogLeNetAux, Inception, conv_bn_relu, conv_relu
 
 #: The textbook classes by the names ``architecture.textbook_classes`` gives.
-CLASSES = {cls.__name__: cls for cls in (
-    Inception, NaiveInception, FactorizedInception, ResidualInception,
-    GoogLeNet, GoogLeNetAux, SmallStemGoogLeNet)}
+CLASSES = architecture.textbook_table(book)
 
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
