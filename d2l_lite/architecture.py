@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 #: BatchNorm's epsilon and PyTorch's ``momentum`` (Keras, Flax and Gluon use 1 - it).
 BN_EPS = 1e-5
@@ -330,52 +330,6 @@ def walk(spec_or_block, input_size=None):
             if layer.name in aux:
                 head = aux[layer.name]
                 yield from _walk_layers(head.layers(), shape, stage.name, "aux", f"{head.name}/")
-
-
-def textbook_classes(spec: GoogLeNetSpec) -> Tuple[str, str]:
-    """The names of the textbook classes that build ``spec``, the same in every framework:
-    its block (``NaiveInception``, ``FactorizedInception``, ``ResidualInception`` or
-    ``Inception``) and its network (``GoogLeNetAux``, ``SmallStemGoogLeNet`` or
-    ``GoogLeNet``); a ``ValueError`` for a combination that no class builds."""
-    first = spec.part("body")[0].layers[0]
-    changes = [name for name, on in (("naive", not first.reduce), ("factorised",
-               first.factorize), ("residual", first.residual)) if on]
-    small = not any(isinstance(layer, MaxPool) for layer in spec.stages[0].layers)
-    if len(changes) > 1 or small and spec.aux_heads:
-        both = " and ".join(changes if len(changes) > 1 else ["small stem", "aux heads"])
-        raise ValueError(f"no textbook class builds a model that is {both} at once; "
-                         f"choose one of them")
-    block = {"naive": "NaiveInception", "factorised": "FactorizedInception",
-             "residual": "ResidualInception"}.get(changes[0] if changes else "", "Inception")
-    return block, ("GoogLeNetAux" if spec.aux_heads else
-                   "SmallStemGoogLeNet" if small else "GoogLeNet")
-
-
-_CLASS_OPTIONS = {"Inception": {}, "NaiveInception": {"reduce": False},
-                  "FactorizedInception": {"factorize": True},
-                  "ResidualInception": {"residual": True}, "GoogLeNet": {},
-                  "GoogLeNetAux": {"aux_heads": True}, "SmallStemGoogLeNet": {"stem": "small"}}
-
-
-def textbook_table(book) -> Dict[str, type]:
-    """The textbook classes of a framework's ``book`` module, by the names
-    :func:`textbook_classes` gives (the same in every framework)."""
-    missing = [name for name in _CLASS_OPTIONS if not hasattr(book, name)]
-    if missing:
-        raise ValueError(f"{book.__name__} lacks the textbook classes {missing}")
-    return {name: getattr(book, name) for name in _CLASS_OPTIONS}
-
-
-def textbook_spec(block: type, net: type, **options) -> GoogLeNetSpec:
-    """The inverse of :func:`textbook_classes`: the spec of a model built from classes
-    ``block`` and ``net``, known by name so that a page's own copies of the classes
-    count; ``options`` go to :func:`googlenet_spec` (sizes, ``batch_norm``...)."""
-    names = [next((c.__name__ for c in cls.__mro__ if c.__name__ in _CLASS_OPTIONS), None)
-             for cls in (block, net)]
-    if None in names:
-        raise ValueError(f"{block.__name__} in {net.__name__}: not a textbook class "
-                         f"({', '.join(_CLASS_OPTIONS)}), so no spec names its tensors")
-    return googlenet_spec(**_CLASS_OPTIONS[names[0]], **_CLASS_OPTIONS[names[1]], **options)
 
 
 def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int = 10,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from d2l_lite import architecture, counting, flop_rules, paper, reference
+from d2l_lite import architecture, counting, flop_rules, paper, reference, textbook
 
 
 BOOK_PARAMS = 5_977_530  # the figure every chapter quotes, written once
@@ -175,7 +175,7 @@ def test_batch_norm_trades_each_conv_bias_for_a_scale_and_a_shift():
 
 
 def test_textbook_classes_name_one_class_per_variant_and_refuse_mixtures():
-    names = {name: architecture.textbook_classes(spec)
+    names = {name: textbook.class_names(spec)
              for name, spec in architecture.VARIANTS.items()}
     assert names == {"baseline": ("Inception", "GoogLeNet"),
                      "batch norm": ("Inception", "GoogLeNet"),
@@ -183,13 +183,13 @@ def test_textbook_classes_name_one_class_per_variant_and_refuse_mixtures():
                      "factorized 5x5": ("FactorizedInception", "GoogLeNet"),
                      "28x28": ("Inception", "SmallStemGoogLeNet"),
                      "residual": ("ResidualInception", "GoogLeNet")}
-    assert architecture.textbook_classes(architecture.googlenet_spec(reduce=False)) == (
+    assert textbook.class_names(architecture.googlenet_spec(reduce=False)) == (
         "NaiveInception", "GoogLeNet")
     for kwargs, both in (({"reduce": False, "residual": True}, "naive and residual"),
                          ({"input_size": 28, "stem": "small", "aux_heads": True},
                           "small stem and aux heads")):
         with pytest.raises(ValueError, match=both):
-            architecture.textbook_classes(architecture.googlenet_spec(**kwargs))
+            textbook.class_names(architecture.googlenet_spec(**kwargs))
 
 
 
@@ -199,14 +199,14 @@ def test_textbook_spec_inverts_textbook_classes_by_name():
         "Inception", "NaiveInception", "FactorizedInception", "ResidualInception",
         "GoogLeNet", "GoogLeNetAux", "SmallStemGoogLeNet")}
     for spec in (*architecture.VARIANTS.values(), architecture.googlenet_spec(reduce=False)):
-        block, net = (pages[name] for name in architecture.textbook_classes(spec))
+        block, net = (pages[name] for name in textbook.class_names(spec))
         sizes = {"input_size": spec.input_size, "batch_norm": spec.batch_norm}
-        assert architecture.textbook_spec(block, net, **sizes) == spec
+        assert textbook.spec(block, net, **sizes) == spec
     subclass = type("MyBlock", (pages["ResidualInception"],), {})
-    assert architecture.textbook_spec(subclass, pages["GoogLeNet"]).stages == (
+    assert textbook.spec(subclass, pages["GoogLeNet"]).stages == (
         architecture.VARIANTS["residual"].stages)
     with pytest.raises(ValueError, match="MyNet: not a textbook class"):
-        architecture.textbook_spec(pages["Inception"], type("MyNet", (), {}))
+        textbook.spec(pages["Inception"], type("MyNet", (), {}))
 
 def test_residual_blocks_add_one_linear_1x1_projection_each():
     spec = architecture.VARIANTS["residual"]

@@ -14,17 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from .. import architecture, tables
+from .. import architecture, tables, textbook
 from . import book
 from .book import ConvBNReLU, ConvReLU, GoogLeNet, Inception
 
-#: The textbook classes by the names ``architecture.textbook_classes`` gives.
-CLASSES = architecture.textbook_table(book)
-
-
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model ``spec`` describes ("avg7": the global pool of a 7x7 map)."""
-    block, net = (CLASSES[name] for name in architecture.textbook_classes(spec))
+    block, net = textbook.classes(spec, book)
     return net(spec.num_classes, ConvBNReLU if spec.batch_norm else ConvReLU, block)
 
 
@@ -105,7 +101,7 @@ def tensor_paths(spec: architecture.GoogLeNetSpec) -> Dict[str, Tensor]:
     :func:`architecture.walk` is the next submodule of its class in its parent (the
     network, its block or its auxiliary head), which Flax names ``<Class>_<i>``."""
     conv = "ConvBNReLU" if spec.batch_norm else "ConvReLU"
-    block = architecture.textbook_classes(spec)[0] if spec.part("body") else ""
+    block = textbook.class_names(spec)[0] if spec.part("body") else ""
     made, parents, out = collections.Counter(), {}, {}
 
     def submodule(parent: tuple, cls: str) -> tuple:
@@ -146,7 +142,7 @@ def describe(model: GoogLeNet, input_shape: Sequence[int]) -> architecture.GoogL
         raise ValueError(f"load_weights ports the textbook GoogLeNets, not "
                          f"{type(model).__name__}")
     _, size, _, channels = input_shape
-    return architecture.textbook_spec(
+    return textbook.spec(
         model.block, type(model), in_channels=channels, input_size=size,
         num_classes=model.num_classes, batch_norm=model.conv.__name__ == "ConvBNReLU")
 

@@ -11,18 +11,16 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .. import architecture, tables
+from .. import architecture, tables, textbook
 from . import book
 from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
-#: The textbook classes by the names ``architecture.textbook_classes`` gives.
-CLASSES = architecture.textbook_table(book)
-#: What each block class changes in :func:`d2l_lite.architecture.googlenet_spec`.
+
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:
     """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
     one zero batch, with fresh BatchNorm statistics."""
-    block, net = (CLASSES[name] for name in architecture.textbook_classes(spec))
+    block, net = textbook.classes(spec, book)
     model = net(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's head: a 7x7 map pooled
         model.head = nn.HybridSequential()
@@ -83,7 +81,7 @@ def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     first = model.stem[0][0]  # conv1: a Conv2D, or Conv-BN-ReLU
     conv = first[0] if isinstance(first, nn.HybridSequential) else first
     avg7, small = isinstance(model.head[0], nn.AvgPool2D), len(model.stem[0]) == 1
-    return architecture.textbook_spec(
+    return textbook.spec(
         type(model.body[0][0]), type(model), in_channels=conv.weight.shape[1] or 1,
         input_size=224 if avg7 else 28 if small else 96,
         num_classes=model.head[-1].weight.shape[0], head_pool="avg7" if avg7 else "global",

@@ -8,17 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import architecture, tables
+from .. import architecture, tables, textbook
 from . import book
 from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
-#: The textbook classes by the names ``architecture.textbook_classes`` gives.
-CLASSES = architecture.textbook_table(book)
-
-
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec`` (kept as ``model.spec``), built symbolically."""
-    block, net = (CLASSES[name] for name in architecture.textbook_classes(spec))
+    block, net = textbook.classes(spec, book)
     model = net(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         fc = model.head.pop()
@@ -132,7 +128,7 @@ def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     kernel = next(l for l in conv1.layers if isinstance(l, keras.layers.Conv2D)).kernel
     avg7 = any(isinstance(l, keras.layers.AveragePooling2D) for l in model.head.layers)
     small = len(model.stem.layers[0].layers) == 1
-    return architecture.textbook_spec(
+    return textbook.spec(
         model.block, type(model), in_channels=kernel.shape[2],
         input_size=224 if avg7 else 28 if small else 96,
         num_classes=model.head.layers[-1].units, head_pool="avg7" if avg7 else "global",

@@ -11,17 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import architecture, tables
+from .. import architecture, tables, textbook
 from . import book
 from .book import GoogLeNet, GoogLeNetAux, Inception, conv_bn_relu, conv_relu
 
-#: The textbook classes by the names ``architecture.textbook_classes`` gives.
-CLASSES = architecture.textbook_table(book)
-
-
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
-    block, net = (CLASSES[name] for name in architecture.textbook_classes(spec))
+    block, net = textbook.classes(spec, book)
     bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
     conv = partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu
     model = net(spec.num_classes, conv, block)
@@ -131,7 +127,7 @@ def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     """The description of a textbook model's structure, read from its classes
     and layers (its sizes aside: the neutral names do not depend on them)."""
     bn = isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
-    return architecture.textbook_spec(type(model.body.b3[0]), type(model), batch_norm=bn,
+    return textbook.spec(type(model.body.b3[0]), type(model), batch_norm=bn,
                                       conv_bias=bn and model.stem.b1[0][0].bias is not None)
 
 
