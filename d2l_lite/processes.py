@@ -162,11 +162,11 @@ def _child(rank: int, nprocs: int, job: str, out_dir: str) -> None:
         note(out_dir, rank, f"starting {getattr(worker, '__name__', 'the worker')}")
         worker(rank, nprocs, *args, out_dir)
         note(out_dir, rank, "finished")
-    except Exception as error:
+    except BaseException as error:  # noted for run(), then raised again: exit status 1
         with open(os.path.join(out_dir, f"rank{rank}.error"), "w") as f:
             f.write(f"{time.time()}\n{type(error).__name__}: {error}\n"
                     f"{traceback.format_exc()}")
-        sys.exit(1)
+        raise
 
 
 def _tail(path: str, lines: int = 12) -> str:

@@ -222,6 +222,12 @@ def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray
     return np.where(valid, index, 0).reshape(-1, batch_size), valid.reshape(-1, batch_size)
 
 
+def _predict(call: Callable, batches, num_test: int, to_numpy: Callable) -> np.ndarray:
+    """The ``num_test`` predicted classes, as int64, of ``call(j)`` for each test batch."""
+    return np.concatenate([np.asarray(to_numpy(call(j))).astype(np.int64)
+                           for j in range(len(batches))])[:num_test]
+
+
 def fit(framework: str, recipe: Recipe, device: str, num_train: int, test_labels,
         train_step: Callable, eval_step: Callable, *, to_device: Callable = np.asarray,
         sync: Callable = lambda: None, to_numpy: Callable = np.asarray,
@@ -229,9 +235,8 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, test_labels
         progress: bool = True, points_per_epoch: int = 4) -> History:
     """The loop the four frameworks share: ``train_step(index, lr)`` returns the mean loss
     and correct count, left on the device and read ``points_per_epoch`` times an epoch;
-    ``eval_step(index)`` returns the predicted classes, read after each epoch. With
-    ``compiled``, the first ``first_calls`` calls of each are timed, and what they cost
-    beyond the last of them is the run's ``compile_seconds``."""
+    ``eval_step(index)``, the predicted classes, read after each epoch. With ``compiled``,
+    the first ``first_calls`` calls of each are timed; their excess is ``compile_seconds``."""
     test_labels = np.asarray(test_labels)
     num_test, batch = len(test_labels), recipe.batch_size
     steps = steps_per_epoch(num_train, batch)
@@ -256,8 +261,7 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, test_labels
         order = to_device(np.stack(list(minibatch_indices(
             num_train, batch, shuffle=True, seed=recipe.seed, epoch=epoch, drop_last=True))))
         bar = batch_progress(steps, epoch + 1, recipe.num_epochs, enabled=progress)
-        totals, since = [0.0, 0.0], 0
-        loss_sum = correct = 0
+        totals, since, loss_sum, correct = [0.0, 0.0], 0, 0, 0
         timer = Timer()
         for i in range(steps):
             lr = learning_rate(recipe, epoch * steps + i, steps)
@@ -268,18 +272,15 @@ def fit(framework: str, recipe: Recipe, device: str, num_train: int, test_labels
                 loss_sum, correct = float(to_numpy(loss_sum)), float(to_numpy(correct))
                 history.points.append((epoch + (i + 1) / steps, loss_sum / (i + 1 - since),
                                        correct / ((i + 1 - since) * batch)))
-                totals = [totals[0] + loss_sum, totals[1] + correct]
+                totals, since = [totals[0] + loss_sum, totals[1] + correct], i + 1
                 loss_sum = correct = 0
-                since = i + 1
         sync()
         seconds = timer.elapsed()
         bar.close()
-        predicted = np.concatenate([
-            np.asarray(to_numpy(run("eval", eval_step, j, eval_index[j]))).astype(np.int64)
-            for j in range(len(eval_index))])[:num_test]
+        history.test_predictions = predicted = _predict(
+            lambda j: run("eval", eval_step, j, eval_index[j]), eval_index, num_test, to_numpy)
         if compiled and not history.epochs:
             history.compile_seconds = sum(map(compile_seconds, first.values()))
-        history.test_predictions = predicted
         history.epochs.append(EpochStats(
             epoch=epoch + 1, train_loss=totals[0] / steps, train_acc=totals[1] / (steps * batch),
             test_acc=float(np.mean(predicted == test_labels)), seconds=seconds,
