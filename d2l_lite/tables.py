@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from typing import Iterable, Sequence
 
 
@@ -34,3 +36,27 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence]) -> None:
     print(format_table(headers, rows))
+
+
+def fit(text: str, width: int = 75) -> str:
+    """``text`` (a framework's summary or repr) narrowed to ``width`` columns for the
+    page: character columns blank on every line with letters or digits are dropped
+    beyond two in a row (a table's padding; its rules lose the same columns), then
+    each line still too long wraps with a hanging indent."""
+    lines = text.rstrip("\n").splitlines()
+    content = [line for line in lines if any(ch.isalnum() for ch in line)]
+    length = max(map(len, lines), default=0)
+    blank = [all(i >= len(line) or line[i] == " " for line in content) for i in range(length)]
+    drop = {i for i in range(2, length) if blank[i] and blank[i - 1] and blank[i - 2]}
+    narrow = ["".join(ch for i, ch in enumerate(line) if i not in drop).rstrip()
+              for line in lines] if max(map(len, lines), default=0) > width else lines
+    out = []
+    for line in narrow:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        tight = re.sub(r"\(([^()]*)\)", lambda m: m[0].replace(" ", "\0"), line)
+        out += [part.replace("\0", " ") for part in textwrap.wrap(
+            tight, width, subsequent_indent=indent, break_on_hyphens=False)]
+    return "\n".join(out)

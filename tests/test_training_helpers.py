@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from d2l_lite import training
+from d2l_lite import tables, training
 
 
 def test_step_schedule_divides_by_ten_twice():
@@ -104,3 +104,18 @@ def test_the_papers_schedule_lowers_the_rate_4_percent_every_8_epochs():
     assert rates[:8] == [0.01] * 8
     assert rates[8] == rates[15] == pytest.approx(0.0096)
     assert rates[16] == pytest.approx(0.01 * 0.96 ** 2)
+
+
+def test_fit_narrows_a_padded_table_and_wraps_a_long_repr():
+    table = "\n".join(["-" * 80, f"{'Layer':>20}{'Output Shape':>42}{'Param #':>18}",
+                       f"{'Conv2D-2':>20}{'(1, 64, 48, 48)':>42}{3200:>18}", "=" * 80])
+    narrow = tables.fit(table).splitlines()
+    assert max(map(len, narrow)) <= 75 and narrow[2].split() == ["Conv2D-2", "(1,", "64,",
+                                                                 "48,", "48)", "3200"]
+    assert narrow[0] == "-" * len(narrow[0])  # a rule loses the same columns
+    repr_ = "  (0): Conv2D(1 -> 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), " \
+            "Activation(relu))"
+    assert tables.fit(repr_).splitlines() == [
+        "  (0): Conv2D(1 -> 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3),",
+        "      Activation(relu))"]
+    assert tables.fit("short") == "short"

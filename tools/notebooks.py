@@ -105,6 +105,26 @@ def _without_noise(output):
     return output if len(kept) == len(lines) else {**output, "text": "".join(kept)}
 
 
+def _merged(outputs):
+    """Consecutive stream outputs of the same name as one (a slow kernel flushes
+    one print in pieces), as the book renders them (``nb_merge_streams``)."""
+    merged = []
+    for out in outputs:
+        last = merged[-1] if merged else {}
+        if (out.get("output_type") == "stream" and last.get("output_type") == "stream"
+                and last.get("name") == out.get("name")):
+            text = _text(last) + _text(out)
+            last["text"] = text.splitlines(keepends=True)
+        else:
+            merged.append(out)
+    return merged
+
+
+def _text(output) -> str:
+    text = output.get("text", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
 def sync(path: Path) -> bool:
     """Normalise one notebook in place; return True if it changed."""
     before = path.read_text()
@@ -139,9 +159,10 @@ def sync(path: Path) -> bool:
             # its warning about the missing widgets and the frameworks' glog-style
             # W/I log lines (timestamp, process id, source line), which say
             # nothing to a reader.
-            cell["outputs"] = [o for o in map(_without_noise, cell.get("outputs", []))
-                               if o is not None and "application/vnd.jupyter.widget-view+json"
-                               not in o.get("data", {})]
+            cell["outputs"] = _merged([
+                o for o in map(_without_noise, cell.get("outputs", []))
+                if o is not None and "application/vnd.jupyter.widget-view+json"
+                not in o.get("data", {})])
             for out in cell["outputs"]:
                 out.get("metadata", {}).pop("execution", None)
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
