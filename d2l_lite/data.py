@@ -99,7 +99,7 @@ def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
             raise DataError(f"{folder}: {split}-images holds no images.")
     if verbose:
         print(f"Fashion-MNIST: {len(data.train_labels):,} train and "
-              f"{len(data.test_labels):,} test images from {source}")
+              f"{len(data.test_labels):,} test images,\nfrom {source}")
     return data
 
 

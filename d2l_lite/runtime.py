@@ -21,8 +21,7 @@ def device_notice(framework: str, is_gpu: bool, name: str) -> str:
     """One plain line saying where ``framework`` runs; printed by ``try_gpu``."""
     if is_gpu:
         return f"{framework}: using the GPU ({name})"
-    return (f"{framework}: no GPU found, running on the CPU ({name}). This works, "
-            f"but training at full scale will be slow.")
+    return f"{framework}: no GPU found, running on the CPU ({name}): slow at full scale."
 
 
 def hardware() -> str:

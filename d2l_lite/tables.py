@@ -42,7 +42,8 @@ def fit(text: str, width: int = 75) -> str:
     """``text`` (a framework's summary or repr) narrowed to ``width`` columns for the
     page: character columns blank on every line with letters or digits are dropped
     beyond two in a row (a table's padding; its rules lose the same columns), then
-    each line still too long wraps with a hanging indent."""
+    each line still too long wraps with a hanging indent, never inside a tuple
+    of numbers."""
     lines = text.rstrip("\n").splitlines()
     content = [line for line in lines if any(ch.isalnum() for ch in line)]
     length = max(map(len, lines), default=0)
@@ -56,7 +57,7 @@ def fit(text: str, width: int = 75) -> str:
             out.append(line)
             continue
         indent = " " * (len(line) - len(line.lstrip()) + 4)
-        tight = re.sub(r"\(([^()]*)\)", lambda m: m[0].replace(" ", "\0"), line)
+        tight = re.sub(r"\([\d, ]*\)", lambda m: m[0].replace(" ", "\0"), line)
         out += [part.replace("\0", " ") for part in textwrap.wrap(
             tight, width, subsequent_indent=indent, break_on_hyphens=False)]
     return "\n".join(out)

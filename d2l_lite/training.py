@@ -16,6 +16,7 @@ import numpy as np
 from .data import minibatch_indices
 from .plotting import ProgressPlot, plot_history  # noqa: F401 (pages call training.plot_history)
 from .runtime import small_scale
+from .tables import fit
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Recipe:
     mixed_precision: bool = False
     compile: bool = False
     seed: int = 0
+
+    def _repr_pretty_(self, printer, cycle):  # IPython's display: wrapped to the page
+        printer.text(fit(repr(self)))
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
