@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Optional, Tuple, Union
 
+from . import tables
+
 #: BatchNorm's epsilon and PyTorch's ``momentum`` (Keras, Flax and Gluon use 1 - it).
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -89,6 +91,9 @@ class Inception:
     factorize: bool = False
     conv_bias: bool = False
     residual: bool = False
+
+    def _repr_pretty_(self, printer, cycle):  # IPython's display: wrapped to the page
+        printer.text(tables.fit(repr(self)))
 
     def __post_init__(self):
         for width in _WIDTHS:

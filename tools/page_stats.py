@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = 75
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes: the book shows colours, not them
 HIDDEN = {"hide-cell", "remove-cell", "remove-input", "hide-input", "colab-setup"}
 #: The lines d2l_lite prints about scale and device (runtime, training).
 NOTICE = re.compile(r"small-scale mode|no GPU: a reduced run|full run: 60,000|"
@@ -63,7 +64,7 @@ def stats(path: Path) -> dict:
             continue
         if not HIDDEN & set(cell.get("metadata", {}).get("tags", [])):
             code += len([line for line in source.splitlines() if line.strip()])
-        lines = output_lines(cell)
+        lines = [ANSI.sub("", line) for line in output_lines(cell)]  # as rendered
         notices += sum(bool(NOTICE.search(line)) for line in lines)
         wide += [line for line in lines if len(line) > WIDTH]
     return {"code": code, "words": words, "wide": wide, "notices": notices}
