@@ -61,9 +61,9 @@ def check_count(nprocs, what: str = "processes", available: Optional[int] = None
 
 def check_split(batch_size: int, parts: int, what: str = "processes", index: int = 0) -> None:
     """Raise ``ValueError`` unless a global batch of ``batch_size`` splits into
-    ``parts`` equal, non-empty shares. The frameworks average the shares'
-    gradients with equal weights, so images in smaller shares would count more
-    and the step would not be the one-device step."""
+    ``parts`` equal, non-empty shares, as every engine of the book needs (PyTorch's
+    DDP averages the processes' gradients with equal weights; JAX refuses to shard
+    unevenly; TensorFlow and MXNet slice equally)."""
     if batch_size and not batch_size % parts:
         return
     shares = [len(range(r, batch_size, parts)) for r in range(parts)]
@@ -72,10 +72,11 @@ def check_split(batch_size: int, parts: int, what: str = "processes", index: int
     verb = "does" if batch_size == 1 else "do"
     raise ValueError(
         f"global batch {index} has {batch_size} image{'s' * (batch_size != 1)}, which "
-        f"{verb} not split evenly over {parts} {what} (shares of {shares}): the "
-        f"gradients of the shares are averaged with equal weights, so images in "
-        f"smaller shares would count more, and the step would not be the one-device "
-        f"step. Use a global batch that {parts} divides, e.g. {sizes} images.")
+        f"{verb} not split evenly over {parts} {what} (shares of {shares}). Data "
+        f"parallelism here gives each of them an equal share: averaged with equal "
+        f"weights, the gradients of unequal shares would count the images of smaller "
+        f"shares more, and the step would not be the one-device step. Use a global "
+        f"batch that {parts} divides, e.g. {sizes} images.")
 
 
 def non_finite(step: int, where: str, parts: int, one: str = "process") -> FloatingPointError:

@@ -1,7 +1,8 @@
 """GoogLeNet in Keras, as ``from d2l_lite import tensorflow as d2l`` gives it to the
 pages: the saved textbook code (``book``), the model and its weights by name
 (``model``), training (``train``), FLOPs and timing (``flops``), data parallelism
-(``parallel``) and the uniform interface, ``BACKEND`` (``backend``)."""
+(``parallel``; the checks its page's cells call, ``checks``) and the uniform
+interface, ``BACKEND`` (``backend``)."""
 
 import contextlib
 import os
@@ -40,6 +41,7 @@ with _quiet_import():
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - KERAS_BACKEND set elsewhere
     raise ImportError("d2l_lite.tensorflow needs Keras on TensorFlow: unset KERAS_BACKEND")
 
+from .checks import *  # noqa: E402, F401, F403
 from .book import *  # noqa: E402, F401, F403
 from .model import *  # noqa: E402, F401, F403
 from .flops import *  # noqa: E402, F401, F403

@@ -5,7 +5,8 @@ data parallelism. NHWC maps and HWIO kernels, as Keras has them."""
 import keras
 import tensorflow as tf
 
-from .. import training
+from .. import processes, training
+from .checks import FiniteCheck
 
 
 # The Inception chapter ----------------------------------------------------------------
@@ -246,8 +247,7 @@ def two_devices():
 def split_batch(strategy, X, y):
     """Device i gets the i-th of equal slices of the batch (X, y)."""
     n = strategy.num_replicas_in_sync
-    if len(y) % n:
-        raise ValueError(f"a batch of {len(y)} does not split in {n}")
+    processes.check_split(len(y), n, what="devices")  # else ValueError
 
     def slice_for(context):  # called once for each device
         i, k = context.replica_id_in_sync_group, len(y) // n
@@ -256,8 +256,12 @@ def split_batch(strategy, X, y):
         slice_for)
 
 
-def parallel_step(strategy, model, optimizer, global_batch_size):
-    """A data-parallel training step: call it on ``split_batch(...)``."""
+def parallel_step(strategy, model, optimizer, global_batch_size,
+                  graph=False):
+    """A data-parallel training step: call it on ``split_batch(...)``.
+    graph=True traces the devices' work into one tf.function graph."""
+    check = FiniteCheck(strategy, global_batch_size)
+
     def device_step(X, y):  # on each device, on its slice
         with tf.GradientTape() as tape:
             per_example = keras.losses.sparse_categorical_crossentropy(
@@ -267,13 +271,22 @@ def parallel_step(strategy, model, optimizer, global_batch_size):
             loss = tf.nn.compute_average_loss(
                 per_example, global_batch_size=global_batch_size)
         grads = tape.gradient(loss, model.trainable_variables)
-        # in a replica context, apply() all-reduces (sums) the gradients
-        # over the devices, then updates every device's copy the same
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
+        # a NaN or inf in any device's loss or gradients: no device
+        # updates; else optimizer.apply() on each device, which sums
+        # the gradients over the devices, then updates that copy
+        flags = check.apply(optimizer, grads, model.trainable_variables,
+                            loss)
+        return loss, flags
+
+    def run(batch):
+        return strategy.run(device_step, args=batch)
+    if graph:  # no Python if or loop on tensors: nothing for AutoGraph
+        run = tf.function(run, autograph=False)
 
     def step(batch):
-        losses = strategy.run(device_step, args=batch)
+        check.check_batch(batch)  # does it hold global_batch_size images?
+        losses, flags = run(batch)
+        check.raise_if_flagged(flags)  # names the devices and the step
         return strategy.reduce("SUM", losses, axis=None)
     return step
 

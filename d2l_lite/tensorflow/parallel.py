@@ -1,6 +1,7 @@
-"""Data parallelism beyond the page's cells (``book.py``): a multi-worker strategy
-that cannot hang, and one SGD step of a spec on ``n`` CPU devices, run in a child
-process, since TensorFlow can split the CPU into devices only before it first uses it.
+"""Data parallelism beyond the page's cells (``book.py``) and their checks
+(``checks.py``): a multi-worker strategy that cannot hang, and one SGD step of a spec
+on ``n`` CPU devices, run in a child process, since TensorFlow can split the CPU into
+devices only before it first uses it.
 
 One process, several devices: tf.distribute.MirroredStrategy keeps a copy of every
 variable on each device, runs the step on each device's share of the batch and
@@ -8,9 +9,11 @@ all-reduces the gradients. Across machines: MultiWorkerMirroredStrategy."""
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict
 
@@ -18,9 +21,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import architecture
+from .. import architecture, processes
 from .book import parallel_step, split_batch
+from .checks import mirrored_strategy
 from .model import get_weights, googlenet, load_weights
+
+
+def unchecked_step(strategy, model, optimizer, global_batch_size):
+    """The page's ``parallel_step`` without its checks (no flags, no
+    all-reduce of them, no refused update): only to measure what they cost."""
+    def device_step(X, y):
+        with tf.GradientTape() as tape:
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                y, model(X, training=True), from_logits=True)
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=global_batch_size)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    def step(batch):
+        losses = strategy.run(device_step, args=batch)
+        return strategy.reduce("SUM", losses, axis=None)
+    return step
 
 
 _WATCHDOG = """
@@ -39,6 +62,8 @@ def multi_worker_strategy(timeout_s=120.0):
     every wait bounded by ``timeout_s``: if the workers have not all
     connected by then, this worker is stopped with a message that says
     what to check; a collective operation that takes longer fails."""
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
     message = (
         f"multi_worker_strategy: the workers in TF_CONFIG did not all "
         f"connect within {timeout_s:g} s, so this worker was stopped. "
@@ -65,32 +90,64 @@ def data_parallel_step(spec: architecture.GoogLeNetSpec, weights: Dict[str, np.n
                        timeout_s: float = 300.0) -> Dict[str, np.ndarray]:
     """The neutral weights after one float64 SGD step of ``spec``'s model from
     ``weights`` on the NCHW batch ``(X, y)``, split over ``num_devices`` logical CPU
-    devices by MirroredStrategy, in a child process stopped after ``timeout_s``."""
-    if num_devices < 1 or len(y) % num_devices:
-        raise ValueError(f"a batch of {len(y)} does not split over {num_devices} devices")
+    devices by MirroredStrategy, in a child process stopped after ``timeout_s``.
+    Checked first: ``num_devices``, the split, ``timeout_s``. The child makes as
+    many logical CPU devices as asked, so there is no "more than exist" here.
+    A failure in the child raises ``RuntimeError`` with its own exception."""
+    processes.check_count(num_devices, what="devices")
+    if len(X) != len(y):
+        raise ValueError(f"{len(X)} images but {len(y)} labels: give one label per image")
+    processes.check_split(len(y), num_devices, what="devices")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp, "in.npz"), Path(tmp, "out.npz")
+        failure = Path(tmp, "error.txt")
         np.savez(source, X=X, y=y, lr=lr, num_devices=num_devices,
                  spec=np.frombuffer(pickle.dumps(spec), np.uint8), **weights)
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        start = time.monotonic()
         try:
             result = subprocess.run(
                 [sys.executable, "-c", "import sys; from d2l_lite.tensorflow import parallel;"
-                 " parallel.child_step(*sys.argv[1:])", str(source), str(target)],
+                 " parallel.child_step(*sys.argv[1:])", str(source), str(target),
+                 str(failure)],
                 capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired as error:  # run() has killed it
-            raise TimeoutError(f"the {num_devices}-device step took over {timeout_s:g} s: "
-                               f"{error.stderr}") from error
+            tail = "\n".join((error.stderr or b"").decode(errors="replace")
+                             .rstrip().splitlines()[-12:]) if error.stderr else ""
+            raise TimeoutError(
+                f"the {num_devices}-device step ran longer than timeout_s={timeout_s:g} s "
+                f"and its child process was stopped after "
+                f"{time.monotonic() - start:.0f} s. Give a larger timeout_s if the "
+                f"step is just slow (the child imports TensorFlow and builds the "
+                f"model first)." + (f" Its stderr ends:\n{tail}" if tail else "")
+            ) from error
         if result.returncode:
-            raise RuntimeError(f"the {num_devices}-device step failed:\n{result.stderr[-3000:]}")
+            tail = "\n".join(result.stderr.rstrip().splitlines()[-12:])
+            own = (failure.read_text().strip() if failure.exists() else
+                   f"it exited with code {result.returncode} before its step could raise")
+            raise RuntimeError(f"the {num_devices}-device step failed in its child "
+                               f"process: {own}\nIts stderr ends:\n{tail}")
         with np.load(target) as out:
             return {name: out[name] for name in out.files}
 
 
-def child_step(source: str, target: str) -> None:
-    """:func:`data_parallel_step` inside the child: make the devices, then step."""
+def child_step(source: str, target: str, failure: str) -> None:
+    """:func:`data_parallel_step` inside the child: make the devices, then step;
+    an exception is written to ``failure`` (its type and first line) and raised."""
+    try:
+        _child_step(source, target)
+    except BaseException as error:  # recorded for the parent, then raised again
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", first)  # TF's op name
+        Path(failure).write_text(f"{type(error).__name__}: {first}")
+        raise
+
+
+def _child_step(source: str, target: str) -> None:
     with np.load(source) as data:
         arrays = {name: data[name] for name in data.files}
     spec, n = pickle.loads(arrays.pop("spec").tobytes()), int(arrays.pop("num_devices"))
@@ -98,7 +155,7 @@ def child_step(source: str, target: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * n)
-    strategy = tf.distribute.MirroredStrategy([f"/CPU:{i}" for i in range(n)])
+    strategy = mirrored_strategy(n)
     keras.config.set_dtype_policy("float64")
     with strategy.scope():
         model = load_weights(googlenet(spec), arrays)

@@ -10,6 +10,7 @@ fresh Python processes, each under a deadline, so a hang fails the test instead 
 stalling it.
 """
 
+import inspect
 import json
 import os
 import socket
@@ -98,10 +99,10 @@ def global_batch(fashion_mnist):
     return d2l.prepare_batch(images, index), nd.array(fashion_mnist.train_labels[:16])
 
 
-def sgd_step(model, ctxs, X, y, num_workers=1):
+def sgd_step(model, ctxs, X, y, num_workers=1, lr=LR):
     model.collect_params().reset_ctx(ctxs)
     d2l.load_weights(model, reference.xavier_weights(architecture.BOOK, seed=0))
-    trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": LR},
+    trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr},
                             kvstore="device")
     return d2l.train_step_parallel(model, trainer, gluon.loss.SoftmaxCrossEntropyLoss(),
                                    X, y, ctxs, num_workers=num_workers, timeout_s=60)
@@ -126,10 +127,24 @@ def test_two_devices_take_the_one_device_step(global_batch, one_device_step):
     assert max_difference(two[0], two[1]) == 0  # the same update on both copies
     assert 1e-4 < update < 1e-2
     assert max_difference(two[0], one) < RTOL * update
-    # the check has teeth: summing without dividing by 2 devices would miss by far
+    # the check has teeth: a sum divided by 8 images, not 16, would miss by far (the
+    # step refuses num_workers=0.5, so twice the learning rate stands in for it)
     model = d2l.googlenet(architecture.BOOK)
-    sgd_step(model, TWO, *global_batch, num_workers=0.5)  # divides by 8 images, not 16
+    sgd_step(model, TWO, *global_batch, lr=2 * LR)
     assert max_difference(trainable(model, TWO[0]), one) > 0.5 * update
+
+
+def test_the_step_timed_without_the_check_is_the_saved_step_without_it():
+    """time_finite_check compares the page's step with _step_unchecked: the same lines
+    but the non-finite check (and its comment)."""
+    def body(function):
+        lines = inspect.getsource(function).split('"""')[-1].splitlines()
+        return [line for line in lines if line.strip()]
+
+    saved = [line for line in body(d2l.train_step_parallel)
+             if "check_finite" not in line and "a NaN or an infinity" not in line]
+    assert body(d2l.parallel._step_unchecked) == saved
+    assert len(saved) == len(body(d2l.train_step_parallel)) - 2
 
 
 def test_sync_batchnorm_takes_the_one_device_step_and_per_device_does_not():
