@@ -257,10 +257,11 @@ def split_batch(strategy, X, y):
 
 
 def parallel_step(strategy, model, optimizer, global_batch_size,
-                  graph=False):
+                  graph=False, checked=True):
     """A data-parallel training step: call it on ``split_batch(...)``.
-    graph=True traces the devices' work into one tf.function graph."""
-    check = FiniteCheck(strategy, global_batch_size)
+    graph=True traces the devices' work into one tf.function graph;
+    checked=False leaves out the NaN check (only to time it)."""
+    check = FiniteCheck(strategy, global_batch_size, enabled=checked)
 
     def device_step(X, y):  # on each device, on its slice
         with tf.GradientTape() as tape:

@@ -27,25 +27,6 @@ from .checks import mirrored_strategy
 from .model import get_weights, googlenet, load_weights
 
 
-def unchecked_step(strategy, model, optimizer, global_batch_size):
-    """The page's ``parallel_step`` without its checks (no flags, no
-    all-reduce of them, no refused update): only to measure what they cost."""
-    def device_step(X, y):
-        with tf.GradientTape() as tape:
-            per_example = keras.losses.sparse_categorical_crossentropy(
-                y, model(X, training=True), from_logits=True)
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=global_batch_size)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
-
-    def step(batch):
-        losses = strategy.run(device_step, args=batch)
-        return strategy.reduce("SUM", losses, axis=None)
-    return step
-
-
 _WATCHDOG = """
 import os, signal, sys, time
 parent, timeout_s = int(sys.argv[1]), float(sys.argv[2])
