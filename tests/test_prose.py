@@ -9,6 +9,7 @@ link targets and years are not prose numbers. A failure names the page, the
 cell and the number that could not be traced.
 """
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -115,3 +116,109 @@ def test_the_check_catches_an_untraced_number():
                                 "98% of it, `123,456` is code; 2.4 times faster and "
                                 "0.913 in 2015"]}]}
     assert list(untraced(nb, computed(nb))) == [(1, "2.4 times"), (1, "0.913")]
+
+
+# Claims without digits ------------------------------------------------------------
+#
+# A sentence of proportion, ranking or comparison ("two thirds", "the largest",
+# "faster", "every framework ...") carries a number without digits. It is backed by
+# an HTML comment in its paragraph, which the book does not show:
+#   <!-- checked: TEXT -->  TEXT is part of an `assert` in a code cell of the page;
+#   <!-- cited: TEXT -->    TEXT is in references.md;
+#   <!-- each-page: TEXT -->  each framework page of the chapter (pytorch, tensorflow,
+#                           jax, mxnet) has an assert with TEXT (nbval runs them);
+#   <!-- tested: tests/FILE.py::NAME -->  a test of the suite asserts it.
+# Claims that no one has backed yet are listed in tests/prose_claims.txt: the list
+# may only shrink (a claim it names must still be there, unbacked).
+
+CLAIM = re.compile(
+    r"\b(?:half|halves|two thirds|a third|a quarter|four fifths|most of|the bulk|"
+    r"majority|largest|smallest|biggest|cheaper|costlier|more expensive|faster|"
+    r"slower|fewer|twice|almost all|nearly all|every framework|all four|"
+    r"each framework)\b", re.I)
+BACKING = re.compile(r"<!--\s*(checked|each-page|cited|tested):\s*(.*?)\s*-->", re.S)
+FRAMEWORKS = ("pytorch", "tensorflow", "jax", "mxnet")
+PENDING = ROOT / "tests" / "prose_claims.txt"
+
+
+def claims(nb):
+    """(cell, sentence, backings of its paragraph) for every claim sentence."""
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        for paragraph in re.split(r"\n\s*\n", "".join(cell["source"])):
+            backings = BACKING.findall(paragraph)
+            text = " ".join(prose(BACKING.sub(" ", paragraph)).split())
+            for sentence in re.split(r"(?<=[.!?:])\s+(?=[A-Z*(])", text):
+                if CLAIM.search(sentence) and not sentence.endswith("?"):  # a question
+                    yield index, sentence, backings
+
+
+def asserts_of(nb):
+    """Every assert statement in the notebook's code, whitespace runs as one space."""
+    found = []
+    for cell in nb["cells"]:
+        code = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:  # an IPython magic: no assert of ours there
+            continue
+        found += [" ".join(ast.get_source_segment(code, node).split())
+                  for node in ast.walk(tree) if isinstance(node, ast.Assert)]
+    return found
+
+
+def backed(nb, backings, sources, chapter=None):
+    """True when every backing holds, and there is at least one."""
+    def holds(kind, text):
+        text = " ".join(text.split())
+        if kind == "checked":
+            return any(text in statement for statement in asserts_of(nb))
+        if kind == "each-page":
+            return chapter is not None and all(
+                any(text in statement for statement in asserts_of(
+                    json.loads((chapter / f"{fw}.ipynb").read_text())))
+                for fw in FRAMEWORKS)
+        if kind == "cited":
+            return text in sources
+        path, _, name = text.partition("::")
+        return (ROOT / path).is_file() and f"def {name}(" in (ROOT / path).read_text()
+    return bool(backings) and all(holds(kind, text) for kind, text in backings)
+
+
+def unbacked():
+    """``path :: sentence`` for every claim of the book that nothing backs."""
+    sources = (ROOT / "references.md").read_text()
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        for _, sentence, backings in claims(nb):
+            if not backed(nb, backings, sources, path.parent):
+                yield f"{path.relative_to(ROOT)} :: {sentence[:90]}"
+
+
+def test_every_claim_without_digits_is_checked_cited_or_pending():
+    pending = {line for line in PENDING.read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    found = set(unbacked())
+    new, gone = sorted(found - pending), sorted(pending - found)
+    assert not new, ("claims that no assert on the page and no source backs (add "
+                     "<!-- checked: ... --> or <!-- cited: ... --> to the paragraph, "
+                     "or rewrite them):\n" + "\n".join(new))
+    assert not gone, ("tests/prose_claims.txt lists claims that are now backed or "
+                      "gone: take them off the list:\n" + "\n".join(gone))
+
+
+def test_the_claim_check_tells_backed_from_unbacked():
+    nb = {"cells": [{"cell_type": "code", "source": ["assert share > 0.75\n"]},
+                    {"cell_type": "markdown", "source": [
+                        "It holds four fifths of them.\n<!-- checked: share > 0.75 -->"
+                        "\n\nIt is faster. <!-- checked: share > 0.9 -->\n\n"
+                        "Most of the blocks are wide, the paper says. <!-- cited: Szegedy -->"
+                        "\n\nEvery framework page is faster. <!-- tested: "
+                        "tests/test_prose.py::test_the_claim_check_tells_backed_from_unbacked"
+                        " -->\n\nThe slower one. <!-- tested: tests/test_prose.py::nothing -->"
+                        ]}]}
+    found = [(s, backed(nb, b, "Szegedy et al.")) for _, s, b in claims(nb)]
+    assert found == [("It holds four fifths of them.", True), ("It is faster.", False),
+                     ("Most of the blocks are wide, the paper says.", True),
+                     ("Every framework page is faster.", True), ("The slower one.", False)]
