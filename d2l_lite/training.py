@@ -13,10 +13,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import tables
 from .data import minibatch_indices
 from .plotting import ProgressPlot, plot_history  # noqa: F401 (pages call training.plot_history)
 from .runtime import small_scale
-from .tables import fit
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Recipe:
     seed: int = 0
 
     def _repr_pretty_(self, printer, cycle):  # IPython's display: wrapped to the page
-        printer.text(fit(repr(self)))
+        printer.text(tables.fit(repr(self)))
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):

@@ -7,6 +7,7 @@ With ``D2L_FAULT_TABLE=path`` set, each check also appends one JSON line to
 
 import json
 import os
+import socket
 import time
 
 import pytest
@@ -29,3 +30,14 @@ def timed(call, error, match, framework="", fault=""):
                                 "error": type(info.value).__name__,
                                 "message": first, "seconds": round(seconds, 1)}) + "\n")
     return str(info.value), seconds
+
+
+def free_ports(n):
+    """``n`` local ports that were free a moment ago (nobody listens on them)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

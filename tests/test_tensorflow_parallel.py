@@ -10,7 +10,6 @@ images (32x32) keep each to seconds; the notebook runs the 96x96 model."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import faults
 
 pytestmark = pytest.mark.slow  # processes or devices of their own
 
@@ -151,16 +152,6 @@ def test_batchnorm_matches_only_when_synchronised():
     assert out["per_device"] > 0.5 * out["update"], out
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def tf_config(ports, index):
     return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
                        "task": {"type": "worker", "index": index}})
@@ -196,7 +187,7 @@ def test_a_peer_that_never_comes_stops_the_worker_with_a_clear_error():
     says what to check."""
     start = time.monotonic()
     result = run_python(WORKER, 5, "live", timeout_s=90,
-                        env={"TF_CONFIG": tf_config(free_ports(2), 0)})
+                        env={"TF_CONFIG": tf_config(faults.free_ports(2), 0)})
     assert result.returncode != 0, result.stdout
     assert "SUM" not in result.stdout
     assert "did not all connect within 5 s" in result.stderr, result.stderr
@@ -207,7 +198,7 @@ def test_a_peer_that_never_comes_stops_the_worker_with_a_clear_error():
 def test_a_peer_that_dies_makes_the_next_all_reduce_fail():
     """Two workers all-reduce once; then worker 1 dies. Worker 0's next
     all-reduce raises (the dead worker's heartbeats stop) instead of waiting."""
-    ports = free_ports(2)
+    ports = faults.free_ports(2)
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, "60", mode], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "TF_CONFIG": tf_config(ports, index)})

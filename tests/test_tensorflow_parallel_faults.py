@@ -297,22 +297,12 @@ def test_data_parallel_step_whose_child_fails_reports_its_error(batch):
                  FRAMEWORK, "data_parallel_step's child fails")
 
 
-def free_ports(n):
-    import socket
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_a_peer_that_never_connects_is_stopped_by_the_watchdog():
     """Worker 0 of two, alone: multi_worker_strategy's watchdog process stops it
     after timeout_s (3 s) with its message, in a subprocess since it kills the
     worker's whole process."""
-    config = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in free_ports(2)]},
+    workers = [f"localhost:{port}" for port in faults.free_ports(2)]
+    config = json.dumps({"cluster": {"worker": workers},
                          "task": {"type": "worker", "index": 0}})
     code = ("from d2l_lite import tensorflow as d2l; "
             "d2l.multi_worker_strategy(timeout_s=3); print('STRATEGY MADE')")

@@ -119,3 +119,11 @@ def test_fit_narrows_a_padded_table_and_wraps_a_long_repr():
         "  (0): Conv2D(1 -> 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3),",
         "      Activation(relu))"]
     assert tables.fit("short") == "short"
+
+
+def test_a_recipe_displays_wrapped_to_the_page():
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    lines = pretty.pretty(training.FAST).splitlines()
+    assert lines[0].startswith("Recipe(name='fast'") and len(lines) > 1
+    assert max(map(len, lines)) <= 75 and "".join(lines).count("=") == len(
+        repr(training.FAST).split("=")) - 1
