@@ -173,6 +173,23 @@ def init_processes(coordinator_address: Optional[str] = None,
     Then JAX waits up to ``timeout_s`` for all processes to join, and later ends
     every process when one stops sending heartbeats for ``timeout_s``: a failed
     launch ends with an error, never a hang."""
+    timeout_s = _check_launch(num_processes, process_id, timeout_s)
+    address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if address:
+        _probe_coordinator(address, process_id, timeout_s)
+    who = "JAX" if process_id is None else f"JAX process {process_id}"
+    print(f"{who}: joining {num_processes or 'all'} processes at "
+          f"{address or 'the address the cluster gives'}, for at most {timeout_s} s. "
+          f"An error with DEADLINE_EXCEEDED means that some process did not start or "
+          f"used another address: launch all of them, each with its own process id "
+          f"and the same coordinator address.", file=sys.stderr, flush=True)
+    jax.distributed.initialize(address, num_processes, process_id,
+                               initialization_timeout=timeout_s,
+                               heartbeat_timeout_seconds=timeout_s)
+
+
+def _check_launch(num_processes, process_id, timeout_s) -> int:
+    """:func:`init_processes`'s arguments checked; ``timeout_s`` in whole seconds."""
     if num_processes is not None:
         processes.check_count(num_processes, what="processes")
     if process_id is not None and (not isinstance(process_id, int)
@@ -184,9 +201,14 @@ def init_processes(coordinator_address: Optional[str] = None,
     if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float))
                                            and timeout_s > 0):
         raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
-    timeout_s = int(math.ceil(timeout_s))  # JAX takes whole seconds
-    address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    if address and process_id == 0:  # JAX aborts the process if the port is taken
+    return int(math.ceil(timeout_s))  # JAX takes whole seconds
+
+
+def _probe_coordinator(address: str, process_id, timeout_s: int) -> None:
+    """Process 0: its port is free (JAX would abort the process). Any other: the
+    coordinator answers within ``timeout_s`` (JAX would abort with a bare
+    ``DEADLINE_EXCEEDED``)."""
+    if process_id == 0:  # JAX aborts the process if the port is taken
         port = int(address.rsplit(":", 1)[1])
         with socket.socket() as probe:
             try:
@@ -197,7 +219,7 @@ def init_processes(coordinator_address: Optional[str] = None,
                     f"program ({err}), so the coordinator cannot open it. Pick another "
                     f"port, the same in every process, or end the program holding it."
                 ) from err
-    if address and process_id:  # process 0 opens the port itself
+    if process_id:  # process 0 opens the port itself
         host, port = address.rsplit(":", 1)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -213,15 +235,6 @@ def init_processes(coordinator_address: Optional[str] = None,
                         f"from here, not blocked by a firewall), then launch again."
                     ) from err
                 time.sleep(0.5)
-    who = "JAX" if process_id is None else f"JAX process {process_id}"
-    print(f"{who}: joining {num_processes or 'all'} processes at "
-          f"{address or 'the address the cluster gives'}, for at most {timeout_s} s. "
-          f"An error with DEADLINE_EXCEEDED means that some process did not start or "
-          f"used another address: launch all of them, each with its own process id "
-          f"and the same coordinator address.", file=sys.stderr, flush=True)
-    jax.distributed.initialize(address, num_processes, process_id,
-                               initialization_timeout=timeout_s,
-                               heartbeat_timeout_seconds=timeout_s)
 
 
 def data_parallel_step(spec: architecture.GoogLeNetSpec, weights: Dict[str, np.ndarray],
