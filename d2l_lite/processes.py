@@ -59,6 +59,20 @@ def check_count(nprocs, what: str = "processes", available: Optional[int] = None
                          f"ask for at most {available}")
 
 
+def check_timeout(timeout_s) -> None:
+    """Raise ``ValueError`` unless ``timeout_s`` is a number of seconds > 0."""
+    if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float))
+                                           and timeout_s > 0):
+        raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+
+
+def check_labels(num_images: int, num_labels: int) -> None:
+    """Raise ``ValueError`` unless a batch has one label per image."""
+    if num_images != num_labels:
+        raise ValueError(f"the batch has {num_images} images but {num_labels} labels: "
+                         f"give one label per image")
+
+
 def check_split(batch_size: int, parts: int, what: str = "processes", index: int = 0) -> None:
     """Raise ``ValueError`` unless a global batch of ``batch_size`` splits into
     ``parts`` equal, non-empty shares, as every engine of the book needs (PyTorch's
@@ -105,8 +119,7 @@ def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float, out_dir
     first failure's own message; ``TimeoutError`` when ``timeout_s`` passes first.
     Every process is stopped before this returns or raises."""
     check_count(nprocs)
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    check_timeout(timeout_s)
     check_importable(worker)
     job = os.path.join(out_dir, "job.pickle")
     try:

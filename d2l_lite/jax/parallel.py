@@ -198,9 +198,7 @@ def _check_launch(num_processes, process_id, timeout_s) -> int:
         top = num_processes - 1 if num_processes else "num_processes - 1"
         raise ValueError(f"process_id must be a whole number from 0 to {top}, got "
                          f"{process_id!r}")
-    if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float))
-                                           and timeout_s > 0):
-        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    processes.check_timeout(timeout_s)
     return int(math.ceil(timeout_s))  # JAX takes whole seconds
 
 
@@ -247,11 +245,9 @@ def data_parallel_step(spec: architecture.GoogLeNetSpec, weights: Dict[str, np.n
     the child's own error (a NaN: its ``FloatingPointError``), ``TimeoutError``
     when ``timeout_s`` passes first."""
     processes.check_count(num_devices, what="devices")
-    if len(X) != len(y):
-        raise ValueError(f"the batch has {len(X)} images but {len(y)} labels")
+    processes.check_labels(len(X), len(y))
     processes.check_split(len(X), num_devices, what="devices")
-    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    processes.check_timeout(timeout_s)
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "job.pkl"), "wb") as f:
             pickle.dump((spec, lr), f)

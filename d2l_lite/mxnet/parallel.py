@@ -132,11 +132,8 @@ def check_step(model, trainer, X, y, ctxs, num_workers=1, timeout_s=120) -> None
     ``len(ctxs)`` (in every pass, for ever). Nothing is queued before these pass."""
     check_devices(ctxs)
     processes.check_count(num_workers, what="workers")
-    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-        raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"the batch has {X.shape[0]} images but {y.shape[0]} labels: "
-                         f"give one label per image")
+    processes.check_timeout(timeout_s)
+    processes.check_labels(X.shape[0], y.shape[0])
     processes.check_split(X.shape[0], len(ctxs), what="devices",
                           index=step_number(trainer))
     waits = sync_batchnorm_devices(model) - {len(ctxs)}
@@ -208,8 +205,7 @@ def _exit_now() -> None:
 
 def _finish_within(work, timeout_s: float, what: str, causes: Sequence[str]):
     """``work()``'s result, or a ``TimeoutError`` naming ``causes`` past ``timeout_s``."""
-    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-        raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    processes.check_timeout(timeout_s)
     result, errors, done = [], [], threading.Event()
 
     def run():

@@ -43,8 +43,7 @@ def multi_worker_strategy(timeout_s=120.0):
     every wait bounded by ``timeout_s``: if the workers have not all
     connected by then, this worker is stopped with a message that says
     what to check; a collective operation that takes longer fails."""
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    processes.check_timeout(timeout_s)
     message = (
         f"multi_worker_strategy: the workers in TF_CONFIG did not all "
         f"connect within {timeout_s:g} s, so this worker was stopped. "
@@ -76,11 +75,9 @@ def data_parallel_step(spec: architecture.GoogLeNetSpec, weights: Dict[str, np.n
     many logical CPU devices as asked, so there is no "more than exist" here.
     A failure in the child raises ``RuntimeError`` with its own exception."""
     processes.check_count(num_devices, what="devices")
-    if len(X) != len(y):
-        raise ValueError(f"{len(X)} images but {len(y)} labels: give one label per image")
+    processes.check_labels(len(X), len(y))
     processes.check_split(len(y), num_devices, what="devices")
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    processes.check_timeout(timeout_s)
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp, "in.npz"), Path(tmp, "out.npz")
         failure = Path(tmp, "error.txt")
