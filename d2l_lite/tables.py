@@ -45,14 +45,16 @@ def fit(text: str, width: int = 75) -> str:
     each line still too long wraps with a hanging indent, never inside a tuple
     of numbers."""
     lines = text.rstrip("\n").splitlines()
-    content = [line for line in lines if any(ch.isalnum() for ch in line)]
     length = max(map(len, lines), default=0)
-    blank = [all(i >= len(line) or line[i] == " " for line in content) for i in range(length)]
-    drop = {i for i in range(2, length) if blank[i] and blank[i - 1] and blank[i - 2]}
-    narrow = ["".join(ch for i, ch in enumerate(line) if i not in drop).rstrip()
-              for line in lines] if max(map(len, lines), default=0) > width else lines
+    if length > width:  # drop the padding columns
+        content = [line for line in lines if any(ch.isalnum() for ch in line)]
+        blank = [all(i >= len(line) or line[i] == " " for line in content)
+                 for i in range(length)]
+        drop = {i for i in range(2, length) if blank[i] and blank[i - 1] and blank[i - 2]}
+        lines = ["".join(ch for i, ch in enumerate(line) if i not in drop).rstrip()
+                 for line in lines]
     out = []
-    for line in narrow:
+    for line in lines:
         if len(line) <= width:
             out.append(line)
             continue

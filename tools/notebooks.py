@@ -96,8 +96,7 @@ def _without_noise(output):
     """A stderr stream output without its noise lines; None if nothing else is left."""
     if output.get("output_type") != "stream" or output.get("name") != "stderr":
         return output
-    text = output.get("text", "")
-    text = "".join(text) if isinstance(text, list) else text
+    text = _text(output)
     lines = [line for line in re.split(r"(?<=\n)|\r", text) if line.strip()]
     kept = [line for line in lines if not NOISE.search(line)]
     if not kept:
