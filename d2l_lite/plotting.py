@@ -162,6 +162,28 @@ def show_predictions(images, labels, predictions, class_names: Sequence[str], n:
     return fig
 
 
+def show_branch_maps(image, maps, n: int = 6, title: str = ""):
+    """One image and, per branch of an Inception block (``maps``: name -> channels x H x
+    W, after the ReLU), its ``n`` most active channels, strongest first. Each map has its
+    own grey scale (white: zero), so the pattern shows and the printed means compare."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(maps), n + 1, figsize=(1.2 * (n + 1), 1.3 * len(maps)))
+    for row, (name, channels) in zip(axes, maps.items()):
+        means = channels.mean(axis=(1, 2))
+        row[0].imshow(image, cmap="gray_r")
+        row[0].set_ylabel(name, fontsize=8)
+        for ax, k in zip(row[1:], means.argsort()[::-1][:n]):
+            ax.imshow(channels[k], cmap="gray_r", vmin=0)
+            ax.set_title(f"ch {k}: {means[k]:.2f}", fontsize=7)
+        for ax in row:
+            ax.set(xticks=[], yticks=[])
+    axes[0, 0].set_title("input", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _in_notebook() -> bool:
     try:
         from IPython import get_ipython

@@ -31,9 +31,9 @@ def comparison_scale(scale: RunScale) -> RunScale:
     if scale.name == "small":
         return RunScale("small", 128, 64, 1, 32, "small-scale mode: each run 128 train / "
                         "64 test images, 1 epoch, batches of 32")
-    if scale.name == "reduced":
-        return RunScale("reduced", 1000, 500, 2, 32, "no GPU: each run 1,000 train / 500 "
-                        "test images, 2 epochs, batches of 32")
+    if scale.name == "reduced":  # the training chapter's CPU run, fewer test images
+        return RunScale("reduced", 10_000, 2_000, 2, 32, "no GPU: each run 10,000 train / "
+                        "2,000 test images, 2 epochs, batches of 32")
     return scale
 
 
@@ -53,8 +53,9 @@ def comparison_table(histories: Dict[str, History]) -> None:
 
 def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str]:
     """Assert that all runs ran, complete and finite (a plateau or instability is a result,
-    not a failure; on a full run the baseline and BatchNorm must beat 0.5); return one line
-    per run: learned (above 0.2), plateau, unstable."""
+    not a failure; beyond the small scale at least six of the seven must beat 0.5, so that
+    the comparison compares runs that learned); return one line per run: learned (above
+    0.2), plateau, unstable."""
     assert list(histories) == [name for name, _, _ in RUNS], list(histories)
     lines = []
     for name, _, recipe in RUNS:
@@ -62,10 +63,27 @@ def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str
         training.check_complete(history, scale.apply_recipe(recipe))
         outcome = ("unstable" if max(history.metric("train_loss")) > training.DIVERGED_LOSS
                    else "learned" if history.final_test_acc > 0.2 else "plateau")
-        if scale.name == "full" and name in ("baseline", "batch norm"):
-            assert history.final_test_acc > 0.5, (name, history.final_test_acc)
         lines.append(f"{name}: {len(history.epochs)} epochs, finite, {outcome} "
                      f"(final test acc {history.final_test_acc:.3f})")
+    above = [name for name, h in histories.items() if h.final_test_acc > 0.5]
+    assert scale.name == "small" or len(above) >= len(RUNS) - 1, \
+        f"only {above} beat 0.5: the comparison needs a larger scale"
+    return lines
+
+
+def conclusions(histories: Dict[str, History], again: History) -> List[str]:
+    """Each run against the baseline, judged by the baseline's seed-to-seed spread: the
+    gap between the baseline and ``again``, the same run from another seed. A difference
+    within that spread is no evidence either way."""
+    base = histories["baseline"].final_test_acc
+    spread = abs(again.final_test_acc - base)
+    lines = [f"baseline {base:.3f}, seed {again.recipe.seed}: "
+             f"{again.final_test_acc:.3f}; spread {spread:.3f}"]
+    for name, h in list(histories.items())[1:]:
+        diff = h.final_test_acc - base
+        verdict = ("within the spread: no conclusion" if abs(diff) <= spread else
+                   "better than the baseline" if diff > 0 else "worse than the baseline")
+        lines.append(f"{name:16s}{diff:+.3f}  {verdict}")
     return lines
 
 
