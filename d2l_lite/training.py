@@ -4,11 +4,14 @@ framework's ``train`` brings only its two steps."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -197,6 +200,28 @@ class History:
                 f"  train loss {e.train_loss:.3f}, train acc {e.train_acc:.3f}, "
                 f"test acc {e.test_acc:.3f} ({self.num_test:,} test images)")
 
+
+SUMMARY = re.compile(r"^(?P<framework>[\w/]+), (?P<recipe>\w+) recipe, (?P<device>[^:\n]+): "
+                     r"(?P<epochs>\d+) epochs of (?P<images>[\d,]+) images.*?"
+                     r"(?P<wall>\d+) s with evaluation.*?test acc (?P<acc>[\d.]+)", re.M | re.S)
+
+
+def committed_results(folder, pages=("pytorch", "tensorflow", "jax", "mxnet")) -> List[Tuple]:
+    """(framework, recipe, device, epochs x images, test acc, wall s) of every run whose
+    :meth:`History.summary` the committed outputs of ``folder``'s framework pages print;
+    a page that is not there (a notebook opened on its own) is left out."""
+    rows = []
+    for page in pages:
+        path = Path(folder) / f"{page}.ipynb"
+        if not path.exists():
+            continue
+        cells = json.loads(path.read_text())["cells"]
+        text = "".join("".join(out.get("text", "")) for cell in cells
+                       for out in cell.get("outputs", []))
+        rows += [(m["framework"], m["recipe"], m["device"],
+                  f"{m['epochs']} x {m['images']}", m["acc"], m["wall"])
+                 for m in SUMMARY.finditer(text)]
+    return rows
 
 def split_aux(output) -> Tuple:
     """``(logits, [aux logits...])`` from a model's training-mode output."""

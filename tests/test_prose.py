@@ -222,3 +222,16 @@ def test_the_claim_check_tells_backed_from_unbacked():
     assert found == [("It holds four fifths of them.", True), ("It is faster.", False),
                      ("Most of the blocks are wide, the paper says.", True),
                      ("Every framework page is faster.", True), ("The slower one.", False)]
+
+
+def test_the_cited_h200_step_is_the_benchmarks_figure():
+    """The parallel chapter's cost model starts from the book's own step on one H200,
+    cited in references.md from the committed benchmark table: the two must agree."""
+    table = (ROOT / "bench" / "results" / "2026-12-04-nvidia-h200.md").read_text()
+    row = next(line for line in table.splitlines()
+               if re.match(r"\|\s*PyTorch\s*\|\s*classic\s*\|", line))
+    images_per_sec = row.split("|")[5].strip()
+    assert images_per_sec == "14,743.7"
+    assert f"| {images_per_sec} |" in (ROOT / "references.md").read_text()
+    page = (ROOT / "chapters" / "parallel" / "index.ipynb").read_text()
+    assert images_per_sec.replace(",", "_") in page

@@ -2,10 +2,13 @@
 training notebooks run on their histories."""
 
 import math
+from pathlib import Path
 
 import pytest
 
 from d2l_lite import tables, training
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_step_schedule_divides_by_ten_twice():
@@ -127,3 +130,42 @@ def test_a_recipe_displays_wrapped_to_the_page():
     assert lines[0].startswith("Recipe(name='fast'") and len(lines) > 1
     assert max(map(len, lines)) <= 75 and "".join(lines).count("=") == len(
         repr(training.FAST).split("=")) - 1
+
+
+def test_beyond_the_small_scale_six_of_seven_variants_must_learn():
+    from d2l_lite import variants
+
+    scale = variants.comparison_scale(REDUCED)
+    histories = {}
+    for k, (name, _, recipe) in enumerate(variants.RUNS):
+        applied = scale.apply_recipe(recipe)
+        acc = 0.1 if k < 2 else 0.8  # two runs at chance: one too many
+        histories[name] = _history(applied, [1.0] * applied.num_epochs,
+                                   [acc] * applied.num_epochs)
+    with pytest.raises(AssertionError, match="larger scale"):
+        variants.check_comparison(histories, scale)
+    histories["baseline"].epochs[-1].test_acc = 0.8
+    assert len(variants.check_comparison(histories, scale)) == len(variants.RUNS)
+
+
+def test_a_difference_counts_only_beyond_the_seed_spread():
+    from d2l_lite import variants
+
+    recipe = variants.BASELINE.with_(num_epochs=1)
+    histories = {name: _history(recipe, [1.0], [acc]) for name, acc in
+                 (("baseline", 0.80), ("batch norm", 0.85), ("residual", 0.79),
+                  ("28x28", 0.70))}
+    again = _history(recipe.with_(seed=1), [1.0], [0.82])
+    lines = variants.conclusions(histories, again)
+    assert lines[0] == "baseline 0.800, seed 1: 0.820; spread 0.020"
+    assert [line.split("  ")[-1] for line in lines[1:]] == [
+        "better than the baseline", "within the spread: no conclusion",
+        "worse than the baseline"]
+
+
+def test_the_training_index_collects_every_pages_committed_runs():
+    rows = training.committed_results(ROOT / "chapters" / "training")
+    assert [(framework, recipe) for framework, recipe, *_ in rows] == [
+        (fw, recipe) for fw in ("PyTorch", "TensorFlow", "JAX", "MXNet")
+        for recipe in ("classic", "fast")]
+    assert all(0 <= float(acc) <= 1 and int(wall) > 0 for *_, acc, wall in rows)
