@@ -5,9 +5,10 @@
 
 For each notebook under chapters/: visible code lines (cells not hidden
 with ``hide-cell``/``remove-cell``/``remove-input``), words of prose
-(markdown, without code blocks and directives' options), output lines wider
-than the content column (75 characters, text outputs), and how many times
-the run-scale or device notice is printed. Exits 1 when a page is over a
+(markdown as the page shows it: notes and open admonitions count, code blocks,
+collapsed dropdowns and directives' options do not), output lines wider
+than the content column (75 characters, text outputs), and how many cells
+print the run-scale or device notice. Exits 1 when a page is over a
 budget, so it can guard the figures once they are met.
 """
 
@@ -34,8 +35,21 @@ def text_of(source) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+FENCE = re.compile(r"^(`{3,}|~{3,})([^\n]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
+
+
+def _visible(match) -> str:
+    """A fenced block's prose as the page shows it: a directive's body (a note, an
+    open admonition) is read; code and collapsed dropdowns are not."""
+    name, body = match[2].strip(), match[3]
+    collapsed = name == "{dropdown}" or re.search(r"^:class:.*\bdropdown\b", body, re.M)
+    if not name.startswith("{") or collapsed:
+        return " "
+    return FENCE.sub(_visible, body)
+
+
 def prose_words(markdown: str) -> int:
-    markdown = re.sub(r"(```|~~~).*?\1", " ", markdown, flags=re.S)  # fenced blocks
+    markdown = FENCE.sub(_visible, markdown)
     markdown = re.sub(r"^:\w[\w-]*:.*$", " ", markdown, flags=re.M)  # options
     return len(re.findall(r"[A-Za-z0-9][\w'.,-]*", markdown))
 
@@ -65,7 +79,7 @@ def stats(path: Path) -> dict:
         if not HIDDEN & set(cell.get("metadata", {}).get("tags", [])):
             code += len([line for line in source.splitlines() if line.strip()])
         lines = [ANSI.sub("", line) for line in output_lines(cell)]  # as rendered
-        notices += sum(bool(NOTICE.search(line)) for line in lines)
+        notices += any(NOTICE.search(line) for line in lines)  # cells that print one
         wide += [line for line in lines if len(line) > WIDTH]
     return {"code": code, "words": words, "wide": wide, "notices": notices}
 
