@@ -133,3 +133,14 @@ def test_the_colab_cells_install_from_the_repository_setting():
     publish = (ROOT / ".github" / "workflows" / "publish.yml").read_text()
     assert 'notebooks.py repository "https://github.com/$REPOSITORY"' in publish
     assert "REPOSITORY: ${{ github.repository }}" in publish
+
+
+def test_no_backtick_fence_has_a_backtick_in_its_title():
+    """CommonMark ends a backtick fence's info string at a backtick, so
+    ```{admonition} Going deeper: `x` renders as text and an empty code block;
+    such a title needs a ~~~ fence."""
+    bad = [(str(path.relative_to(ROOT)), line) for path in NOTEBOOKS
+           for cell in load(path)["cells"] if cell["cell_type"] == "markdown"
+           for line in "".join(cell["source"]).splitlines()
+           if re.match(r"\s*`{3,}(?!`)[^`]*`", line)]
+    assert not bad, bad

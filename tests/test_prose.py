@@ -26,9 +26,21 @@ PROSE_NUMBER = re.compile(
 CODE_NUMBER = re.compile(r"(?<![\w])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
+
+
+def _unfenced(match):
+    """A fenced block as prose: a directive's body (a note, a dropdown) is prose, a
+    block of code is not; a fence closes only with its own characters."""
+    if not match[2].strip().startswith("{") or match[2].strip() in ("{math}", "{code-cell}"):
+        return " "
+    return " " + FENCE.sub(_unfenced, match[3]) + " "
+
+
 def prose(markdown):
     """The markdown without code, link targets, HTML tags and directive options."""
-    text = re.sub(r"```.*?```", " ", markdown, flags=re.S)
+    text = FENCE.sub(_unfenced, markdown)
+    text = re.sub(r"^[ \t]*:\w[\w-]*:.*$", " ", text, flags=re.M)  # directive options
     text = re.sub(r"`[^`\n]*`", " ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
     return re.sub(r"<[^>]+>", " ", text)

@@ -49,7 +49,7 @@ def _visible(match) -> str:
 
 
 def prose_words(markdown: str) -> int:
-    markdown = FENCE.sub(_visible, markdown)
+    markdown = re.sub(r"<!--.*?-->", " ", FENCE.sub(_visible, markdown), flags=re.S)
     markdown = re.sub(r"^:\w[\w-]*:.*$", " ", markdown, flags=re.M)  # options
     return len(re.findall(r"[A-Za-z0-9][\w'.,-]*", markdown))
 
