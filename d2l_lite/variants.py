@@ -47,7 +47,7 @@ def comparison_table(histories: Dict[str, History]) -> None:
                      round(h.final_test_acc, 3), round(max(h.metric("test_acc")), 3),
                      round(h.train_seconds, 1),
                      round(sum(e.images_per_sec for e in steady) / len(steady))))
-    tables.print_table(("run", "parameters", "final test acc", "best test acc",
+    tables.print_table(("run", "parameters", "final acc", "best acc",
                         "train s", "images/s"), rows)
 
 

@@ -101,7 +101,7 @@ def test_a_few_steps_lower_the_loss(fashion, recipe, capsys):
     assert history.compile_seconds > 0
     assert set(variables) == {"params"}
     if recipe.mixed_precision and jax.default_backend() == "cpu":
-        assert "bfloat16 skipped" in capsys.readouterr().out
+        assert "float32 instead of bfloat16" in capsys.readouterr().out
 
 
 def test_the_step_follows_the_learning_rate_it_is_given(fashion):

@@ -55,9 +55,11 @@ def prose_words(markdown: str) -> int:
 
 
 def output_lines(cell) -> list:
+    """The cell's text output as the book shows it (``remove-stderr``: no stderr)."""
     lines = []
+    no_stderr = "remove-stderr" in cell.get("metadata", {}).get("tags", [])
     for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
+        if out.get("output_type") == "stream" and not (no_stderr and out.get("name") == "stderr"):
             lines += text_of(out.get("text", "")).splitlines()
         elif "text/plain" in out.get("data", {}) and "image/png" not in out["data"] \
                 and "text/html" not in out["data"]:

@@ -85,7 +85,7 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
     device = device or jax.devices()[0]
     gpu = device.platform == "gpu"
     if recipe.mixed_precision and not gpu:
-        print("JAX on the CPU: bfloat16 skipped (float32 instead); it is a GPU option here.")
+        print("JAX on the CPU: float32 instead of bfloat16 (a GPU option here).")
     dtype = jnp.bfloat16 if recipe.mixed_precision and gpu else jnp.float32
     size, tx = image_size or spec.input_size, optimizer(recipe)
     start = port(model, reference.xavier_weights(spec, seed=recipe.seed), spec,
