@@ -169,3 +169,14 @@ def test_the_training_index_collects_every_pages_committed_runs():
         (fw, recipe) for fw in ("PyTorch", "TensorFlow", "JAX", "MXNet")
         for recipe in ("classic", "fast")]
     assert all(0 <= float(acc) <= 1 and int(wall) > 0 for *_, acc, wall in rows)
+
+
+def test_every_framework_trains_through_the_shared_loop():
+    """training.fit draws each epoch's order (data.minibatch_indices, seeded) and each
+    step's rate (training.learning_rate); every framework's d2l.train hands its step to
+    it, so the four see the same batches and the same schedule."""
+    import inspect
+    fit = inspect.getsource(training.fit)
+    assert "minibatch_indices(" in fit and "learning_rate(recipe" in fit
+    for fw in ("torch", "tensorflow", "jax", "mxnet"):
+        assert "training.fit(" in (ROOT / "d2l_lite" / fw / "train.py").read_text(), fw
