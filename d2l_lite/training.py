@@ -186,22 +186,24 @@ class History:
         return out
 
     def summary(self) -> str:
-        """Three lines of at most 75 characters: the run, its time, its metrics."""
+        """Lines of at most 75 characters: the run (in two lines when one is too
+        narrow for it), its time, its metrics."""
         if not self.epochs:
             return f"{self.framework}: no epochs run"
         e = self.epochs[-1]
         steady = self.epochs[1:] or self.epochs
         ips = sum(x.images_per_sec for x in steady) / len(steady)
         steps = len(self.epochs) * (self.num_train // self.recipe.batch_size)
-        return (f"{self.framework}, {self.recipe.name} recipe, {self.device}: "
-                f"{len(self.epochs)} epochs of {self.num_train:,} images, {steps:,} steps\n"
+        run = (f"{self.framework}, {self.recipe.name} recipe, {self.device}: "
+               f"{len(self.epochs)} epochs of {self.num_train:,} images, {steps:,} steps")
+        return ((run.replace(": ", ":\n  ", 1) if len(run) > 75 else run) + "\n"
                 f"  training {self.train_seconds:.1f} s (compile {self.compile_seconds:.1f} s), "
                 f"{self.wall_seconds:.0f} s with evaluation, {ips:,.0f} images/s\n"
                 f"  train loss {e.train_loss:.3f}, train acc {e.train_acc:.3f}, "
                 f"test acc {e.test_acc:.3f} ({self.num_test:,} test images)")
 
 
-SUMMARY = re.compile(r"^(?P<framework>[\w/]+), (?P<recipe>\w+) recipe, (?P<device>[^:\n]+): "
+SUMMARY = re.compile(r"^(?P<framework>[\w/]+), (?P<recipe>\w+) recipe, (?P<device>[^:\n]+):\s+"
                      r"(?P<epochs>\d+) epochs of (?P<images>[\d,]+) images.*?"
                      r"(?P<wall>\d+) s with evaluation.*?test acc (?P<acc>[\d.]+)", re.M | re.S)
 

@@ -1,6 +1,7 @@
 """Framework-neutral pieces of d2l_lite.training: schedules and the checks the
 training notebooks run on their histories."""
 
+import json
 import math
 from pathlib import Path
 
@@ -180,3 +181,16 @@ def test_every_framework_trains_through_the_shared_loop():
     assert "minibatch_indices(" in fit and "learning_rate(recipe" in fit
     for fw in ("torch", "tensorflow", "jax", "mxnet"):
         assert "training.fit(" in (ROOT / "d2l_lite" / fw / "train.py").read_text(), fw
+
+
+def test_a_summary_fits_the_page_and_the_training_index_reads_it(tmp_path):
+    recipe = training.FAST.with_(num_epochs=2)
+    history = _history(recipe, [2.0, 1.0], [0.5, 0.8])
+    history.framework, history.device = "JAX", "NVIDIA H100 80GB HBM3"
+    text = history.summary()
+    assert max(len(line) for line in text.splitlines()) <= 75, text
+    cell = {"cell_type": "code", "outputs": [{"output_type": "stream", "text": text}]}
+    (tmp_path / "jax.ipynb").write_text(json.dumps({"cells": [cell]}))
+    assert training.committed_results(tmp_path) == [
+        ("JAX", "fast", "NVIDIA H100 80GB HBM3", "2 x 100", "0.800",
+         f"{history.wall_seconds:.0f}")]

@@ -100,8 +100,8 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     device = device or ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")
     gpu = "GPU" in device.upper()
     if not gpu and (recipe.mixed_precision or recipe.compile):
-        print("TensorFlow on the CPU: bfloat16 (float32 instead) and XLA (tf.function "
-              "without jit_compile instead); both are GPU options here.")
+        print("TensorFlow on the CPU: float32 instead of bfloat16, and tf.function\n"
+              "without XLA (without jit_compile); both are GPU options here.")
     xla, size = recipe.compile and gpu, image_size or spec.input_size
     set_seed(recipe.seed)
     if not model.built:  # Keras makes the weights on the first call
