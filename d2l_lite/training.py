@@ -225,6 +225,7 @@ def committed_results(folder, pages=("pytorch", "tensorflow", "jax", "mxnet")) -
                  for m in SUMMARY.finditer(text)]
     return rows
 
+
 def split_aux(output) -> Tuple:
     """``(logits, [aux logits...])`` from a model's training-mode output."""
     return output if isinstance(output, tuple) else (output, [])
