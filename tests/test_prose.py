@@ -12,11 +12,14 @@ cell and the number that could not be traced.
 import ast
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from page_stats import unfence  # noqa: E402  (the fences, walked as the page table does)
 NOTEBOOKS = sorted((ROOT / "chapters").rglob("*.ipynb"))
 SCALE = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "million": 1e6, "billion": 1e9}
 PROSE_NUMBER = re.compile(
@@ -26,20 +29,15 @@ PROSE_NUMBER = re.compile(
 CODE_NUMBER = re.compile(r"(?<![\w])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 
-FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
-
-
-def _unfenced(match):
+def _is_prose(name, body):
     """A fenced block as prose: a directive's body (a note, a dropdown) is prose, a
-    block of code is not; a fence closes only with its own characters."""
-    if not match[2].strip().startswith("{") or match[2].strip() in ("{math}", "{code-cell}"):
-        return " "
-    return " " + FENCE.sub(_unfenced, match[3]) + " "
+    block of code or of math is not."""
+    return name.startswith("{") and name not in ("{math}", "{code-cell}")
 
 
 def prose(markdown):
     """The markdown without code, link targets, HTML tags and directive options."""
-    text = FENCE.sub(_unfenced, markdown)
+    text = unfence(markdown, _is_prose, pad=" ")
     text = re.sub(r"^[ \t]*:\w[\w-]*:.*$", " ", text, flags=re.M)  # directive options
     text = re.sub(r"`[^`\n]*`", " ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
@@ -147,7 +145,10 @@ CLAIM = re.compile(
     r"\b(?:half|halves|two thirds|a third|a quarter|four fifths|most of|the bulk|"
     r"majority|largest|smallest|biggest|cheaper|costlier|more expensive|faster|"
     r"slower|fewer|twice|almost all|nearly all|every framework|all four|"
-    r"each framework)\b", re.I)
+    r"each framework)\b"
+    r"|\b(?:smaller|larger|bigger|greater)(?:\s+[\w'$-]+){0,3}?\s+than\b"  # larger than
+    r"|\b(?:more|fewer)(?:\s+[\w'$-]+){1,3}?\s+than\b"  # more steps than, not "more than 3"
+    r"|\borders? of magnitude\b", re.I)
 BACKING = re.compile(r"<!--\s*(checked|each-page|cited|tested):\s*(.*?)\s*-->", re.S)
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "mxnet")
 PENDING = ROOT / "tests" / "prose_claims.txt"
