@@ -11,12 +11,13 @@ exercised all four backends (each test writes its backend's name to the file
 that ``D2L_BACKENDS_SEEN`` names).
 """
 
+import math
 import os
 
 import numpy as np
 import pytest
 
-from d2l_lite import architecture, backend, counting, reference
+from d2l_lite import architecture, backend, counting, reference, training
 
 BACKENDS = backend.available()
 SPECS = {**architecture.VARIANTS,
@@ -124,6 +125,60 @@ def test_training_steps_lower_the_loss(impl, fashion_mnist):
     losses = [impl.train_step(model, X, y, lr=0.05) for _ in range(6)]
     assert all(np.isfinite(losses)), losses
     assert losses[-1] < losses[0], losses
+
+
+# The trainer (``Backend.train``): the training chapter's loop on 64 images ------
+
+
+@pytest.fixture(scope="module")
+def tiny_data(fashion_mnist):
+    return fashion_mnist.subset(64, 40)
+
+
+def test_training_starts_from_the_reference_xavier_weights(impl, tiny_data):
+    """With a learning rate of 0 the weights stay where ``train`` put them,
+    whatever the model held before."""
+    model = impl.load_weights(impl.build(SMALL), reference.random_weights(SMALL, seed=5))
+    recipe = training.CLASSIC.with_(num_epochs=1, batch_size=32, lr=0.0, seed=3)
+    impl.train(model, tiny_data, recipe, plot=False, progress=False)
+    after = impl.get_weights(model)
+    for name, array in reference.xavier_weights(SMALL, seed=3).items():
+        np.testing.assert_array_equal(after[name], array, err_msg=name)
+
+
+@pytest.mark.parametrize("recipe", [
+    training.CLASSIC.with_(num_epochs=3, batch_size=16, lr=0.1, momentum=0.9),
+    training.FAST.with_(num_epochs=3, batch_size=16, lr=1e-2, schedule="constant",
+                        warmup_epochs=0.0),
+], ids=["sgd", "adamw"])
+def test_the_trainer_lowers_the_loss_and_reports_every_epoch(impl, tiny_data, recipe,
+                                                             capsys):
+    history = impl.train(impl.build(SMALL), tiny_data, recipe, plot=False, progress=False)
+    if recipe.mixed_precision and history.device == "cpu":  # says it uses float32
+        out = capsys.readouterr().out
+        assert "bfloat16" in out and "float32" in out, out
+    assert history.framework == impl.title and history.recipe == recipe
+    assert (history.num_train, history.num_test) == (64, 40)
+    assert [e.epoch for e in history.epochs] == [1, 2, 3]
+    for e in history.epochs:
+        assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc,
+                                                e.seconds, e.images_per_sec))
+        assert 0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1
+        assert e.test_acc * 40 == pytest.approx(round(e.test_acc * 40))  # all 40, once
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert history.compile_seconds >= 0
+
+
+def test_the_trainer_refuses_what_it_cannot_train(impl, tiny_data):
+    model = impl.build(SMALL)
+    with pytest.raises(ValueError, match="no full batch"):
+        impl.train(model, tiny_data, training.CLASSIC.with_(batch_size=128), plot=False,
+                   progress=False)
+    with pytest.raises(ValueError, match="training.Recipe"):
+        impl.train(model, tiny_data, "classic", plot=False, progress=False)
+
+
+# Data parallelism (``Backend.data_parallel_step``) -----------------------------------
 
 
 @pytest.mark.slow  # processes or devices of their own
