@@ -46,16 +46,21 @@ def ordered(weights: Dict[str, np.ndarray]) -> Tuple[Named, Named]:
             [item for item, s in zip(items, is_state) if s])
 
 
-def check_shapes(names: List[str], expected: List[Tuple[int, ...]],
-                 found: List[Tuple[int, ...]], framework: str) -> None:
-    """Raise a ``ValueError`` naming the first tensor whose shapes differ."""
-    if len(expected) != len(found):
-        raise ValueError(f"the weights hold {len(expected)} tensors but the {framework} "
-                         f"model has {len(found)}: was it built for the same spec?")
-    for name, want, have in zip(names, expected, found):
-        if tuple(want) != tuple(have):
-            raise ValueError(f"{name}: the weights have shape {tuple(want)} in "
-                             f"{framework}'s layout, the model {tuple(have)}")
+def check_weights(weights: Dict[str, np.ndarray], shapes: Dict[str, Tuple[int, ...]],
+                  framework: str) -> None:
+    """Before a backend loads ``weights`` into a model whose tensors have ``shapes``
+    (neutral name -> shape in PyTorch's layout): a ``ValueError`` naming what the
+    weights lack, what they hold beyond the model, or a tensor of another shape."""
+    missing = [name for name in shapes if name not in weights]
+    extra = [name for name in weights if name not in shapes]
+    if missing or extra:
+        raise ValueError(f"the weights lack {len(missing)} tensor(s) of the {framework} "
+                         f"model {missing[:3]} and have {len(extra)} it lacks {extra[:3]}: "
+                         f"were they made for the spec the model was built for?")
+    for name, shape in shapes.items():
+        if tuple(np.shape(weights[name])) != tuple(shape):
+            raise ValueError(f"{name}: the weights have shape {tuple(np.shape(weights[name]))},"
+                             f" the {framework} model {tuple(shape)} (in PyTorch's layout)")
 
 
 def state_shapes(spec: GoogLeNetSpec) -> Dict[str, Tuple[int, ...]]:

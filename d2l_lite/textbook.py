@@ -45,11 +45,15 @@ def classes(spec: GoogLeNetSpec, book) -> Tuple[type, type]:
 def spec(block: type, net: type, **options) -> GoogLeNetSpec:
     """The inverse of :func:`class_names`: the spec of a model built from classes
     ``block`` and ``net``, known by name so that a page's own copies of the classes
-    count; ``options`` go to :func:`architecture.googlenet_spec` (sizes, ``batch_norm``...)."""
+    count; ``options`` go to :func:`architecture.googlenet_spec` (sizes, ``batch_norm``...).
+    The input size a model cannot tell is its stem's and head's: 28 for the small
+    stem, 224 for the paper's 7x7 pool, else the book's 96."""
     names = [next((c.__name__ for c in cls.__mro__ if c.__name__ in _CLASS_OPTIONS), None)
              for cls in (block, net)]
     if None in names:
         raise ValueError(f"{block.__name__} in {net.__name__}: not a textbook class "
                          f"({', '.join(_CLASS_OPTIONS)}), so no spec names its tensors")
     block_options, net_options = (_CLASS_OPTIONS[name] for name in names)
+    options.setdefault("input_size", 28 if net_options.get("stem") == "small" else
+                       224 if options.get("head_pool") == "avg7" else 96)
     return architecture.googlenet_spec(**block_options, **net_options, **options)

@@ -178,6 +178,23 @@ def test_the_trainer_refuses_what_it_cannot_train(impl, tiny_data):
         impl.train(model, tiny_data, "classic", plot=False, progress=False)
 
 
+@pytest.mark.parametrize("spec", [
+    # the smallest images its aux heads take, rounded up, to keep it quick on a CPU
+    architecture.googlenet_spec(batch_norm=True, aux_heads=True, input_size=72),
+    architecture.VARIANTS["28x28"]], ids=["bn + aux heads", "28x28"])
+def test_the_variants_train(impl, tiny_data, spec):
+    """BatchNorm's statistics and the aux heads' losses through the trainer (in
+    training mode: the running means move), and the 28x28 stem at its own size."""
+    model = impl.build(spec)
+    recipe = training.FAST.with_(num_epochs=1, batch_size=16)
+    e, = impl.train(model, tiny_data, recipe, plot=False, progress=False).epochs
+    assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
+    weights = impl.get_weights(model)
+    assert all(np.isfinite(w).all() for w in weights.values())
+    if spec.batch_norm:
+        assert np.abs(weights["conv1_bn/running_mean"]).max() > 0
+
+
 # Data parallelism (``Backend.data_parallel_step``) -----------------------------------
 
 

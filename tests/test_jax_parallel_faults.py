@@ -243,7 +243,7 @@ def test_a_failing_child_step_is_reported_in_its_own_words():
     del weights[missing]
     message, _ = timed(lambda: d2l.data_parallel_step(SPEC, weights, X, y, 0.1, 2),
                        RuntimeError, r"the 2-device step failed in its child process: "
-                                     r"ValueError: no weights for",
+                                     r"ValueError: the weights lack",
                        "data_parallel_step's child fails")
     assert missing in message and "Traceback" in message  # the end of its stderr
 

@@ -1,22 +1,19 @@
 """The variants chapter's JAX/Flax code beyond the contract test (which
 holds every variant to the spec's stage rows, counts and logits): how Flax
 keeps BatchNorm's statistics, the auxiliary heads in training only, the
-auxiliary head's dense layer at 224x224, and a training smoke run.
-
-Parameter counts come from ``jax.eval_shape`` (nothing is computed). The
-training run compiles a whole GoogLeNet training step, which takes XLA most
-of its time on a CPU.
+auxiliary head's dense layer at 224x224 (the trainer on the variants:
+``test_backends.py``). Parameter counts come from ``jax.eval_shape`` (nothing
+is computed).
 """
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from d2l_lite import architecture, counting, reference, training
+from d2l_lite import architecture, counting, reference
 from d2l_lite import jax as d2l
 
 VARIANTS = architecture.VARIANTS
@@ -28,11 +25,6 @@ def shapes(spec):
     x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, spec.in_channels),
                              jnp.float32)
     return jax.eval_shape(d2l.googlenet(spec).init, jax.random.key(0), x)
-
-
-@pytest.fixture(scope="module")
-def fashion(fashion_mnist):
-    return fashion_mnist.subset(64, 32)
 
 
 @pytest.mark.parametrize("spec", [*VARIANTS.values(), architecture.PAPER_BN_AUX],
@@ -94,20 +86,3 @@ def test_training_mode_returns_the_aux_logits_and_new_batch_stats():
     # the running statistics moved from (0, 1) towards the batch's
     mean = updates["batch_stats"]["ConvBNReLU_0"]["BatchNorm_0"]["mean"]
     assert float(jnp.abs(mean).max()) > 0
-
-
-@pytest.mark.parametrize("spec", [BN_AUX], ids=["bn+aux"])
-def test_train_smoke(fashion, spec):
-    """BatchNorm state and aux losses through train (the variants page also trains
-    the other variants, 28x28 included, in the tests' small-scale mode)."""
-    recipe = training.Recipe("sgd", num_epochs=1, batch_size=16, lr=0.05, momentum=0.9)
-    history, variables = d2l.train(d2l.googlenet(spec), fashion, recipe, spec=spec,
-                                   plot=False, progress=False)
-    (epoch,) = history.epochs
-    assert all(math.isfinite(v) for v in (epoch.train_loss, epoch.train_acc, epoch.test_acc))
-    assert set(variables) == ({"params", "batch_stats"} if spec.batch_norm else {"params"})
-    assert d2l.count_parameters(variables) == counting.total_params(
-        counting.count_network(spec))
-    if spec.batch_norm:  # trained in training mode: the running statistics moved
-        var = np.asarray(variables["batch_stats"]["ConvBNReLU_0"]["BatchNorm_0"]["var"])
-        assert np.all(np.isfinite(var)) and not np.allclose(var, 1)

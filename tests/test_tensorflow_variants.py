@@ -1,9 +1,7 @@
 """The variants chapter's Keras code beyond the contract test: auxiliary heads
 in training only (their weights made before), fresh BatchNorm state with
 PyTorch's settings, the factorised branch, an auxiliary head's inputs in
-PyTorch's order, and a training smoke run of the variants."""
-
-import math
+PyTorch's order (the trainer on the variants: ``test_backends.py``)."""
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ pytest.importorskip("keras")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from d2l_lite import architecture, reference, training  # noqa: E402
+from d2l_lite import architecture, reference  # noqa: E402
 from d2l_lite import tensorflow as d2l  # noqa: E402
 
 
@@ -72,22 +70,3 @@ def test_unknown_combination_is_refused():
     with pytest.raises(ValueError, match="small stem and aux heads at once"):
         d2l.googlenet(architecture.googlenet_spec(input_size=28, stem="small",
                                                   aux_heads=True))
-
-
-@pytest.mark.parametrize("name", ["bn + aux heads", "28x28"])
-def test_train_variant_smoke(fashion_mnist, name):
-    spec = architecture.googlenet_spec(batch_norm=True, aux_heads=True) \
-        if name == "bn + aux heads" else architecture.VARIANTS[name]
-    model = d2l.googlenet(spec)
-    recipe = training.FAST.with_(num_epochs=1, batch_size=16, schedule="step")
-    # bn + aux heads: the smallest images its aux heads take (72), to keep it
-    # quick on a CPU; 28x28: the spec's own input size
-    history = d2l.train(model, fashion_mnist.subset(64, 32), recipe, spec=spec,
-                        device="/CPU:0", image_size=72 if spec.aux_heads else None,
-                        plot=False, progress=False)
-    e, = history.epochs
-    assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
-    assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
-    if spec.batch_norm:  # BatchNorm ran in training mode: its moving statistics moved
-        bn = model.stem.layers[0].layers[0].layers[2]
-        assert np.abs(bn.moving_mean.numpy()).max() > 0

@@ -1,16 +1,14 @@
 """The variants chapter's PyTorch code beyond ``tests/test_backends.py``:
 auxiliary heads in training only, fresh BatchNorm state, torchinfo's figures,
-the tutorial's conv biases beside BatchNorm, and the trainer on the variants
-with their own forward."""
-
-import math
+and the tutorial's conv biases beside BatchNorm (the trainer on the variants:
+``test_backends.py``)."""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from d2l_lite import architecture, counting, reference, training  # noqa: E402
+from d2l_lite import architecture, counting, reference  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -48,14 +46,3 @@ def test_torchinfo_reports_the_counted_figures(spec):
     logits = d2l.logits(d2l.load_weights(model, weights), X)
     expected = reference.forward(spec, weights, X)
     assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)
-
-
-@pytest.mark.parametrize("name", ["aux heads", "28x28"])
-def test_train_variant_smoke(name, fashion_mnist):
-    spec = architecture.googlenet_spec(batch_norm=True, aux_heads=True) \
-        if name == "aux heads" else architecture.VARIANTS[name]
-    recipe = training.FAST.with_(num_epochs=1, batch_size=16, schedule="step")
-    history = d2l.train(d2l.googlenet(spec), fashion_mnist.subset(64, 32), recipe,
-                        spec=spec, device="cpu", plot=False, progress=False)
-    e, = history.epochs
-    assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from .. import architecture, tables, textbook
+from .. import architecture, reference, tables, textbook
 from . import book
 from .book import ConvBNReLU, ConvReLU, GoogLeNet, Inception
 
@@ -156,10 +156,7 @@ def port(model: nn.Module, weights: dict, spec: architecture.GoogLeNetSpec,
     """``model``'s variables holding neutral ``weights`` (:func:`tensor_paths` of
     ``spec``); a ``ValueError`` names a missing, extra or misshapen tensor."""
     tensors = tensor_paths(spec)
-    if set(tensors) - set(weights):
-        raise ValueError(f"no weights for {_listed(set(tensors) - set(weights))}")
-    if set(weights) - set(tensors):
-        raise ValueError(f"the model has no {_listed(set(weights) - set(tensors))}")
+    reference.check_weights(weights, {name: t.shape for name, t in tensors.items()}, "Flax")
     have = traverse_util.flatten_dict(variable_shapes(model, input_shape))
     unplaced = [name for name, t in tensors.items() if t.path not in have]
     if unplaced or len(have) != len(tensors):
@@ -168,8 +165,6 @@ def port(model: nn.Module, weights: dict, spec: architecture.GoogLeNetSpec,
     flat = {}
     for name, t in tensors.items():
         w = np.asarray(weights[name], np.float32)
-        if w.shape != t.shape:
-            raise ValueError(f"{name}: the weights have shape {w.shape}, the model {t.shape}")
         if t.layout:  # OIHW -> HWIO; a dense layer's input C x H x W -> H x W x C
             w = w.reshape(t.layout).transpose(2, 3, 1, 0)
             w = w.reshape(-1, t.shape[0]) if len(t.shape) == 2 else w

@@ -11,7 +11,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .. import architecture, tables, textbook
+from .. import architecture, reference, tables, textbook
 from . import book
 from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
@@ -77,13 +77,12 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     """The description of a textbook model, read from its classes and layers (the input
-    size it cannot tell: the book's for its head and stem). It names the tensors."""
+    size it cannot tell: :func:`textbook.spec`'s for its head and stem). It names the tensors."""
     first = model.stem[0][0]  # conv1: a Conv2D, or Conv-BN-ReLU
     conv = first[0] if isinstance(first, nn.HybridSequential) else first
-    avg7, small = isinstance(model.head[0], nn.AvgPool2D), len(model.stem[0]) == 1
+    avg7 = isinstance(model.head[0], nn.AvgPool2D)
     return textbook.spec(
         type(model.body[0][0]), type(model), in_channels=conv.weight.shape[1] or 1,
-        input_size=224 if avg7 else 28 if small else 96,
         num_classes=model.head[-1].weight.shape[0], head_pool="avg7" if avg7 else "global",
         batch_norm=conv is not first)
 
@@ -131,13 +130,7 @@ def load_weights(model: gluon.Block, weights: Dict[str, np.ndarray]) -> gluon.Bl
     into ``model`` by name, on every device it lives on; return it. A ``ValueError``
     names a missing, extra or misshapen tensor."""
     mine = tensors(model)
-    for name in [*mine, *weights]:
-        if name not in weights or name not in mine:
-            raise ValueError(f"{name}: in the {'model' if name in mine else 'weights'} "
-                             f"only: were both made for the same spec?")
-        if tuple(weights[name].shape) != tuple(mine[name].shape):
-            raise ValueError(f"{name}: the weights have shape {tuple(weights[name].shape)}, "
-                             f"the MXNet model {tuple(mine[name].shape)}")
+    reference.check_weights(weights, {name: p.shape for name, p in mine.items()}, "MXNet")
     for name, param in mine.items():
         param.set_data(nd.array(weights[name], dtype="float32"))
     return model

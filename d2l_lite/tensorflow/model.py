@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import architecture, tables, textbook
+from .. import architecture, reference, tables, textbook
 from . import book
 from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
@@ -121,16 +121,15 @@ def _variables(model: GoogLeNet, spec: architecture.GoogLeNetSpec) -> Dict[str, 
 
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     """``model.spec`` when :func:`googlenet` built it; otherwise the description read
-    from the model's classes and layers (the input size it cannot tell: the book's)."""
+    from the model's classes and layers (the input size it cannot tell:
+    :func:`textbook.spec`'s for its stem and head)."""
     if hasattr(model, "spec"):
         return model.spec
     conv1 = model.stem.layers[0].layers[0]  # conv1's Sequential: [pad,] conv[, BN, ReLU]
     kernel = next(l for l in conv1.layers if isinstance(l, keras.layers.Conv2D)).kernel
     avg7 = any(isinstance(l, keras.layers.AveragePooling2D) for l in model.head.layers)
-    small = len(model.stem.layers[0].layers) == 1
     return textbook.spec(
         model.block, type(model), in_channels=kernel.shape[2],
-        input_size=224 if avg7 else 28 if small else 96,
         num_classes=model.head.layers[-1].units, head_pool="avg7" if avg7 else "global",
         batch_norm=any(isinstance(l, keras.layers.BatchNormalization) for l in conv1.layers))
 
@@ -170,21 +169,11 @@ def _torch_layout(array: np.ndarray, chw) -> np.ndarray:
 def assign(model: GoogLeNet, weights: Dict[str, np.ndarray], spec) -> GoogLeNet:
     """:func:`load_weights` for the model of ``spec``."""
     variables, maps = _variables(model, spec), _flatten_maps(spec)
-    extra = sorted(set(weights) - set(variables))
-    if extra:
-        raise ValueError(f"{extra[0]}: the weights hold it, the TensorFlow model has "
-                         f"no such tensor (was it built for the same spec?)")
-    values = {}
+    reference.check_weights(weights, {name: _torch_shape(tuple(v.shape))
+                                      for name, v in variables.items()}, "TensorFlow")
     for name, variable in variables.items():
-        if name not in weights:
-            raise ValueError(f"{name}: the TensorFlow model has it, the weights do not")
-        have, want = np.shape(weights[name]), _torch_shape(tuple(variable.shape))
-        if have != want:
-            raise ValueError(f"{name}: the weights have shape {have}, the TensorFlow "
-                             f"model {want} (in PyTorch's layout)")
-        values[name] = _keras_layout(np.asarray(weights[name], variable.dtype), maps.get(name))
-    for name, value in values.items():
-        variables[name].assign(value)
+        variable.assign(_keras_layout(np.asarray(weights[name], variable.dtype),
+                                      maps.get(name)))
     return model
 
 

@@ -47,6 +47,7 @@ class TorchBackend:
         return float(loss)
 
     def train(self, net, data, recipe, **options):
+        options.setdefault("spec", model.spec_of(net))
         return train.train(net, data, recipe, **options)
 
     def data_parallel_step(self, spec: architecture.GoogLeNetSpec, weights, X, y, lr,

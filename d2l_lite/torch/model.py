@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import architecture, tables, textbook
+from .. import architecture, reference, tables, textbook
 from . import book
 from .book import GoogLeNet, GoogLeNetAux, Inception, conv_bn_relu, conv_relu
 
@@ -125,7 +125,7 @@ def _layers(layers, module: nn.Module, path: str = "") -> Iterator[Tuple[str, nn
 
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     """The description of a textbook model's structure, read from its classes
-    and layers (its sizes aside: the neutral names do not depend on them)."""
+    and layers (the input size :func:`textbook.spec`'s for its stem and head)."""
     bn = isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
     return textbook.spec(type(model.body.b3[0]), type(model), batch_norm=bn,
                                       conv_bias=bn and model.stem.b1[0][0].bias is not None)
@@ -159,15 +159,8 @@ def load_weights(model: GoogLeNet, weights: Dict[str, np.ndarray]) -> GoogLeNet:
     misshapen tensor. Returns the model."""
     _require_built(model)
     names, tensors = tensor_names(model), model.state_dict(keep_vars=True)
-    missing, extra = [n for n in names if n not in weights], [n for n in weights if n not in names]
-    if missing or extra:
-        raise ValueError(f"the weights lack {len(missing)} tensor(s) of the PyTorch model "
-                         f"{missing[:3]} and have {len(extra)} it lacks {extra[:3]}: "
-                         f"were they made for the spec the model was built for?")
-    for name, key in names.items():
-        if tuple(np.shape(weights[name])) != tuple(tensors[key].shape):
-            raise ValueError(f"{name}: the weights have shape {tuple(np.shape(weights[name]))}, "
-                             f"the PyTorch model {tuple(tensors[key].shape)}")
+    reference.check_weights(weights, {n: tensors[k].shape for n, k in names.items()},
+                            "PyTorch")
     with torch.no_grad():
         for name, key in names.items():
             tensors[key].copy_(torch.as_tensor(np.asarray(weights[name], np.float32)))
