@@ -125,7 +125,8 @@ def _layers(layers, module: nn.Module, path: str = "") -> Iterator[Tuple[str, nn
 
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     """The description of a textbook model's structure, read from its classes
-    and layers (the input size :func:`textbook.spec`'s for its stem and head)."""
+    and layers (the input size it cannot tell: :func:`textbook.spec`'s for its
+    stem and head)."""
     bn = isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
     return textbook.spec(type(model.body.b3[0]), type(model), batch_norm=bn,
                                       conv_bias=bn and model.stem.b1[0][0].bias is not None)
