@@ -185,11 +185,10 @@ def test_the_trainer_refuses_what_it_cannot_train(impl, tiny_data):
 def test_the_variants_train(impl, tiny_data, spec):
     """BatchNorm's statistics and the aux heads' losses through the trainer (in
     training mode: the running means move), and the 28x28 stem at its own size.
-    The size is given: a PyTorch or MXNet model cannot tell it (it reads 96)."""
+    Each trains at its spec's size: the model a backend builds remembers it."""
     model = impl.build(spec)
     recipe = training.FAST.with_(num_epochs=1, batch_size=16)
-    e, = impl.train(model, tiny_data, recipe, image_size=spec.input_size, plot=False,
-                    progress=False).epochs
+    e, = impl.train(model, tiny_data, recipe, plot=False, progress=False).epochs
     assert all(math.isfinite(v) for v in (e.train_loss, e.train_acc, e.test_acc))
     weights = impl.get_weights(model)
     assert all(np.isfinite(w).all() for w in weights.values())

@@ -18,8 +18,8 @@ from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
               ctx: mx.Context | None = None) -> GoogLeNet:
-    """The textbook model of ``spec`` on ``ctx`` (CPU), Xavier-initialised and shaped by
-    one zero batch, with fresh BatchNorm statistics."""
+    """The textbook model of ``spec`` (kept as ``model.spec``) on ``ctx`` (CPU),
+    Xavier-initialised and shaped by one zero batch, with fresh BatchNorm statistics."""
     block, net = textbook.classes(spec, book)
     model = net(spec.num_classes, conv_bn_relu if spec.batch_norm else conv_relu, block)
     if spec.head_pool == "avg7":  # the paper's head: a 7x7 map pooled
@@ -31,6 +31,7 @@ def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK,
         model(nd.zeros((1, spec.in_channels, spec.input_size, spec.input_size), ctx=ctx))
     # The zero batch moved BatchNorm's running statistics: back to 0 and 1.
     model.collect_params(".*running_mean|.*running_var").initialize(ctx=ctx, force_reinit=True)
+    model.spec = spec  # the input size too, which the layers cannot tell
     return model
 
 
@@ -76,8 +77,11 @@ def layer_summary(model: GoogLeNet, input_shape: Sequence[int]) -> None:
 
 
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
-    """The description of a textbook model, read from its classes and layers (the input
-    size it cannot tell: :func:`textbook.spec`'s for its head and stem). It names the tensors."""
+    """``model.spec`` when :func:`googlenet` built it; otherwise the description read
+    from the model's classes and layers (the input size it cannot tell:
+    :func:`textbook.spec`'s for its head and stem). It names the tensors."""
+    if hasattr(model, "spec"):
+        return model.spec
     first = model.stem[0][0]  # conv1: a Conv2D, or Conv-BN-ReLU
     conv = first[0] if isinstance(first, nn.HybridSequential) else first
     avg7 = isinstance(model.head[0], nn.AvgPool2D)

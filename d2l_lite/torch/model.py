@@ -16,13 +16,15 @@ from . import book
 from .book import GoogLeNet, GoogLeNetAux, Inception, conv_bn_relu, conv_relu
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
-    """The textbook model of ``spec``, its lazy parameters made by :func:`_build`."""
+    """The textbook model of ``spec`` (kept as ``model.spec``), its lazy parameters
+    made by :func:`_build`."""
     block, net = textbook.classes(spec, book)
     bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
     conv = partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu
     model = net(spec.num_classes, conv, block)
     if spec.head_pool == "avg7":  # the paper's 7x7 average pool
         model.head[0] = nn.AvgPool2d(7, stride=1)
+    model.spec = spec  # the input size too, which the layers cannot tell
     return _build(model, spec)
 
 
@@ -124,9 +126,11 @@ def _layers(layers, module: nn.Module, path: str = "") -> Iterator[Tuple[str, nn
 
 
 def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
-    """The description of a textbook model's structure, read from its classes
-    and layers (the input size it cannot tell: :func:`textbook.spec`'s for its
-    stem and head)."""
+    """``model.spec`` when :func:`googlenet` built it; otherwise the description
+    read from the model's classes and layers (the input size it cannot tell:
+    :func:`textbook.spec`'s for its stem and head)."""
+    if hasattr(model, "spec"):
+        return model.spec
     bn = isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
     return textbook.spec(type(model.body.b3[0]), type(model), batch_norm=bn,
                                       conv_bias=bn and model.stem.b1[0][0].bias is not None)
