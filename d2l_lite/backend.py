@@ -60,7 +60,9 @@ class Backend(Protocol):
 
     def build(self, spec: GoogLeNetSpec) -> Any:
         """The textbook model that ``spec`` describes (the page's classes, not a
-        second implementation), with its parameters made, in inference mode."""
+        second implementation), with its parameters made, in inference mode.
+        It keeps ``spec`` (the input size, which its layers cannot tell) for
+        the methods below that take no spec."""
 
     def count_parameters(self, model: Any) -> int:
         """Trainable parameters (BatchNorm statistics are not parameters)."""
@@ -106,8 +108,9 @@ class Backend(Protocol):
         starting from ``weights``, with the batch split evenly over
         ``num_devices`` CPU devices or processes by the framework's own
         data-parallel engine (``num_devices=1``: the one-device step), in
-        :attr:`parallel_dtype`. Runs in a child process where the framework
-        can only make devices at start-up; never takes longer than its deadline."""
+        :attr:`parallel_dtype`. Where the framework makes its devices only at
+        start-up, it runs in a child process (``processes.child_step``);
+        never takes longer than its deadline."""
 
 
 def available() -> List[str]:

@@ -10,20 +10,31 @@ what it can before any process starts, passes the arguments through a file
 and waits for the processes until ``timeout_s``: the first to fail stops
 them all, and the message is that process's own exception (or the signal
 that killed it) with the end of its stderr; at the deadline, every process's
-last :func:`note` says what it was doing. Framework-neutral: standard
-library only."""
+last :func:`note` says what it was doing. :func:`child_step` runs one
+data-parallel step in one new Python process, for the frameworks (JAX,
+TensorFlow) that make their CPU devices only at start-up. Framework-neutral:
+standard library and NumPy only."""
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import re
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def check_importable(worker: Callable) -> None:
@@ -232,3 +243,78 @@ def _status(out_dir: str, rank: int) -> str:
 
 def _statuses(out_dir: str, nprocs: int) -> str:
     return "\n".join(f"  process {rank}: {_status(out_dir, rank)}" for rank in range(nprocs))
+
+
+def child_step(step: Callable, spec, weights: Dict[str, np.ndarray], X: np.ndarray,
+               y: np.ndarray, lr: float, num_devices: int, timeout_s: float,
+               env: Optional[Dict[str, str]] = None, slow: str = "") -> Dict[str, np.ndarray]:
+    """``step(spec, weights, X, y, lr, num_devices)`` (a module-level function) in a
+    new Python process with ``env`` added, stopped after ``timeout_s``: its weights.
+    ``ValueError`` before the child starts for arguments that cannot work;
+    ``RuntimeError`` with the child's own exception and the end of its stderr;
+    ``TimeoutError`` saying what the child was doing (its last :func:`child_note`)
+    and ``slow``, why the work may just be slow."""
+    check_count(num_devices, what="devices")
+    check_labels(len(X), len(y))
+    check_split(len(y), num_devices, what="devices")
+    check_timeout(timeout_s)
+    check_importable(step)
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "job.pkl"), "wb") as f:
+            pickle.dump((step.__module__, step.__qualname__, spec, lr, num_devices), f)
+        np.savez(os.path.join(folder, "in.npz"), X=X, y=y, **weights)
+        path = os.pathsep.join([_ROOT, *filter(None, sys.path)])  # as spawn's children
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", "import sys; from d2l_lite import processes; "
+                 "processes._child_step(sys.argv[1])", folder],
+                env={**os.environ, **(env or {}), "PYTHONPATH": path},
+                capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as expired:  # run() has killed the child
+            raise TimeoutError(
+                f"the {num_devices}-device step ran longer than timeout_s={timeout_s:g} s "
+                f"and its child process was stopped; it was {_last_note(expired.stderr)}. "
+                f"Give a larger timeout_s if the step is just slow{slow}.") from None
+        failure = Path(folder, "error.txt")
+        if result.returncode:
+            own = (failure.read_text() if failure.exists() else f"it exited with code "
+                   f"{result.returncode} before its step could raise")
+            raise RuntimeError(f"the {num_devices}-device step failed in its child "
+                               f"process: {own}\nIts stderr ends:\n{result.stderr[-3000:]}")
+        with np.load(os.path.join(folder, "out.npz")) as out:
+            return {name: out[name] for name in out.files}
+
+
+def child_note(what: str) -> None:
+    """In :func:`child_step`'s child: what it does now (quoted if time runs out)."""
+    print(f"d2l child: {what}", file=sys.stderr, flush=True)
+
+
+def _last_note(stderr) -> str:
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    notes = [line[len("d2l child: "):] for line in (stderr or "").splitlines()
+             if line.startswith("d2l child: ")]
+    return notes[-1] if notes else "starting Python"
+
+
+def _child_step(folder: str) -> None:
+    """:func:`child_step`'s child: the job in, the weights out; an exception is
+    written to ``error.txt`` (type and first line) and raised again."""
+    try:
+        child_note("loading its job")
+        with open(os.path.join(folder, "job.pkl"), "rb") as f:
+            module, name, spec, lr, num_devices = pickle.load(f)
+        with np.load(os.path.join(folder, "in.npz")) as arrays:
+            weights = {key: arrays[key] for key in arrays.files}
+        X, y = weights.pop("X"), weights.pop("y")
+        child_note(f"importing {module}")
+        step = getattr(importlib.import_module(module), name)
+        np.savez(os.path.join(folder, "out.npz"),
+                 **step(spec, weights, X, y, lr, num_devices))
+    except BaseException as error:
+        lines = str(error).strip().splitlines()
+        first = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "",  # TensorFlow's op name
+                       lines[0] if lines else "")
+        Path(folder, "error.txt").write_text(f"{type(error).__name__}: {first}")
+        raise

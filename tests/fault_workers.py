@@ -34,3 +34,21 @@ def saving_worker(rank, world_size, value, out_dir):
     """Save ``value`` and the rank, as a real worker saves its results."""
     with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
         f.write(f"{rank} {value}")
+
+
+# Steps for processes.child_step: (spec, weights, X, y, lr, num_devices) -> weights
+
+
+def halving_step(spec, weights, X, y, lr, num_devices):
+    """Every weight times (1 - lr), with what it was given noted."""
+    processes.child_note(f"stepping {len(X)} images on {num_devices} devices")
+    return {name: w * (1 - lr) for name, w in weights.items()}
+
+
+def stalling_step(spec, weights, X, y, lr, num_devices):
+    processes.child_note("stuck on purpose in the all-reduce")
+    time.sleep(600)
+
+
+def raising_step(spec, weights, X, y, lr, num_devices):
+    raise ValueError(f"the weights lack 'fc/bias' (spec {spec!r})")

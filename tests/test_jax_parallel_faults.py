@@ -11,7 +11,8 @@ over a mesh), so there is no worker function to define in ``__main__``, no job
 to send, and no other process of ours that can raise, be killed or stall while
 the rest wait in a collective: an exception anywhere in the step is an ordinary
 exception in the reader's own process. What is left of them is covered here:
-the child process of ``data_parallel_step`` that fails or stalls, and, for the
+the child process of ``data_parallel_step`` that fails (its stall is
+``processes.child_step``'s, tested in test_parallel_faults.py), and, for the
 multi-process launch (``init_processes``), a coordinator that never answers and
 a port in use (which JAX itself answers by aborting the process).
 
@@ -211,26 +212,6 @@ def small_batch(n=8, poison=()):
     X = rng.random((n, 1, 32, 32)).astype(np.float32)  # NCHW, as the suite's
     X[list(poison)] = np.nan
     return X, (np.arange(n) % 10).astype(np.int64)
-
-
-@pytest.mark.parametrize("num_devices, batch", [(0, 8), (2, 15), (3, 8)])
-def test_the_child_step_checks_its_arguments_before_starting(num_devices, batch):
-    X, y = small_batch(batch)
-    _, seconds = timed(lambda: d2l.data_parallel_step(
-        SPEC, reference.xavier_weights(SPEC), X, y, 0.1, num_devices), ValueError,
-        "must be a whole number|not split evenly",
-        f"data_parallel_step: {batch} images on {num_devices} devices")
-    assert seconds < 5  # no child was started
-
-
-def test_a_child_step_past_its_deadline_is_a_timeout_error():
-    X, y = small_batch()
-    message, seconds = timed(lambda: d2l.data_parallel_step(
-        SPEC, reference.xavier_weights(SPEC), X, y, 0.1, 2, timeout_s=1), TimeoutError,
-        r"the 2-device step ran longer than 1 s and its child process was stopped",
-        "data_parallel_step's child stalls")
-    assert "it was " in message and "larger timeout_s" in message
-    assert seconds < 10
 
 
 def test_a_failing_child_step_is_reported_in_its_own_words():

@@ -55,6 +55,44 @@ def test_stalled_processes_end_at_the_deadline_saying_what_each_did():
     assert "process 1: stuck on purpose in step 3" in message
 
 
+# processes.child_step: one step in one new Python process (JAX's and
+# TensorFlow's data_parallel_step) -------------------------------------------------
+
+def child_step(step, y=np.arange(4), num_devices=2, timeout_s=60):
+    weights = {"fc/weight": np.ones((2, 3))}
+    return processes.child_step(step, "a spec", weights, np.zeros((4, 1, 2, 2)), y, 0.5,
+                                num_devices, timeout_s)
+
+
+def test_a_child_step_returns_its_weights():
+    assert child_step(fault_workers.halving_step)["fc/weight"].tolist() == [[0.5] * 3] * 2
+
+
+@pytest.mark.parametrize("num_devices, y, match", [
+    (0, np.arange(4), "number of devices must be a whole number >= 1, got 0"),
+    (3, np.arange(4), "4 images, which do not split evenly over 3 devices"),
+    (2, np.arange(3), "4 images but 3 labels")])
+def test_a_child_step_that_cannot_work_is_refused_before_it_starts(num_devices, y, match):
+    _, seconds = timed(lambda: child_step(fault_workers.halving_step, y, num_devices),
+                       ValueError, match, f"child_step on {num_devices} devices")
+    assert seconds < 1  # no child was started
+
+
+def test_a_child_step_past_its_deadline_says_what_it_was_doing():
+    message, seconds = timed(lambda: child_step(fault_workers.stalling_step, timeout_s=3),
+                             TimeoutError, r"the 2-device step ran longer than timeout_s=3 "
+                             r"s and its child process was stopped", "a child step stalls")
+    assert "it was stuck on purpose in the all-reduce" in message
+    assert "larger timeout_s" in message and seconds < 3 + 10
+
+
+def test_a_failing_child_step_is_reported_in_its_own_words():
+    message, _ = timed(lambda: child_step(fault_workers.raising_step), RuntimeError,
+                       r"the 2-device step failed in its child process: ValueError: the "
+                       r"weights lack 'fc/bias' \(spec 'a spec'\)", "a child step raises")
+    assert "Traceback" in message  # the end of its stderr
+
+
 @pytest.mark.parametrize("nprocs", [0, -1, 2.5, True])
 def test_a_number_of_processes_that_cannot_be(nprocs):
     timed(lambda: run(fault_workers.saving_worker, nprocs, "x"), ValueError,

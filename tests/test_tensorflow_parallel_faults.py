@@ -11,8 +11,9 @@ others, since a device is not a process (killing the one process ends the
 whole run, as any program). Across machines (``MultiWorkerMirroredStrategy``)
 there are processes: a peer that never connects is tested here; one that dies
 mid-run is tested in ``test_tensorflow_parallel.py``. The child process of
-``data_parallel_step`` (the conformance suite's entry point) can stall or fail:
-both are tested.
+``data_parallel_step`` (the conformance suite's entry point) can fail: tested
+here (a stall, and arguments refused before it starts, are
+``processes.child_step``'s, tested in test_parallel_faults.py).
 
 TensorFlow splits the CPU into logical devices only before it first uses it,
 and other test modules will have used it in this process. So the faults that
@@ -257,31 +258,6 @@ def batch():
     rng = np.random.default_rng(0)
     return (spec, reference.xavier_weights(spec, seed=0),
             rng.random((8, 1, 32, 32)), rng.integers(0, 10, 8))
-
-
-@pytest.mark.parametrize("num_devices, match", [
-    (0, r"number of devices must be a whole number >= 1, got 0"),
-    (-1, r"number of devices must be a whole number >= 1, got -1"),
-    (3, r"8 images, which do not split evenly over 3 devices"),
-])
-def test_data_parallel_step_refuses_before_its_child_starts(batch, num_devices, match):
-    from d2l_lite.tensorflow import parallel
-    spec, weights, X, y = batch
-    fault_name = f"data_parallel_step on {num_devices} devices"
-    faults.timed(lambda: parallel.data_parallel_step(spec, weights, X, y, 0.1, num_devices),
-                 ValueError, match, FRAMEWORK, fault_name)
-
-
-def test_data_parallel_step_whose_child_stalls_is_stopped(batch):
-    """A child that is still at work when timeout_s (here 2 s) passes: it is
-    stopped, and the error says so within the bound."""
-    from d2l_lite.tensorflow import parallel
-    spec, weights, X, y = batch
-    _, seconds = faults.timed(
-        lambda: parallel.data_parallel_step(spec, weights, X, y, 0.1, 2, timeout_s=2),
-        TimeoutError, r"ran longer than timeout_s=2 s and its child process was stopped",
-        FRAMEWORK, "data_parallel_step's child stalls past timeout_s")
-    assert seconds < 2 + 15, seconds
 
 
 def test_data_parallel_step_whose_child_fails_reports_its_error(batch):

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import jax
@@ -33,7 +29,6 @@ from .train import input_shape, variables_of
 
 #: The longest a child process's step may take (it compiles a GoogLeNet step).
 TIMEOUT_S = 600
-_ROOT = str(Path(__file__).resolve().parents[2])
 _CPU_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -240,85 +235,28 @@ def data_parallel_step(spec: architecture.GoogLeNetSpec, weights: Dict[str, np.n
                        timeout_s: float = TIMEOUT_S) -> Dict[str, np.ndarray]:
     """The neutral weights after one plain SGD step in float64 with the NCHW batch
     sharded over ``num_devices`` CPU devices, in a child process (JAX makes its
-    devices at start-up) that ends within ``timeout_s``. Raise ``ValueError``
-    before the child starts for arguments that cannot work, ``RuntimeError`` with
-    the child's own error (a NaN: its ``FloatingPointError``), ``TimeoutError``
-    when ``timeout_s`` passes first."""
-    processes.check_count(num_devices, what="devices")
-    processes.check_labels(len(X), len(y))
-    processes.check_split(len(X), num_devices, what="devices")
-    processes.check_timeout(timeout_s)
-    with tempfile.TemporaryDirectory() as folder:
-        with open(os.path.join(folder, "job.pkl"), "wb") as f:
-            pickle.dump((spec, lr), f)
-        np.savez(os.path.join(folder, "in.npz"), X=X, y=y, **weights)
-        env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=f"{_CPU_FLAG}={num_devices}",
-                   PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
-        try:
-            result = subprocess.run(
-                [sys.executable, "-c", "import sys; from d2l_lite.jax import parallel; "
-                 "parallel.child(sys.argv[1])", folder],
-                env=env, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired as expired:  # the child is killed by now
-            raise TimeoutError(
-                f"the {num_devices}-device step ran longer than {timeout_s:g} s and its "
-                f"child process was stopped; it was {_last_note(expired.stderr)}. Give a "
-                f"larger timeout_s if the work is just slow (compiling GoogLeNet takes "
-                f"a minute on a CPU).") from None
-        if result.returncode:
-            raise RuntimeError(f"the {num_devices}-device step failed in its child "
-                               f"process: {_exception_line(result.stderr)}\nIts stderr "
-                               f"ends:\n{result.stderr[-3000:]}")
-        with np.load(os.path.join(folder, "out.npz")) as out:
-            return {name: out[name] for name in out.files}
+    devices at start-up): :func:`processes.child_step`, which says how it fails."""
+    return processes.child_step(
+        child, spec, weights, X, y, lr, num_devices, timeout_s,
+        env={"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu",
+             "XLA_FLAGS": f"{_CPU_FLAG}={num_devices}"},
+        slow=" (compiling GoogLeNet takes a minute on a CPU)")
 
 
-def _note(what: str) -> None:
-    """:func:`child` says what it does now (quoted if the deadline passes)."""
-    print(f"d2l child: {what}", file=sys.stderr, flush=True)
-
-
-def _last_note(stderr) -> str:
-    if isinstance(stderr, bytes):
-        stderr = stderr.decode(errors="replace")
-    notes = [line[len("d2l child: "):] for line in (stderr or "").splitlines()
-             if line.startswith("d2l child: ")]
-    return notes[-1] if notes else "starting Python and importing JAX"
-
-
-def _exception_line(stderr: str) -> str:
-    """The child's exception, ``Type: message``: the first unindented line after
-    its last traceback header (how it ended when there was none)."""
-    lines = stderr.rstrip().splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most")]
-    if starts:
-        for line in lines[starts[-1] + 1:]:
-            if line and not line[0].isspace():
-                return line
-    return "it ended without a Python traceback (see its stderr below)"
-
-
-def child(folder: str) -> None:
-    """:func:`data_parallel_step`'s child: ``job.pkl`` and ``in.npz`` in, ``out.npz`` out."""
-    _note("loading its job")
-    with open(os.path.join(folder, "job.pkl"), "rb") as f:
-        spec, lr = pickle.load(f)
-    with np.load(os.path.join(folder, "in.npz")) as arrays:
-        weights = {name: arrays[name] for name in arrays.files}
-    X, y = weights.pop("X"), weights.pop("y")
+def child(spec, weights, X, y, lr, num_devices) -> Dict[str, np.ndarray]:
+    """:func:`data_parallel_step` in its child, whose devices are the CPU's
+    ``num_devices``; a NaN is refused by :class:`FiniteCheck`."""
     model = googlenet(spec)
     variables = jax.tree.map(lambda a: a.astype(jnp.float64),
                              port(model, weights, spec, input_shape(spec)))
     state = TrainState.create(apply_fn=model.apply, params=variables["params"],
                               tx=optax.sgd(lr), batch_stats=variables.get("batch_stats", {}),
                               key=jax.random.key(0))
-    mesh = data_mesh(len(jax.devices("cpu")), "cpu")
+    mesh = data_mesh(num_devices, "cpu")
     state = jax.device_put(state, NamedSharding(mesh, P()))  # a copy per device
     X, y = shard_batch(mesh, jnp.asarray(X.transpose(0, 2, 3, 1), jnp.float64),
                        jnp.asarray(y, jnp.int32))
     step = FiniteCheck(lambda s, X, y: train_step(s, X, y, dtype=jnp.float64))
-    _note("compiling and running the step")
+    processes.child_note("compiling and running the step")
     state, _, _ = step(state, X, y)
-    _note("saving the weights")
-    np.savez(os.path.join(folder, "out.npz"), **get_weights(variables_of(state), spec))
+    return get_weights(variables_of(state), spec)
