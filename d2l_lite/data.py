@@ -12,6 +12,7 @@ import os
 import shutil
 import struct
 import tempfile
+import textwrap
 import urllib.error
 import urllib.request
 import zlib
@@ -59,9 +60,10 @@ class FashionMNIST:
                             self.test_images[:num_test], self.test_labels[:num_test],
                             f"{self.source} (subset {num_train}/{num_test})")
 
-    def __repr__(self) -> str:
-        return (f"FashionMNIST(train={self.train_images.shape}, "
-                f"test={self.test_images.shape}, source={self.source!r})")
+    def __repr__(self) -> str:  # wrapped to the book's 75-character column
+        return textwrap.fill(f"FashionMNIST(train={self.train_images.shape}, test="
+                             f"{self.test_images.shape}, source={self.source!r})", 75,
+                             subsequent_indent="    ", break_long_words=False)
 
 
 def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
