@@ -80,12 +80,12 @@ class Inception:
     block; ``factorize``: two 3x3 for the 5x5; ``residual``: ReLU(branches + shortcut(x)),
     the shortcut a linear 1x1 convolution with a bias (d2l's exercise 1.4)."""
     name: str
-    ch1x1: int
-    ch3x3red: int
-    ch3x3: int
-    ch5x5red: int
-    ch5x5: int
-    pool_proj: int
+    ch1x1: int  # branch 1: a 1x1 convolution
+    ch3x3red: int  # branch 2: a 1x1 reduction, then
+    ch3x3: int  # a 3x3 convolution
+    ch5x5red: int  # branch 3: a 1x1 reduction, then
+    ch5x5: int  # a 5x5 convolution
+    pool_proj: int  # branch 4: a 3x3 max pool, then a 1x1 projection
     reduce: bool = True
     batch_norm: bool = False
     factorize: bool = False
