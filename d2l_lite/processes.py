@@ -312,7 +312,7 @@ def _child_step(folder: str) -> None:
         step = getattr(importlib.import_module(module), name)
         np.savez(os.path.join(folder, "out.npz"),
                  **step(spec, weights, X, y, lr, num_devices))
-    except BaseException as error:
+    except BaseException as error:  # written for the parent, then raised again
         lines = str(error).strip().splitlines()
         first = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "",  # TensorFlow's op name
                        lines[0] if lines else "")

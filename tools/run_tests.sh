@@ -21,8 +21,13 @@ export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1} TF_NUM_INTEROP_THREAD
 
 status=0
 seen=$(mktemp)
-trap 'rm -f "$seen"' EXIT
-export D2L_BACKENDS_SEEN=$seen
+# JAX's compilation cache, shared by the workers, kernels and child processes
+# of this run only (it starts empty, as a reader's first run does): a program
+# compiled once is not compiled again, e.g. the variants page's baseline for
+# its second seed and for the step-decay run (the learning rate is an argument).
+jax_cache=$(mktemp -d)
+trap 'rm -rf "$seen" "$jax_cache"' EXIT
+export D2L_BACKENDS_SEEN=$seen JAX_COMPILATION_CACHE_DIR=$jax_cache
 .venv/bin/python -m pytest tests chapters --ignore=tests/mxnet \
   --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
   -n "$workers" --dist loadscope -p no:cacheprovider -rs "$@" || status=$?
