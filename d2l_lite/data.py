@@ -12,7 +12,6 @@ import os
 import shutil
 import struct
 import tempfile
-import textwrap
 import urllib.error
 import urllib.request
 import zlib
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Iterator, Union
 
 import numpy as np
+
+from . import tables
 
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 ENV_DIR = "D2L_FASHION_MNIST_DIR"
@@ -60,10 +61,9 @@ class FashionMNIST:
                             self.test_images[:num_test], self.test_labels[:num_test],
                             f"{self.source} (subset {num_train}/{num_test})")
 
-    def __repr__(self) -> str:  # wrapped to the book's 75-character column
-        return textwrap.fill(f"FashionMNIST(train={self.train_images.shape}, test="
-                             f"{self.test_images.shape}, source={self.source!r})", 75,
-                             subsequent_indent="    ", break_long_words=False)
+    def __repr__(self) -> str:  # wrapped to the book's column, shapes kept whole
+        return tables.fit(f"FashionMNIST(train={self.train_images.shape}, "
+                          f"test={self.test_images.shape}, source={self.source!r})")
 
 
 def load_fashion_mnist(data_dir: Union[str, Path, None] = None, *,
