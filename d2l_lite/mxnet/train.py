@@ -101,7 +101,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
     ctx = _context(model) if device is None else device
     size = image_size or spec.input_size
     if recipe.mixed_precision:
-        print("MXNet 1.9 has no bfloat16 training on GPUs: this run uses float32.")
+        print("MXNet: float32 instead of bfloat16 (MXNet 1.9 has no bfloat16 training).")
     model.collect_params().reset_ctx(ctx)
     set_seed(recipe.seed)
     load_weights(model, reference.xavier_weights(spec, seed=recipe.seed))
