@@ -22,7 +22,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
-import re
 import signal
 import subprocess
 import sys
@@ -314,7 +313,6 @@ def _child_step(folder: str) -> None:
                  **step(spec, weights, X, y, lr, num_devices))
     except BaseException as error:  # written for the parent, then raised again
         lines = str(error).strip().splitlines()
-        first = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "",  # TensorFlow's op name
-                       lines[0] if lines else "")
+        first = lines[0] if lines else ""
         Path(folder, "error.txt").write_text(f"{type(error).__name__}: {first}")
         raise

@@ -262,14 +262,15 @@ def batch():
 
 def test_data_parallel_step_whose_child_fails_reports_its_error(batch):
     """A label of 10 for 10 classes: the child's own error (TensorFlow's, raised
-    in the loss), not a guess about it."""
+    in the loss, its message first, without an op name in front), not a guess
+    about it."""
     from d2l_lite.tensorflow import parallel
     spec, weights, X, y = batch
     bad = y.copy()
     bad[5] = 10
     faults.timed(lambda: parallel.data_parallel_step(spec, weights, X, bad, 0.1, 2),
-                 RuntimeError, r"step failed in its child process: InvalidArgumentError"
-                 r".*label value of 10 which is outside the valid range of \[0, 10\)",
+                 RuntimeError, r"step failed in its child process: InvalidArgumentError: "
+                 r"Received a label value of 10 which is outside the valid range of \[0, 10\)",
                  FRAMEWORK, "data_parallel_step's child fails")
 
 

@@ -8,6 +8,7 @@ variable on each device, runs the step on each device's share of the batch and
 all-reduces the gradients. Across machines: MultiWorkerMirroredStrategy."""
 
 import os
+import re
 import subprocess
 import sys
 from typing import Dict
@@ -86,5 +87,9 @@ def child(spec, weights, X, y, lr, num_devices) -> Dict[str, np.ndarray]:
     step = parallel_step(strategy, model, optimizer, len(y))
     processes.child_note("running the step")
     X = tf.constant(X.transpose(0, 2, 3, 1), tf.float64)  # NCHW -> NHWC
-    step(split_batch(strategy, X, tf.constant(y, tf.int32)))
+    try:
+        step(split_batch(strategy, X, tf.constant(y, tf.int32)))
+    except tf.errors.OpError as error:  # raised again without the op's name in front
+        message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", error.message)
+        raise type(error)(error.node_def, error.op, message) from None
     return get_weights(model)
