@@ -38,6 +38,11 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence]) -> None:
     print(format_table(headers, rows))
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``: a count and its noun, as a sentence says them."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def fit(text: str, width: int = 75) -> str:
     """``text`` (a framework's summary or repr) narrowed to ``width`` columns for the
     page: character columns blank on every line with letters or digits are dropped

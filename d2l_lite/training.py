@@ -195,7 +195,8 @@ class History:
         ips = sum(x.images_per_sec for x in steady) / len(steady)
         steps = len(self.epochs) * (self.num_train // self.recipe.batch_size)
         run = (f"{self.framework}, {self.recipe.name} recipe, {self.device}: "
-               f"{epochs(len(self.epochs))} of {self.num_train:,} images, {steps:,} steps")
+               f"{tables.plural(len(self.epochs), 'epoch')} of {self.num_train:,} images, "
+               f"{steps:,} steps")
         return ((run.replace(": ", ":\n  ", 1) if len(run) > 75 else run) + "\n"
                 f"  training {self.train_seconds:.1f} s (compile {self.compile_seconds:.1f} s), "
                 f"{self.wall_seconds:.0f} s with evaluation, {ips:,.0f} images/s\n"
@@ -206,11 +207,6 @@ class History:
 SUMMARY = re.compile(r"^(?P<framework>[\w/]+), (?P<recipe>\w+) recipe, (?P<device>[^:\n]+):\s+"
                      r"(?P<epochs>\d+) epochs? of (?P<images>[\d,]+) images.*?"
                      r"(?P<wall>\d+) s with evaluation.*?test acc (?P<acc>[\d.]+)", re.M | re.S)
-
-
-def epochs(n: int) -> str:
-    """``1 epoch``, ``2 epochs``."""
-    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def committed_results(folder, pages=("pytorch", "tensorflow", "jax", "mxnet")) -> List[Tuple]:
@@ -351,7 +347,7 @@ def check_history(history: History, recipe: Recipe, scale: RunScale) -> List[str
     recipe must lower its loss and reach :data:`TARGET_ACC`, and on the full scale d2l's
     classic recipe must beat 0.5."""
     check_complete(history, recipe)
-    checked = [epochs(recipe.num_epochs), "finite"]
+    checked = [tables.plural(recipe.num_epochs, "epoch"), "finite"]
     worst = max(e.train_loss for e in history.epochs)
     assert worst < DIVERGED_LOSS, f"{recipe.name}: training loss rose to {worst:.3f}"
     checked.append("no divergence")

@@ -63,7 +63,7 @@ def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str
         training.check_complete(history, scale.apply_recipe(recipe))
         outcome = ("unstable" if max(history.metric("train_loss")) > training.DIVERGED_LOSS
                    else "learned" if history.final_test_acc > 0.2 else "plateau")
-        lines.append(f"{name}: {len(history.epochs)} epochs, finite, {outcome} "
+        lines.append(f"{name}: {tables.plural(len(history.epochs), 'epoch')}, finite, {outcome} "
                      f"(final test acc {history.final_test_acc:.3f})")
     above = [name for name, h in histories.items() if h.final_test_acc > 0.5]
     assert scale.name == "small" or len(above) >= len(RUNS) - 1, \
