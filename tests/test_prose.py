@@ -148,6 +148,8 @@ CLAIM = re.compile(
     r"each framework)\b"
     r"|\b(?:smaller|larger|bigger|greater)(?:\s+[\w'$-]+){0,3}?\s+than\b"  # larger than
     r"|\b(?:more|fewer)(?:\s+[\w'$-]+){1,3}?\s+than\b"  # more steps than, not "more than 3"
+    r"|\b(?:longer|shorter)(?:\s+[\w'$-]+){0,3}?\s+than\b"  # took longer eagerly than
+    r"|\b(?:takes?|took|taking)\s+(?:far\s+|much\s+)?longer\b"  # a timing, in other words
     r"|\borders? of magnitude\b", re.I)
 BACKING = re.compile(r"<!--\s*(checked|each-page|cited|tested):\s*(.*?)\s*-->", re.S)
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "mxnet")
@@ -230,11 +232,14 @@ def test_the_claim_check_tells_backed_from_unbacked():
                         "\n\nEvery framework page is faster. <!-- tested: "
                         "tests/test_prose.py::test_the_claim_check_tells_backed_from_unbacked"
                         " -->\n\nThe slower one. <!-- tested: tests/test_prose.py::nothing -->"
+                        "\n\nTracing takes far longer. A step is shorter here than there."
                         ]}]}
     found = [(s, backed(nb, b, "Szegedy et al.")) for _, s, b in claims(nb)]
     assert found == [("It holds four fifths of them.", True), ("It is faster.", False),
                      ("Most of the blocks are wide, the paper says.", True),
-                     ("Every framework page is faster.", True), ("The slower one.", False)]
+                     ("Every framework page is faster.", True), ("The slower one.", False),
+                     ("Tracing takes far longer.", False),
+                     ("A step is shorter here than there.", False)]
 
 
 @pytest.mark.parametrize("run, figure", [("PyTorch | classic", "14,743.7"),

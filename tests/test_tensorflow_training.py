@@ -78,6 +78,27 @@ def test_adamw_is_pytorchs_adamw():
     assert np.abs(variable.numpy() - w).max() < 1e-6
 
 
+def test_keras_adamw_takes_shorter_first_steps_on_tiny_gradients():
+    """The training page's aside: Keras adds epsilon before the bias correction, so
+    with the same epsilon its first step on a tiny gradient is shorter than
+    PyTorch's (d2l.AdamW), while on a large gradient the two agree."""
+    def first_step(optimizer, grad):
+        variable = tf.Variable(np.zeros(4, np.float32))
+        optimizer.apply([tf.constant(grad, tf.float32)], [variable])
+        return -variable.numpy() / 1e-3  # the step, in learning rates
+
+    for scale, ratio in [(1e-7, 0.4), (1.0, 1.0)]:
+        grad = np.full(4, scale)
+        ours = first_step(d2l.AdamW(1e-3, weight_decay=0.0), grad)
+        keras_ = first_step(tf.keras.optimizers.AdamW(1e-3, weight_decay=0.0,
+                                                      epsilon=1e-8), grad)
+        assert np.allclose(ours, 1 / (1 + 1e-8 / scale), rtol=1e-5)  # lr * g / (|g| + eps)
+        if ratio < 1:  # 1e-7 / (sqrt(0.001) * 1e-7 + 1e-8) * sqrt(0.001) / 0.1: 0.24
+            assert np.all(keras_ < ratio * ours)
+        else:
+            assert np.allclose(keras_, ours, rtol=1e-5)
+
+
 def test_sgd_weight_decay_is_coupled_l2():
     """As torch.optim.SGD: the decay joins the gradient, so momentum carries it."""
     variable = tf.Variable([1.0, -2.0])
