@@ -246,7 +246,7 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
         ax.set(xlabel="epoch", xlim=(0, last + 0.1), xticks=range(0, last + 1))
         ax.set_ylabel(name, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, handlelength=4)  # long enough to show the dashes
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
