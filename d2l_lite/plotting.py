@@ -10,7 +10,8 @@ from .architecture import AvgPool, Conv, Dense, GlobalAvgPool, Inception, MaxPoo
 from .counting import count_network
 
 #: One colour per kind of layer, used by every figure in the book.
-COLORS = {"1x1": "#9ecae1", "3x3": "#fdae6b", "5x5": "#fd8d3c", "pool": "#a1d99b", "io": "#e0e0e0"}
+COLORS = {"1x1": "#9ecae1", "3x3": "#fdae6b", "5x5": "#fd8d3c", "7x7": "#d94801",
+          "inception": "#bcbddc", "pool": "#a1d99b", "dense": "#e0e0e0", "io": "#e0e0e0"}
 
 
 def _label(layer, in_channels: int) -> str:
@@ -33,8 +34,8 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
     rows = {"in": 0.5, 0: 1.9, 1: 3.3, "out": 4.7}
     where = f" x {size}x{size}" if size else ""
 
-    def box(x, y, text, color):
-        ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+    def box(x, y, text, color, w=width):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - height / 2), w, height,
                                     boxstyle="round,pad=0.02", fc=color, ec="#444444", lw=1))
         ax.text(x, y, text, ha="center", va="center", fontsize=9)
 
@@ -43,8 +44,10 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
                                      arrowstyle="-|>", mutation_scale=10, color="#444444", lw=1))
 
     centre = (xs[0] + xs[-1]) / 2
-    box(centre, rows["in"], f"input: {in_channels} channels{where}", COLORS["io"])
-    box(centre, rows["out"], f"concatenate channels: {block.out_channels}{where}", COLORS["io"])
+    io_width = 3.2  # wide enough for the input's and the output's labels
+    box(centre, rows["in"], f"input: {in_channels} channels{where}", COLORS["io"], io_width)
+    box(centre, rows["out"], f"concatenate channels: {block.out_channels}{where}",
+        COLORS["io"], io_width)
     for x, (_, layers) in zip(xs, block.branches()):
         channels = in_channels
         previous = (centre, rows["in"])
@@ -53,6 +56,10 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
         for layer, level in zip(layers, levels):
             kind = "pool" if isinstance(layer, MaxPool) else f"{layer.kernel}x{layer.kernel}"
             box(x, rows[level], _label(layer, channels), COLORS.get(kind, COLORS["io"]))
+            if len(layers) == 1:  # round the lower row's boxes, not under them
+                side = centre + (io_width / 2 if x > centre else -io_width / 2)
+                ax.plot([side, x], [rows["in"]] * 2, color="#444444", lw=1)
+                previous = (x, rows["in"] - height / 2)
             arrow(previous[0], previous[1], x, rows[level])
             previous = (x, rows[level])
             if isinstance(layer, Conv):
@@ -71,8 +78,9 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
 def legend_handles(kinds: Sequence[str] = ("1x1", "3x3", "5x5", "pool")):
     """Legend patches for the layer colours."""
     from matplotlib.patches import Patch
-    names = {"1x1": "1x1 convolution", "3x3": "3x3 convolution",
-             "5x5": "5x5 convolution", "pool": "max pooling", "io": "input / output"}
+    names = {"1x1": "1x1 convolution", "3x3": "3x3 convolution", "5x5": "5x5 convolution",
+             "7x7": "7x7 convolution", "inception": "Inception block", "pool": "pooling",
+             "dense": "dense layer", "io": "input / output"}
     return [Patch(fc=COLORS[k], ec="#444444", label=names[k]) for k in kinds]
 
 
@@ -80,6 +88,7 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
     """GoogLeNet as a column of layers with their output shapes (from the counter, so the
     picture matches the tables), bracketed by part."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
     from matplotlib.patches import FancyBboxPatch
 
     size = spec.input_size if input_size is None else input_size
@@ -90,7 +99,7 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
     n, parts = len(rows), {}
     for i, (row, layer) in enumerate(zip(rows, layers)):
         if isinstance(layer, Inception):
-            color, text = COLORS["3x3"], f"{layer.name}  (Inception)"
+            color, text = COLORS["inception"], f"{layer.name}  (Inception)"
         elif isinstance(layer, GlobalAvgPool):
             color, text = COLORS["pool"], f"{layer.name}  (global avg pool)"
         elif isinstance(layer, (MaxPool, AvgPool)):
@@ -98,9 +107,9 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
             color = COLORS["pool"]
             text = f"{layer.name}  ({kind} pool {layer.kernel}x{layer.kernel}/{layer.stride})"
         elif isinstance(layer, Dense):
-            color, text = COLORS["io"], f"{layer.name}  (dense, {layer.out_features})"
+            color, text = COLORS["dense"], f"{layer.name}  (dense, {layer.out_features})"
         else:
-            color = COLORS["1x1"] if layer.kernel == 1 else COLORS["5x5"]
+            color = COLORS.get(f"{layer.kernel}x{layer.kernel}", COLORS["7x7"])
             text = (f"{layer.name}  (conv {layer.kernel}x{layer.kernel}/{layer.stride}, "
                     f"{layer.out_channels})")
         y = n - i
@@ -116,6 +125,10 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
         top, bottom = max(ys) + 0.4, min(ys) - 0.4
         ax.plot([0.3, 0.2, 0.2, 0.3], [top, top, bottom, bottom], color="#333333", lw=1)
         ax.text(0.1, (top + bottom) / 2, part, rotation=90, ha="right", va="center", fontsize=10)
+    kinds = [k for k in COLORS if k != "io" and any(p.get_facecolor()[:3] == to_rgb(COLORS[k])
+                                                     for p in ax.patches)]
+    ax.legend(handles=legend_handles(kinds), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+              ncol=3, fontsize=8, frameon=False)
     ax.set(xlim=(-0.4, 7), ylim=(0.3, n + 1.3))
     ax.axis("off")
     return ax
