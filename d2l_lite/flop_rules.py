@@ -12,12 +12,15 @@ from . import architecture
 from .architecture import walk
 
 
-def tensorflow_flops_by_op(spec_or_block, input_size=None) -> Dict[str, int]:
-    """TensorFlow's profiler's FLOPs for one image, by op type, from the rule each op
-    registers (``ops.RegisterStatistics``): ``Conv2D`` 2 x MACs with every tap counted;
-    ``BiasAdd`` one per element; ``MatMul`` 2 x in x out; pools the kernel area per output;
-    ``Mean`` one per input; ``Relu``, ``Pad``, ``ConcatV2`` nothing."""
-    ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool", "AvgPool", "Mean"), 0)
+def tensorflow_flops_by_op(spec_or_block,
+                           input_size=None) -> Dict[str, int]:
+    """TensorFlow's profiler's FLOPs for one image, by op type, from the
+    rule each op registers (``ops.RegisterStatistics``): ``Conv2D``
+    2 x MACs with every tap counted; ``BiasAdd`` one per element;
+    ``MatMul`` 2 x in x out; pools the kernel area per output; ``Mean``
+    one per input; ``Relu``, ``Pad``, ``ConcatV2`` nothing."""
+    ops = dict.fromkeys(("Conv2D", "BiasAdd", "MatMul", "MaxPool",
+                         "AvgPool", "Mean"), 0)
     for step in main_path(spec_or_block, input_size):
         layer, (c, h, w), out = step.layer, step.in_shape, step.out_shape
         size = out[0] * out[1] * out[2]

@@ -120,14 +120,15 @@ def note(out_dir: str, rank: int, what: str) -> None:
         f.write(f"{time.time()}\n{what}")
 
 
-def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float, out_dir: str,
-        env: Optional[Dict[str, str]] = None) -> None:
-    """Run ``worker(rank, nprocs, *args, out_dir)`` in ``nprocs`` new processes
-    (the ``spawn`` start method) with ``env`` added to their environment; return
-    when all have finished. Raise ``ValueError`` before starting any if ``nprocs``,
-    ``timeout_s``, ``worker`` or ``args`` cannot work; ``RuntimeError`` with the
-    first failure's own message; ``TimeoutError`` when ``timeout_s`` passes first.
-    Every process is stopped before this returns or raises."""
+def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float,
+        out_dir: str, env: Optional[Dict[str, str]] = None) -> None:
+    """Run ``worker(rank, nprocs, *args, out_dir)`` in ``nprocs`` new
+    processes (the ``spawn`` start method) with ``env`` added to their
+    environment; return when all have finished. Raise ``ValueError`` before
+    starting any if ``nprocs``, ``timeout_s``, ``worker`` or ``args``
+    cannot work; ``RuntimeError`` with the first failure's own message;
+    ``TimeoutError`` when ``timeout_s`` passes first. Every process is
+    stopped before this returns or raises."""
     check_count(nprocs)
     check_timeout(timeout_s)
     check_importable(worker)
@@ -137,13 +138,16 @@ def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float, out_dir
             pickle.dump((worker, tuple(args), dict(env or {})), f,
                         protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as error:
-        raise ValueError(f"the arguments cannot be sent to new processes ({error}): "
-                         f"pass plain data (arrays, numbers, strings, dataclasses of "
-                         f"them), not functions defined here, open files or locks"
-                         ) from error
+        raise ValueError(
+            f"the arguments cannot be sent to new processes ({error}): "
+            f"pass plain data (arrays, numbers, strings, dataclasses of "
+            f"them), not functions defined here, open files or locks"
+        ) from error
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_child, args=(rank, nprocs, job, out_dir),
-                             name=f"d2l-rank{rank}") for rank in range(nprocs)]
+    procs = [context.Process(target=_child,
+                             args=(rank, nprocs, job, out_dir),
+                             name=f"d2l-rank{rank}")
+             for rank in range(nprocs)]
     deadline, started = time.monotonic() + timeout_s, []
     try:
         for proc in procs:
@@ -156,14 +160,18 @@ def run(worker: Callable, nprocs: int, args: Sequence, timeout_s: float, out_dir
             if all(code == 0 for code in codes):
                 return
             if time.monotonic() > deadline:
+                statuses = _statuses(out_dir, nprocs)
                 raise TimeoutError(
-                    f"the {nprocs} processes ran longer than {timeout_s:.0f} s and were "
-                    f"stopped. What each was doing:\n{_statuses(out_dir, nprocs)}\n"
-                    f"Give a larger timeout_s if the work is just slow; a process that "
-                    f"waits for the others (in a collective) while one of them does "
-                    f"something else is stuck for good.")
+                    f"the {nprocs} processes ran longer than "
+                    f"{timeout_s:.0f} s and were stopped. What each was "
+                    f"doing:\n{statuses}\n"
+                    f"Give a larger timeout_s if the work is just slow; a "
+                    f"process that waits for the others (in a collective) "
+                    f"while one of them does something else is stuck for "
+                    f"good.")
             multiprocessing.connection.wait(
-                [p.sentinel for p in procs if p.exitcode is None], timeout=0.5)
+                [p.sentinel for p in procs if p.exitcode is None],
+                timeout=0.5)
     finally:
         for proc in started:
             if proc.is_alive():

@@ -1,5 +1,6 @@
 """The notebooks as files: consistent, committed with outputs, side by side."""
 
+import ast
 import json
 import re
 import subprocess
@@ -90,6 +91,40 @@ def test_saved_code_is_the_package_code(path):
             f"{path.relative_to(ROOT)}: this saved cell is in no file of {package.name}/:\n{source}"
         long = [line for line in source.splitlines() if len(line) > 75]
         assert not long, f"{path.relative_to(ROOT)}: lines over 75 characters: {long}"
+
+
+#: A literalinclude of a Python object: ``../../d2l_lite/x.py`` and ``:pyobject: Name``.
+INCLUDE = re.compile(r"\{literalinclude\}\s+\.\./\.\./(\S+)\n((?:\s*:[^\n]*\n)*)")
+
+
+def included(file, name):
+    """The lines of a module-level class or function ``name`` (its decorators too)."""
+    source = (ROOT / file).read_text()
+    for node in ast.parse(source).body:
+        if getattr(node, "name", None) == name:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            return source.splitlines()[first - 1:node.end_lineno]
+    raise AssertionError(f"{file} defines no {name}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_code_a_page_shows_fits_its_column(path):
+    """Code cells (collapsed ones too: a reader can open them) and the objects a
+    page literal-includes fit the content column, 75 characters. The generated
+    Colab cell is exempt: it names the repository's URL."""
+    long = []
+    for index, cell in enumerate(load(path)["cells"]):
+        source = "".join(cell["source"])
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell["cell_type"] == "code" and not tags & {"colab-setup", "remove-cell",
+                                                       "remove-input"}:
+            long += [(index, line) for line in source.splitlines() if len(line) > 75]
+        for file, options in INCLUDE.findall(source) if cell["cell_type"] == "markdown" \
+                else []:
+            name = re.search(r":pyobject:\s*(\S+)", options)
+            lines = included(file, name.group(1)) if name else []
+            long += [(index, f"{file}: {line}") for line in lines if len(line) > 75]
+    assert not long, f"{path.relative_to(ROOT)}: lines over 75 characters: {long}"
 
 
 def class_length(source, name):

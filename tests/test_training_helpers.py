@@ -18,6 +18,12 @@ def test_step_schedule_divides_by_ten_twice():
     assert rates[0] == rates[19] == pytest.approx(0.1)
     assert rates[20] == rates[29] == pytest.approx(0.01)
     assert rates[30] == rates[39] == pytest.approx(0.001)
+    # after a warm-up: halfway and three quarters through the steps that follow it
+    warm = recipe.with_(num_epochs=2, warmup_epochs=1.0)
+    rates = [training.learning_rate(warm, step, steps_per_epoch=8) for step in range(16)]
+    assert rates[7] == rates[11] == pytest.approx(0.1)
+    assert rates[12] == rates[13] == pytest.approx(0.01)
+    assert rates[14] == rates[15] == pytest.approx(0.001)
     with pytest.raises(ValueError, match="'step'"):
         training.Recipe("r", schedule="linear")
 

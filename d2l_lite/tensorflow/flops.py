@@ -16,16 +16,21 @@ def _forward(layer: keras.layers.Layer, input_shape):  # built first, outside th
     return tf.function(lambda X: layer(X, training=False))
 
 
-def _profile(model_or_block: keras.layers.Layer, input_shape: Sequence[int]):
-    """TensorFlow's profiler's float-operation view of one forward pass, by op type."""
+def _profile(model_or_block: keras.layers.Layer,
+             input_shape: Sequence[int]):
+    """TensorFlow's profiler's float-operation view of one forward pass,
+    by op type."""
     concrete = _forward(model_or_block, input_shape).get_concrete_function(
         tf.TensorSpec(input_shape, tf.float32))
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"  # return the numbers, print nothing
-    logger, level = tf.get_logger(), tf.get_logger().level  # the v1 profiler's deprecation
-    logger.setLevel("ERROR")  # notice names a site-packages path: noise on a page
+    # The v1 profiler's deprecation notice names a site-packages path:
+    # noise on a page.
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")
     try:
-        return tf.compat.v1.profiler.profile(graph=concrete.graph, cmd="op", options=options)
+        return tf.compat.v1.profiler.profile(
+            graph=concrete.graph, cmd="op", options=options)
     finally:
         logger.setLevel(level)
 

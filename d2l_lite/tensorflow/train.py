@@ -47,23 +47,32 @@ def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> 
 
 
 class AdamW(keras.optimizers.Optimizer):
-    """PyTorch's AdamW: epsilon after the bias correction (Keras's: before)."""
-    def __init__(self, learning_rate, weight_decay, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(learning_rate, weight_decay=weight_decay, name="adamw")
+    """PyTorch's AdamW: epsilon after the bias correction (Keras's:
+    before)."""
+    def __init__(self, learning_rate, weight_decay, betas=(0.9, 0.999),
+                 eps=1e-8):
+        super().__init__(learning_rate, weight_decay=weight_decay,
+                         name="adamw")
         self.betas, self.eps = betas, eps
 
     def build(self, variables):
         super().build(variables)
-        self.m = [self.add_variable_from_reference(v, "m") for v in variables]
-        self.v = [self.add_variable_from_reference(v, "v") for v in variables]
+        self.m = [self.add_variable_from_reference(v, "m")
+                  for v in variables]
+        self.v = [self.add_variable_from_reference(v, "v")
+                  for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
-        i = self._get_variable_index(variable)  # as Keras's own docs do: no public lookup
-        (b1, b2), t = self.betas, keras.ops.cast(self.iterations + 1, variable.dtype)
-        self.assign(self.m[i], b1 * self.m[i] + (1 - b1) * gradient)
-        self.assign(self.v[i], b2 * self.v[i] + (1 - b2) * gradient * gradient)
-        m_hat, v_hat = self.m[i] / (1 - b1 ** t), self.v[i] / (1 - b2 ** t)
-        self.assign_sub(variable, learning_rate * m_hat / (keras.ops.sqrt(v_hat) + self.eps))
+        # as Keras's own docs do: there is no public lookup
+        i = self._get_variable_index(variable)
+        b1, b2 = self.betas
+        t = keras.ops.cast(self.iterations + 1, variable.dtype)
+        m, v = self.m[i], self.v[i]
+        self.assign(m, b1 * m + (1 - b1) * gradient)
+        self.assign(v, b2 * v + (1 - b2) * gradient * gradient)
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        self.assign_sub(variable, learning_rate * m_hat
+                        / (keras.ops.sqrt(v_hat) + self.eps))
 
 
 class SGD(keras.optimizers.SGD):

@@ -15,12 +15,14 @@ from .model import _device
 from .train import sync_of
 
 
-def count_flops(model_or_block: nn.Module, input_shape: Sequence[int]) -> int:
-    """``FlopCounterMode``'s FLOPs of one forward pass: 2 per multiply-accumulate
-    of convolutions and matrix products, nothing for the rest."""
+def count_flops(model_or_block: nn.Module,
+                input_shape: Sequence[int]) -> int:
+    """``FlopCounterMode``'s FLOPs of one forward pass: 2 per
+    multiply-accumulate of convolutions and matrix products, nothing for
+    the rest."""
     if len(input_shape) != 4:
-        raise ValueError(f"input_shape must be N x C x H x W, e.g. (1, 192, 28, 28), "
-                         f"got {tuple(input_shape)}")
+        raise ValueError(f"input_shape must be N x C x H x W, e.g. "
+                         f"(1, 192, 28, 28), got {tuple(input_shape)}")
     X = torch.zeros(tuple(input_shape), device=_device(model_or_block))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model_or_block(X)

@@ -35,7 +35,8 @@ def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
         (data.test_images, torch.uint8), (data.test_labels, torch.int64)))
 
 
-def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 96,
+def prepare_batch(images: torch.Tensor, index: torch.Tensor,
+                  image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
     """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]
     (uint8 images are divided by 255, float ones taken as they are)."""
@@ -44,7 +45,9 @@ def prepare_batch(images: torch.Tensor, index: torch.Tensor, image_size: int = 9
         X = X.div_(255)
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
                       align_corners=False, antialias=False)
-    return X.contiguous(memory_format=torch.channels_last) if channels_last else X
+    if channels_last:
+        return X.contiguous(memory_format=torch.channels_last)
+    return X
 
 
 def _optimizer(model: nn.Module, recipe, lr):
@@ -61,21 +64,28 @@ def _optimizer(model: nn.Module, recipe, lr):
 
 
 class GraphedStep:
-    """``step(*inputs)`` recorded once as a CUDA graph and then replayed: one launch
-    per training step instead of hundreds of small kernels, each waiting on Python.
+    """``step(*inputs)`` recorded once as a CUDA graph and then replayed:
+    one launch per training step instead of hundreds of small kernels,
+    each waiting on Python.
 
-    The first ``warmup`` calls run ``step`` eagerly on a side stream (cuDNN picks its
-    kernels, the optimiser creates its state); the next call records the graph on
-    copies of its inputs, and every call from then on copies its inputs into those
-    and replays the graph. The outputs are the graph's own tensors, overwritten by the
-    next replay. What the graph reads besides its inputs (weights, optimiser state, a
-    learning-rate tensor) must stay where it is: change it in place. Without CUDA, or
-    with ``enabled=False``, every call runs ``step`` eagerly on the same buffers."""
+    The first ``warmup`` calls run ``step`` eagerly on a side stream
+    (cuDNN picks its kernels, the optimiser creates its state); the next
+    call records the graph on copies of its inputs, and every call from
+    then on copies its inputs into those and replays the graph. The
+    outputs are the graph's own tensors, overwritten by the next replay.
+    What the graph reads besides its inputs (weights, optimiser state, a
+    learning-rate tensor) must stay where it is: change it in place.
+    Without CUDA, or with ``enabled=False``, every call runs ``step``
+    eagerly on the same buffers."""
 
-    def __init__(self, step, warmup: int = 3, enabled: Optional[bool] = None):
+    def __init__(self, step, warmup: int = 3,
+                 enabled: Optional[bool] = None):
         self.step, self.warmup = step, warmup
-        self.enabled = torch.cuda.is_available() if enabled is None else enabled
-        self.calls, self.graph, self.inputs, self.outputs = 0, None, None, None
+        if enabled is None:
+            enabled = torch.cuda.is_available()
+        self.enabled = enabled
+        self.calls, self.graph = 0, None
+        self.inputs, self.outputs = None, None
 
     def __call__(self, *inputs):
         self.calls += 1
@@ -85,10 +95,11 @@ class GraphedStep:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), warnings.catch_warnings():
-                # a capturable optimiser warns when it steps outside a graph,
-                # which is what a warm-up step is for
-                warnings.filterwarnings("ignore", "This instance was constructed with "
-                                        "capturable=True")
+                # a capturable optimiser warns when it steps outside a
+                # graph, which is what a warm-up step is for
+                warnings.filterwarnings(
+                    "ignore", "This instance was constructed with "
+                    "capturable=True")
                 outputs = self.step(*inputs)
             torch.cuda.current_stream().wait_stream(side)
             return outputs
@@ -98,10 +109,11 @@ class GraphedStep:
             try:
                 with torch.cuda.graph(graph):  # records; runs nothing
                     self.outputs = self.step(*self.inputs)
-            except RuntimeError as error:  # e.g. an operation that syncs the CPU
+            except RuntimeError as error:  # e.g. an op that syncs the CPU
                 self.enabled = False
-                print(f"PyTorch: the training step could not be recorded as a CUDA "
-                      f"graph, so it runs eagerly (slower, same numbers): {error}")
+                print(f"PyTorch: the training step could not be recorded "
+                      f"as a CUDA graph, so it runs eagerly (slower, same "
+                      f"numbers): {error}")
                 return self.step(*inputs)
             self.graph = graph
         for static, x in zip(self.inputs, inputs):
