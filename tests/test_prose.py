@@ -1,7 +1,8 @@
 """Every number in the prose is computed on its page, or cited.
 
-For every markdown cell of every chapter page, each number of three or more
-significant digits, each percentage and each "N times" ratio must appear in
+For every markdown cell of every chapter page, and every figure's caption and
+alt text, each number of three or more significant digits, each percentage
+and each "N times" ratio must appear in
 (or be rounded from) a number in a code cell or an output of the same
 notebook, or be one of the cited external figures listed in
 ``references.md`` (the book's page of sources). Code (fenced or inline),
@@ -92,11 +93,19 @@ def traced(raw, suffix, kind, pool):
     return False
 
 
+def shown_text(cell):
+    """What a reader reads in a cell: a markdown cell's text, or a code cell's
+    figure caption and alt text (MyST-NB's ``mystnb`` metadata)."""
+    if cell["cell_type"] == "markdown":
+        return "".join(cell["source"])
+    figure = cell.get("metadata", {}).get("mystnb", {})
+    return " ".join(filter(None, [figure.get("figure", {}).get("caption"),
+                                  figure.get("image", {}).get("alt")]))
+
+
 def untraced(nb, pool):
     for index, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] != "markdown":
-            continue
-        text = prose("".join(cell["source"]))
+        text = prose(shown_text(cell))
         for match in PROSE_NUMBER.finditer(text):
             raw, suffix, tail = match.group(1), match.group(2), (match.group(3) or "").strip()
             kind = "%" if tail == "%" else ("ratio" if tail else "")
@@ -124,8 +133,12 @@ def test_the_check_catches_an_untraced_number():
                     {"cell_type": "markdown",
                      "source": ["5,977,530 parameters, 5.98M of them; accuracy 0.818, "
                                 "98% of it, `123,456` is code; 2.4 times faster and "
-                                "0.913 in 2015"]}]}
-    assert list(untraced(nb, computed(nb))) == [(1, "2.4 times"), (1, "0.913")]
+                                "0.913 in 2015"]},
+                    {"cell_type": "code", "source": [], "outputs": [], "metadata": {
+                        "mystnb": {"figure": {"caption": "accuracy 0.818"},
+                                   "image": {"alt": "rising to 0.931"}}}}]}
+    assert list(untraced(nb, computed(nb))) == [(1, "2.4 times"), (1, "0.913"),
+                                                (2, "0.931")]
 
 
 # Claims without digits ------------------------------------------------------------
