@@ -64,17 +64,22 @@ def setup_source(is_mxnet: bool) -> str:
     url = repository_url()
     if is_mxnet:
         return (
-            "# MXNet 1.9 cannot run on today's Colab (Python 3.12+, and MXNet needs\n"
-            "# numpy<1.24, which has no wheels there). Run this notebook locally in the\n"
-            "# book's d2l-mxnet kernel instead: see the README. Elsewhere this cell does nothing.\n"
+            "# MXNet 1.9 cannot run on today's Colab (Python 3.12+, and MXNet\n"
+            "# needs numpy<1.24, which has no wheels there). Run this notebook\n"
+            "# locally in the book's d2l-mxnet kernel instead: see the README.\n"
+            "# Elsewhere this cell does nothing.\n"
             "import sys\n"
             "if \"google.colab\" in sys.modules:\n"
-            "    raise RuntimeError(\"MXNet notebooks do not run on Colab: clone "
-            f"{url} and run `make test` or `tools/setup_env.sh`, then pick the kernel d2l-mxnet.\")"
+            "    raise RuntimeError(\n"
+            "        \"MXNet notebooks do not run on Colab: clone \"\n"
+            f"        \"{url} and run \"\n"
+            "        \"`make test` or `tools/setup_env.sh`, then pick the kernel \"\n"
+            "        \"d2l-mxnet.\")"
         )
     return (
-        "# On Colab, install d2l_lite from the book's repository (Colab's own torch,\n"
-        "# tensorflow and jax GPU builds are kept). Elsewhere this cell does nothing.\n"
+        "# On Colab, install d2l_lite from the book's repository (Colab's own\n"
+        "# torch, tensorflow and jax GPU builds are kept). Elsewhere this cell\n"
+        "# does nothing.\n"
         "import sys\n"
         "if \"google.colab\" in sys.modules:\n"
         f"    %pip install -q \"d2l_lite[colab] @ git+{url}\""
