@@ -36,7 +36,6 @@ not ship them. What the benchmark changes, and why:
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import time

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 from importlib import metadata
-from typing import (Any, Dict, List, Optional, Protocol, Tuple,
+from typing import (Any, Dict, List, Optional, Protocol, Sequence, Tuple,
                     runtime_checkable)
 
 import numpy as np
@@ -92,6 +92,17 @@ class Backend(Protocol):
     def count_flops(self, model: Any, spec: GoogLeNetSpec) -> int:
         """FLOPs of one forward pass on one image, as the framework's own
         counter reports them (``counting.analytic_flops(spec)`` is the target)."""
+
+    def prepare_batch(self, images: np.ndarray, image_size: int) -> np.ndarray:
+        """What the trainer feeds the model from uint8 ``N x 28 x 28`` images:
+        pixels divided by 255, resized bilinearly as PyTorch does
+        (``align_corners=False``) to ``image_size``; as float32 NCHW NumPy."""
+
+    def optimizer_steps(self, recipe, weights: np.ndarray, grads: Sequence[np.ndarray],
+                        rates: Sequence[float]) -> np.ndarray:
+        """``recipe``'s optimiser, as the trainer makes it, on one float32
+        parameter that starts at ``weights``: step ``t`` takes gradient
+        ``grads[t]`` at learning rate ``rates[t]``. The parameter at the end."""
 
     def train_step(self, model: Any, X: np.ndarray, y: np.ndarray, lr: float) -> float:
         """One plain SGD step (no momentum, no weight decay) on the batch; the

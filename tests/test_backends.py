@@ -110,6 +110,70 @@ def test_the_flop_counter_counts_the_analytic_flops(impl, name):
     assert impl.count_flops(impl.build(spec), spec) == counting.analytic_flops(spec)
 
 
+def bilinear(images: np.ndarray, size: int) -> np.ndarray:
+    """PyTorch's bilinear resize (``align_corners=False``: samples at pixel
+    centres, clamped at the edges) of N x h x w images, in float64 NumPy."""
+    n, h, w = images.shape
+
+    def axis(src: int):
+        x = np.maximum((np.arange(size) + 0.5) * src / size - 0.5, 0)
+        lo = np.minimum(np.floor(x).astype(int), src - 1)
+        return lo, np.minimum(lo + 1, src - 1), x - lo
+
+    (y0, y1, wy), (x0, x1, wx) = axis(h), axis(w)
+    rows = images[:, y0] * (1 - wy)[None, :, None] + images[:, y1] * wy[None, :, None]
+    return rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
+
+
+@pytest.mark.parametrize("size", [96, 56, 28])
+def test_the_trainers_batches_are_pytorchs_bilinear_resize(impl, size):
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    X = impl.prepare_batch(images, size)
+    assert X.shape == (3, 1, size, size) and X.dtype == np.float32
+    # float32 sampling positions are off by up to 28 x 2**-24 ~ 2e-6 of a pixel,
+    # and neighbouring pixels differ by at most 1: 1e-5 bounds both and rounding
+    np.testing.assert_allclose(X[:, 0], bilinear(images / 255, size), rtol=0, atol=1e-5)
+
+
+def pytorch_steps(recipe, w, grads, rates):
+    """``torch.optim.SGD`` (weight decay coupled: added to the gradient, which
+    momentum then carries) and ``torch.optim.AdamW`` (decay decoupled; epsilon
+    added to the bias-corrected square root), written out in float64."""
+    w, m, v, (b1, b2), eps = w.astype(np.float64), 0.0, 0.0, (0.9, 0.999), 1e-8
+    for t, (g, lr) in enumerate(zip(grads, rates), start=1):
+        if recipe.optimizer == "sgd":
+            d = g + recipe.weight_decay * w
+            m = recipe.momentum * m + d
+            w = w - lr * (d + recipe.momentum * m if recipe.nesterov else m)
+        else:
+            w = w * (1 - lr * recipe.weight_decay)
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            w = w - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return w
+
+
+@pytest.mark.parametrize("recipe, rates", [
+    # SGD at a constant rate: MXNet's and Keras's momentum buffers hold rate x
+    # gradient, PyTorch's and optax's the gradient, so only there are they equal
+    (training.CLASSIC.with_(momentum=0.9, weight_decay=0.01), [0.1] * 4),
+    (training.CLASSIC.with_(momentum=0.9, nesterov=True, weight_decay=0.01), [0.1] * 4),
+    (training.FAST.with_(weight_decay=0.2), [1e-3, 2e-3, 1.5e-3, 1e-3]),
+], ids=["sgd", "nesterov", "adamw"])
+def test_a_recipe_is_pytorchs_optimiser(impl, recipe, rates):
+    """The same parameter, gradients and rates give PyTorch's steps, including on
+    gradients near AdamW's epsilon (1e-7, 1e-6), where Keras's and MXNet's
+    own AdamW take shorter steps than PyTorch's."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(6).astype(np.float32)
+    grads = [(rng.standard_normal(6) * scale).astype(np.float32)
+             for scale in (1e-7, 1e-3, 1.0, 1e-6)]
+    expected = pytorch_steps(recipe, w, grads, rates)
+    # float32 steps: a few roundings of |w| ~ 1 per step, far below the
+    # smallest step compared (AdamW's first, about 1e-3 x 0.5)
+    np.testing.assert_allclose(impl.optimizer_steps(recipe, w, grads, rates), expected,
+                               rtol=0, atol=1e-6)
+
+
 def fashion_batch(fashion_mnist, size, n=16):
     """The first ``n`` training images, upsampled to ``size`` (nearest), NCHW."""
     rows = np.arange(size) * 28 // size

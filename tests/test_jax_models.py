@@ -9,7 +9,6 @@ Shapes and counts come from ``jax.eval_shape`` (nothing is computed).
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from d2l_lite import architecture, counting, reference
 from d2l_lite import jax as d2l

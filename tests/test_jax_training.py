@@ -39,36 +39,6 @@ def fashion(fashion_mnist):
     return fashion_mnist.subset(128, 40)
 
 
-def test_prepare_batch_resizes_on_the_device():
-    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 28, 28)), jnp.uint8)
-    X = d2l.prepare_batch(images, image_size=96)
-    assert X.shape == (3, 96, 96, 1) and X.dtype == jnp.float32
-    assert 0 <= float(X.min()) and float(X.max()) <= 1
-    # Bilinear at pixel centres: a constant image stays constant, and a 2x
-    # upsampling puts 0.25/0.75 mixtures of neighbours between the pixels.
-    flat = d2l.prepare_batch(jnp.full((1, 28, 28), 51, jnp.uint8), image_size=56)
-    np.testing.assert_allclose(np.asarray(flat), 0.2, atol=1e-6)
-    ramp = jnp.tile(jnp.arange(28, dtype=jnp.uint8)[None, :], (28, 1))[None]
-    row = np.asarray(d2l.prepare_batch(ramp, image_size=56))[0, 10, 1:5, 0] * 255
-    np.testing.assert_allclose(row, [0.25, 0.75, 1.25, 1.75], atol=1e-4)
-
-
-def test_sgd_weight_decay_is_coupled_like_torch():
-    recipe = training.Recipe("sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
-    tx = d2l.optimizer(recipe)
-    w, g = np.array([1.0, -2.0]), np.array([0.5, 0.25])
-    params, state = {"w": jnp.asarray(w, jnp.float32)}, None
-    state = tx.init(params)
-    buf = np.zeros(2)
-    for _ in range(3):  # torch.optim.SGD, written out
-        d = g + 0.01 * w
-        buf = 0.9 * buf + d
-        w = w - 0.1 * (d + 0.9 * buf)
-        updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
-        params = optax.apply_updates(params, updates)
-    np.testing.assert_allclose(np.asarray(params["w"]), w, rtol=1e-6)
-
-
 def test_the_step_follows_the_learning_rate_it_is_given(fashion):
     # lr 0 for the whole run: nothing moves, whatever the recipe's lr
     recipe = training.Recipe("zero", num_epochs=1, batch_size=32, lr=0.0)

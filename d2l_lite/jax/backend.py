@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from .. import architecture, reference
 from . import flops, model, parallel, train
@@ -56,6 +58,19 @@ class JaxBackend:
         """2 x the jaxpr's multiply-adds (XLA's own count, ``d2l.count_flops``, adds
         biases, ReLUs and pools, and skips padding taps)."""
         return flops.matmul_flops(m.module, train.input_shape(spec))
+
+    def prepare_batch(self, images, image_size):
+        X = train.prepare_batch(jnp.asarray(images), image_size)
+        return np.asarray(X).transpose(0, 3, 1, 2)  # NHWC -> NCHW
+
+    def optimizer_steps(self, recipe, weights, grads, rates):
+        tx, w = train.optimizer(recipe), jnp.asarray(weights)
+        state = tx.init(w)
+        for grad, rate in zip(grads, rates):
+            state.hyperparams["learning_rate"] = rate  # as the trainer's step does
+            updates, state = tx.update(jnp.asarray(grad), state, w)
+            w = optax.apply_updates(w, updates)
+        return np.asarray(w)
 
     def train_step(self, m: Model, X: np.ndarray, y: np.ndarray, lr: float) -> float:
         m.variables, loss = train.sgd_step(m.module, m.variables, X, y, lr)

@@ -8,5 +8,4 @@ from .train import *  # noqa: F401,F403
 from .flops import *  # noqa: F401,F403
 from .parallel import *  # noqa: F401,F403
 from .model import _context  # noqa: F401
-from .train import _trainer  # noqa: F401
 from .backend import BACKEND, MXNetBackend  # noqa: F401

@@ -4,10 +4,11 @@ the one contract (NCHW NumPy in, neutral weight names, one image's FLOPs)."""
 from __future__ import annotations
 
 import mxnet as mx
-from mxnet import gluon, nd
+from mxnet import autograd, gluon, nd
 
 from . import flops, model as models, parallel
 from .book import train_step
+from .train import _trainer, prepare_batch
 from .train import train  # the package's name "train" is this function
 
 
@@ -35,6 +36,23 @@ class MXNetBackend:
 
     def count_flops(self, model, spec):
         return flops.count_flops(model, _shape(spec))
+
+    def prepare_batch(self, images, image_size):
+        index = nd.arange(len(images), dtype="int32")
+        return prepare_batch(nd.array(images, dtype="uint8"), index, image_size).asnumpy()
+
+    def optimizer_steps(self, recipe, weights, grads, rates):
+        w = gluon.Parameter("w", shape=weights.shape)
+        w.initialize()
+        w.set_data(nd.array(weights))
+        trainer = _trainer([w], recipe)
+        for grad, rate in zip(grads, rates):
+            with autograd.record():  # a loss whose gradient is ``grad``
+                loss = (w.data() * nd.array(grad)).sum()
+            loss.backward()
+            trainer.set_learning_rate(rate)  # as the trainer's step does
+            trainer.step(1)  # the gradient as it is (a batch of one)
+        return w.data().asnumpy()
 
     def train_step(self, model, X, y, lr):
         ctx = models._context(model)

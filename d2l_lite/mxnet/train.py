@@ -80,16 +80,37 @@ class AdamW(mx.optimizer.Optimizer):
             clip_gradient=self.clip_gradient or -1)
 
 
-def _trainer(model: gluon.Block, recipe: training.Recipe) -> gluon.Trainer:
-    """A ``gluon.Trainer``: ``sgd`` (``nag``) with coupled ``wd`` (torch's SGD only at a
-    constant rate: MXNet keeps the rate in its momentum buffer), or :class:`AdamW`."""
-    if recipe.optimizer == "sgd":
-        optimizer = mx.optimizer.create("nag" if recipe.nesterov else "sgd",
-                                        learning_rate=recipe.lr, momentum=recipe.momentum,
-                                        wd=recipe.weight_decay)
+class Nesterov(mx.optimizer.Optimizer):
+    """``torch.optim.SGD(nesterov=True)``: MXNet's ``nag`` adds the weight decay to the
+    momentum but leaves it out of the step's own gradient term."""
+
+    def __init__(self, momentum: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+
+    def create_state(self, index, weight):
+        return nd.zeros_like(weight)
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)  # the underscored helpers: as in AdamW.update
+        d = grad * self.rescale_grad + self._get_wd(index) * weight
+        state[:] = self.momentum * state + d
+        weight[:] -= self._get_lr(index) * (d + self.momentum * state)
+
+
+def _trainer(params, recipe: training.Recipe) -> gluon.Trainer:
+    """A ``gluon.Trainer``: ``sgd`` with coupled ``wd`` (torch's SGD only at a constant
+    rate: MXNet keeps the rate in its momentum buffer), :class:`Nesterov`, or
+    :class:`AdamW`."""
+    if recipe.optimizer == "sgd" and recipe.nesterov:
+        optimizer = Nesterov(learning_rate=recipe.lr, momentum=recipe.momentum,
+                             wd=recipe.weight_decay)
+    elif recipe.optimizer == "sgd":
+        optimizer = mx.optimizer.create("sgd", learning_rate=recipe.lr,
+                                        momentum=recipe.momentum, wd=recipe.weight_decay)
     else:
         optimizer = AdamW(learning_rate=recipe.lr, wd=recipe.weight_decay)
-    return gluon.Trainer(model.collect_params(), optimizer, kvstore=None)
+    return gluon.Trainer(params, optimizer, kvstore=None)
 
 
 def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
@@ -108,7 +129,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
     # hybridize(False) as well: a model hybridized earlier runs eagerly here.
     model.hybridize(active=recipe.compile, static_alloc=True, static_shape=True)
     train_X, train_y, test_X, _ = device_data(data, ctx)
-    trainer = _trainer(model, recipe)
+    trainer = _trainer(model.collect_params(), recipe)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     classes, smoothing = spec.num_classes, recipe.label_smoothing
     previous = [nd.zeros((1,), ctx=ctx)]

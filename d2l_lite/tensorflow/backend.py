@@ -5,8 +5,11 @@ import keras
 import numpy as np
 
 from .. import architecture
+import tensorflow as tf
+
 from . import flops, model, parallel
 from .book import train_step
+from .train import optimizer_of, prepare_batch
 from .train import train as fit  # (the package's name train is this function)
 
 
@@ -34,6 +37,18 @@ class TensorFlowBackend:
         # analytic count; its BiasAdd, pools and mean are outside that count.
         by_op = flops.flops_by_op(net, self._nhwc_shape(spec))
         return by_op.get("Conv2D", 0) + by_op.get("MatMul", 0)
+
+    def prepare_batch(self, images, image_size):
+        X = prepare_batch(tf.constant(images), tf.range(len(images)), image_size)
+        return np.transpose(X.numpy(), (0, 3, 1, 2))  # NHWC -> NCHW
+
+    def optimizer_steps(self, recipe, weights, grads, rates):
+        w, optimizer = tf.Variable(weights), optimizer_of(recipe)
+        optimizer.build([w])
+        for grad, rate in zip(grads, rates):
+            optimizer.learning_rate.assign(rate)  # as the trainer's step does
+            optimizer.apply([tf.constant(grad)], [w])
+        return w.numpy()
 
     def train_step(self, net, X, y, lr) -> float:
         X = np.transpose(np.asarray(X, np.float32), (0, 2, 3, 1))  # NCHW -> NHWC

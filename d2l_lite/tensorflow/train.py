@@ -86,6 +86,13 @@ class SGD(keras.optimizers.SGD):
                              if self.l2 else grads, trainable_variables)
 
 
+def optimizer_of(recipe: training.Recipe) -> keras.optimizers.Optimizer:
+    """The recipe's optimiser, with PyTorch's arithmetic."""
+    if recipe.optimizer == "adamw":
+        return AdamW(recipe.lr, recipe.weight_decay)
+    return SGD(recipe.lr, recipe.momentum, recipe.nesterov, recipe.weight_decay)
+
+
 @contextlib.contextmanager
 def bfloat16(model: GoogLeNet, enabled: bool) -> Iterator[None]:
     """Keras's ``"mixed_bfloat16"`` policy but for dense layers (float32 logits), then restored."""
@@ -118,8 +125,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     with tf.device(device), bfloat16(model, recipe.mixed_precision and gpu):
         assign(model, reference.xavier_weights(spec, seed=recipe.seed), spec)
         train_X, train_y, test_X, _ = device_data(data, device)
-        optimizer = AdamW(recipe.lr, recipe.weight_decay) if recipe.optimizer == "adamw" \
-            else SGD(recipe.lr, recipe.momentum, recipe.nesterov, recipe.weight_decay)
+        optimizer = optimizer_of(recipe)
         optimizer.build(model.trainable_variables)
 
         @tf.function(jit_compile=xla)

@@ -35,6 +35,19 @@ class TorchBackend:
     def count_flops(self, net, spec):
         return flops.count_flops(net, (1, spec.in_channels, spec.input_size, spec.input_size))
 
+    def prepare_batch(self, images, image_size):
+        images = torch.as_tensor(images)
+        return train.prepare_batch(images, torch.arange(len(images)), image_size).numpy()
+
+    def optimizer_steps(self, recipe, weights, grads, rates):
+        w = torch.nn.Parameter(torch.tensor(weights))
+        optimizer = train._optimizer([w], recipe, rates[0])
+        for grad, rate in zip(grads, rates):
+            optimizer.param_groups[0]["lr"] = rate  # as the trainer's schedule sets it
+            w.grad = torch.tensor(grad)
+            optimizer.step()
+        return w.detach().numpy()
+
     def train_step(self, net, X, y, lr):
         """One plain SGD step with the page's :func:`~.book.train_step`."""
         device, was_training = model._device(net), net.training

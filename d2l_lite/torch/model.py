@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import architecture, reference, tables, textbook
 from . import book
-from .book import GoogLeNet, GoogLeNetAux, Inception, conv_bn_relu, conv_relu
+from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec`` (kept as ``model.spec``), its lazy parameters

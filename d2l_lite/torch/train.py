@@ -8,12 +8,11 @@ from contextlib import contextmanager
 from typing import Optional, Tuple
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from .. import architecture, reference, runtime, training
 from .book import GoogLeNet, train_step
-from .model import _build, _device, load_weights
+from .model import _build, load_weights
 
 
 def try_gpu() -> torch.device:
@@ -50,16 +49,15 @@ def prepare_batch(images: torch.Tensor, index: torch.Tensor,
     return X
 
 
-def _optimizer(model: nn.Module, recipe, lr):
+def _optimizer(parameters, recipe, lr, cuda: bool = False):
     """The recipe's optimiser with learning rate ``lr`` (a float, or a tensor on the
     GPU that a CUDA graph reads). GPU: fused kernels, and AdamW's state ``capturable``."""
-    cuda = _device(model).type == "cuda"
     fused = cuda or None  # None: PyTorch's default
     if recipe.optimizer == "sgd":  # weight_decay coupled: L2 added to the gradient
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum,
+        return torch.optim.SGD(parameters, lr=lr, momentum=recipe.momentum,
                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
                                fused=fused)
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay,
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=recipe.weight_decay,
                              fused=fused, capturable=cuda)  # decay decoupled
 
 
@@ -166,7 +164,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
     train_X, train_y, test_X, _ = device_data(data, device)
     # a graph reads the learning rate from a tensor, which the schedule changes in place
     lr = torch.tensor(recipe.lr, device=device) if graph else recipe.lr
-    optimizer = _optimizer(model, recipe, lr)
+    optimizer = _optimizer(model.parameters(), recipe, lr, device.type == "cuda")
 
     def step(index):  # what the graph records: the whole training step
         optimizer.zero_grad(set_to_none=True)  # backward() then writes fresh gradients
