@@ -1,7 +1,7 @@
 """d2l_lite.tensorflow's FLOP count (TensorFlow's profiler) against the expected
 count from the spec (``flop_rules.tensorflow_flops_by_op``), term by term, and
-the naive Inception block (no 1x1 reductions) against the spec and the NumPy
-reference."""
+the naive Inception block (no 1x1 reductions) against the spec (its logits, in
+the whole naive model: ``tests/test_backends.py``)."""
 
 from dataclasses import replace
 
@@ -14,7 +14,7 @@ pytest.importorskip("keras")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from d2l_lite import architecture, counting, reference  # noqa: E402
+from d2l_lite import architecture, counting  # noqa: E402
 from d2l_lite import tensorflow as d2l  # noqa: E402
 
 BLOCK = architecture.INCEPTION_3A
@@ -62,19 +62,6 @@ def test_naive_block_shapes_and_parameters_match_counting():
     analytic = counting.branch_params(NAIVE, (192, 28, 28))
     assert d2l.branch_parameters(block) == analytic
     assert d2l.count_parameters(block) == sum(analytic.values()) == 393_472
-
-
-def test_naive_block_matches_reference():
-    spec = architecture.googlenet_spec(reduce=False)
-    weights = reference.random_weights(spec, seed=1)
-    block = built_block(reduce=False)
-    arrays = [value for name, value in weights.items() if name.startswith("inception3a/")]
-    for variable, value in zip(block.weights, arrays):
-        variable.assign(value.transpose(2, 3, 1, 0) if value.ndim == 4 else value)
-    X = np.random.default_rng(1).random((2, 192, 28, 28)).astype(np.float32)
-    Y = block(X.transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
-    expected = reference.inception_forward(NAIVE, X, weights)
-    assert np.abs(Y - expected).max() < reference.float32_tolerance(expected)
 
 
 def test_time_forward_is_positive():
