@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Optional, Sequence
 
 import numpy as np
@@ -260,6 +261,35 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
         ax.set_ylabel(name, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, handlelength=4)  # long enough to show the dashes
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(histories, title: str = ""):
+    """Test accuracy against epochs and against training seconds, one line per run
+    (a dict of name -> ``training.History``: the variants chapter). Runs
+    that end at the same accuracy would hide each other: each has its own marker and size
+    (the first drawn largest) and its final accuracy in the legend."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    fig, (ax_epoch, ax_time) = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    markers = itertools.cycle("osD^vPX*")
+    for k, (name, h) in enumerate(histories.items()):
+        seconds = list(itertools.accumulate(h.metric("seconds")))
+        style = dict(marker=next(markers), markersize=11 - k, alpha=0.8,
+                     label=f"{name} ({h.final_test_acc:.3f})")
+        ax_epoch.plot(h.metric("epoch"), h.metric("test_acc"), **style)
+        ax_time.plot(seconds, h.metric("test_acc"), **style)
+    ax_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_epoch.set(xlabel="epoch", ylabel="test accuracy")
+    ax_time.set_xlabel("training seconds")
+    for ax in (ax_epoch, ax_time):
+        ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":")  # chance
+        ax.grid(alpha=0.3)
+    ax_time.legend(fontsize=8, title="run (final test acc)", title_fontsize=8,
+                   loc="upper left", bbox_to_anchor=(1.02, 1))  # beside, not over
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
