@@ -85,6 +85,17 @@ def test_the_model_is_the_description(impl, name):
     assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)
 
 
+def test_the_papers_head_takes_a_7x7_map_only(impl):
+    """The paper's 7x7 average pool: the smallest input that leaves a 7x7 map runs,
+    one pixel less is refused (an error from the framework's shapes, or JAX's check)."""
+    spec = architecture.PAPER
+    model, smallest = impl.build(spec), spec.min_input_size()
+    X = np.zeros((1, 3, smallest, smallest), np.float32)
+    assert impl.logits(model, X).shape == (1, spec.num_classes)
+    with pytest.raises((RuntimeError, ValueError)):  # MXNetError is a RuntimeError
+        impl.logits(model, X[:, :, 1:, 1:])
+
+
 def test_weights_are_found_by_name_not_by_order(impl):
     """Two tensors of the same shape swapped in the dictionary's order land in
     their own places; a missing or misshapen tensor is named."""

@@ -71,13 +71,5 @@ def test_layer_summary_prints_the_stage_rows(capsys):
     assert out[-1].split() == ["head", "(1,", "10)", "10,250"]
 
 
-def test_paper_model_fails_exactly_below_the_specs_smallest_input():
-    smallest = architecture.PAPER.min_input_size()
-    model = d2l.googlenet(architecture.PAPER)
-    assert tuple(model(tf.zeros((1, smallest, smallest, 3))).shape) == (1, 1000)
-    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
-        model(tf.zeros((1, smallest - 1, smallest - 1, 3)))
-
-
 def test_keras_runs_on_tensorflow():
     assert keras.backend.backend() == "tensorflow"

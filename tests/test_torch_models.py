@@ -65,13 +65,3 @@ def test_a_hand_built_model_takes_weights_by_name_and_logits_restore_the_mode():
         d2l.load_weights(model, reference.random_weights(architecture.PAPER))
     with pytest.raises(ValueError, match="conv1/bias.*conv1_bn/weight"):
         d2l.load_weights(model, reference.random_weights(architecture.PAPER_BN_AUX))
-
-
-def test_paper_model_fails_exactly_below_the_specs_smallest_input():
-    smallest = architecture.PAPER.min_input_size()
-    model = d2l.googlenet(architecture.PAPER).eval()
-    with torch.no_grad():
-        assert tuple(model(torch.zeros(1, 3, smallest, smallest)).shape) == \
-            (1, architecture.PAPER.num_classes)
-        with pytest.raises(RuntimeError):
-            model(torch.zeros(1, 3, smallest - 1, smallest - 1))

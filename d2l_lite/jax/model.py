@@ -18,10 +18,27 @@ from .. import architecture, reference, tables, textbook
 from . import book
 from .book import ConvBNReLU, ConvReLU, GoogLeNet, Inception
 
+
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
-    """The textbook model ``spec`` describes ("avg7": the global pool of a 7x7 map)."""
+    """The textbook model ``spec`` describes ("avg7": :func:`paper_head`)."""
     block, net = textbook.classes(spec, book)
+    net = paper_head(net) if spec.head_pool == "avg7" else net
     return net(spec.num_classes, ConvBNReLU if spec.batch_norm else ConvReLU, block)
+
+
+@functools.lru_cache(maxsize=None)  # one class per network class
+def paper_head(net: type) -> type:
+    """``net`` with the paper's head: the mean of a 7x7 map, which PyTorch, Keras and
+    Gluon take with a 7x7 average pool, so that another map size fails here as there."""
+    def head(self, x):
+        if x.shape[1:3] != (7, 7):
+            raise ValueError(f"the paper's head pools a 7x7 map with a 7x7 window; this "
+                             f"input gives {x.shape[1]}x{x.shape[2]} (see the spec's "
+                             f"min_input_size())")
+        x = jnp.mean(x, axis=(1, 2))  # the 7x7 pool's one output: N x 1024
+        return nn.Dense(self.num_classes)(x)
+    return type(net.__name__, (net,), {"head": head, "avg7": True, "__module__": __name__,
+                                       "__doc__": f"{net.__name__} with the paper's head."})
 
 
 def init(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> dict:
@@ -137,14 +154,15 @@ def tensor_paths(spec: architecture.GoogLeNetSpec) -> Dict[str, Tensor]:
 
 
 def describe(model: GoogLeNet, input_shape: Sequence[int]) -> architecture.GoogLeNetSpec:
-    """The spec of textbook ``model`` on NHWC ``input_shape`` (head: global pool)."""
+    """The spec of textbook ``model`` on NHWC ``input_shape``."""
     if not hasattr(model, "block"):
         raise ValueError(f"load_weights ports the textbook GoogLeNets, not "
                          f"{type(model).__name__}")
     _, size, _, channels = input_shape
     return textbook.spec(
         model.block, type(model), in_channels=channels, input_size=size,
-        num_classes=model.num_classes, batch_norm=model.conv.__name__ == "ConvBNReLU")
+        num_classes=model.num_classes, batch_norm=model.conv.__name__ == "ConvBNReLU",
+        head_pool="avg7" if getattr(model, "avg7", False) else "global")
 
 
 def _listed(names) -> str:

@@ -68,15 +68,6 @@ def test_hybridized_logits_and_the_summary(capsys):
     assert all(stage.name in out for stage in architecture.BOOK.stages)
 
 
-def test_paper_model_fails_exactly_below_the_spec_minimum():
-    """The GoogLeNet page quotes ``PAPER.check_input``; Gluon fails at the same size."""
-    model = d2l.googlenet(architecture.PAPER)
-    smallest = architecture.PAPER.min_input_size()
-    assert model(nd.zeros((1, 3, smallest, smallest))).shape == (1, 1000)
-    with pytest.raises(mx.base.MXNetError, match="kernel size"):
-        model(nd.zeros((1, 3, smallest - 1, smallest - 1))).wait_to_read()
-
-
 def test_names_come_from_the_structure_of_any_textbook_model():
     """A model the page builds by hand (SyncBatchNorm) takes the weights by name; a
     spec's weights meet another spec's model as a ValueError naming the tensor."""
