@@ -157,7 +157,7 @@ def test_count_any_and_branch_params():
 
 # Variants (last chapter) -------------------------------------------------------
 
-VARIANT_PARAMS = {"baseline": 5_977_530, "batch norm": 5_984_810, "aux heads": 6_395_598,
+VARIANT_PARAMS = {"baseline": BOOK_PARAMS, "batch norm": 5_984_810, "aux heads": 6_395_598,
                   "factorized 5x5": 5_669_434, "28x28": 5_974_970, "residual": 9_178_922}
 
 

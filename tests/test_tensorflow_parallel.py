@@ -30,7 +30,7 @@ RTOL = 0.01  # of the largest update, as on the page
 BN_EXACT = 1e-6  # with synchronised BatchNorm, in float64: see its test
 
 STEPS = textwrap.dedent('''
-    import json, sys
+    import json
     import numpy as np
     from d2l_lite import tensorflow as d2l
     import keras
@@ -88,24 +88,23 @@ STEPS = textwrap.dedent('''
                 all(np.array_equal(c[0], k) for c in copies for k in c))
 
     out = {"devices": list(strategy.extended.worker_devices)}
-    if sys.argv[1] == "plain":
-        one, out["update"] = one_device(architecture.BOOK)
-        two, out["copies_equal"] = two_devices(architecture.BOOK)
-        out["difference"] = difference(two, one)
-        # each device's mean loss added up would be twice the gradient:
-        # parallel_step refuses a global_batch_size that is not the batch's
-        try:
-            two_devices(architecture.BOOK, global_batch_size=8)
-            out["wrong_scaling_refused"] = False
-        except ValueError:
-            out["wrong_scaling_refused"] = True
-    else:
-        bn = architecture.VARIANTS["batch norm"]
-        one, out["update"] = one_device(bn, "float64")
-        synced, out["copies_equal"] = two_devices(
-            bn, d2l.conv_bn_relu_synced, dtype="float64")
-        out["synced"] = difference(synced, one)
-        out["per_device"] = difference(two_devices(bn, dtype="float64")[0], one)
+    one, update = one_device(architecture.BOOK)
+    two, equal = two_devices(architecture.BOOK)
+    out["plain"] = {"update": update, "copies_equal": equal,
+                    "difference": difference(two, one)}
+    # each device's mean loss added up would be twice the gradient:
+    # parallel_step refuses a global_batch_size that is not the batch's
+    try:
+        two_devices(architecture.BOOK, global_batch_size=8)
+        out["plain"]["wrong_scaling_refused"] = False
+    except ValueError:
+        out["plain"]["wrong_scaling_refused"] = True
+    bn = architecture.VARIANTS["batch norm"]
+    one, update = one_device(bn, "float64")
+    synced, equal = two_devices(bn, d2l.conv_bn_relu_synced, dtype="float64")
+    out["bn"] = {"update": update, "copies_equal": equal,
+                 "synced": difference(synced, one),
+                 "per_device": difference(two_devices(bn, dtype="float64")[0], one)}
     print("RESULT", json.dumps(out))
 ''')
 
@@ -120,33 +119,35 @@ def run_python(code, *args, timeout_s, env=None):
         pytest.fail(f"still running after {timeout_s} s, killed: {error.stderr}")
 
 
-def step_results(mode):
-    result = run_python(STEPS, mode, timeout_s=240)
+@pytest.fixture(scope="module")
+def steps():
+    """Both checks' steps from one fresh process (one TensorFlow start-up)."""
+    result = run_python(STEPS, timeout_s=300)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, result.stdout + result.stderr
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def test_two_devices_take_the_one_device_step():
+def test_two_devices_take_the_one_device_step(steps):
     """Plain SGD on GoogLeNet: the copies on the two devices are equal to the
     last bit, and within 1% of the update of the one-device step. A step whose
     loss would be scaled by the wrong batch size is refused."""
-    out = step_results("plain")
-    assert len(out["devices"]) == 2
+    assert len(steps["devices"]) == 2
+    out = steps["plain"]
     assert out["copies_equal"]
     assert 0 < out["update"]
     assert out["difference"] < RTOL * out["update"], out
     assert out["wrong_scaling_refused"], out
 
 
-def test_batchnorm_matches_only_when_synchronised():
+def test_batchnorm_matches_only_when_synchronised(steps):
     """The BatchNorm variant, in float64: synchronised statistics give the
     one-device step; per-device statistics miss by about the update itself.
     In float32 BatchNorm on 8 images magnifies rounding to about 1% of the
     update, by an amount that depends on the processor; float64 leaves the
     synchronised layer's own cancellation (its variance is E[x^2] - E[x]^2),
     measured at ~1e-8 of the update, far under 1e-6."""
-    out = step_results("bn")
+    out = steps["bn"]
     assert out["copies_equal"]
     assert out["synced"] < BN_EXACT * out["update"], out
     assert out["per_device"] > 0.5 * out["update"], out
