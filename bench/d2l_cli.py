@@ -1,11 +1,13 @@
-"""The command line and the JSON record that the four d2l reference scripts share
-(``bench/d2l_reference*.py``); standard library only, so it imports beside any
-framework."""
+"""The harness the four d2l reference scripts share (``bench/d2l_reference*.py``):
+the command line, the data and history a run starts from (:func:`start`), the
+per-epoch line and the JSON record (:func:`record`). Standard library at import
+(``d2l_lite`` is imported where it is used), so it imports beside any framework."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import traceback
 from importlib.metadata import version
 from typing import Callable, Optional
@@ -39,6 +41,37 @@ def history_record(history) -> dict:
     for epoch in record["epochs"]:
         epoch["train_acc"] = None
     return record
+
+
+def start(args: argparse.Namespace, framework: str, device: str):
+    """What every reference does before d2l's code runs: ``(arrays, history)``, the
+    shared Fashion-MNIST (``--num-train`` / ``--num-test`` of it) and an empty
+    ``d2l_lite.training.History`` of d2l's recipe for ``framework`` on ``device``."""
+    from d2l_lite import training
+    from d2l_lite.data import load_fashion_mnist
+    arrays = load_fashion_mnist(verbose=False)
+    if args.num_train or args.num_test:
+        arrays = arrays.subset(args.num_train or len(arrays.train_labels),
+                               args.num_test or len(arrays.test_labels))
+    recipe = training.Recipe("d2l", num_epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, optimizer="sgd")
+    return arrays, training.History(f"d2l ({framework})", recipe, device,
+                                    len(arrays.train_labels), len(arrays.test_labels))
+
+
+def record(args: argparse.Namespace, trainer, setup_seconds: float, fit_seconds: float,
+           versions: dict, **fields) -> dict:
+    """The JSON record of a run that finished: ``trainer``'s history and test times,
+    the set-up and fit times, ``--board``, the versions (Python's and d2l's added to
+    the framework's) and the framework's own ``fields`` (``on_gpu``, ``dtype``,
+    ``parameters``, ``device``, ``threads``...)."""
+    return {"status": "ok", "history": history_record(trainer.history),
+            "setup_seconds": setup_seconds, "fit_seconds": fit_seconds,
+            "validation_seconds": trainer.validation_seconds,
+            "board_drawn": bool(args.board),
+            "versions": {"python": platform.python_version(), **versions,
+                         "d2l": package_version("d2l")},
+            **fields}
 
 
 def main(run: Callable[[argparse.Namespace], dict], description: str,

@@ -36,7 +36,6 @@ not ship them. What the benchmark changes, and why:
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 
@@ -50,10 +49,7 @@ from torchvision import transforms
 
 from d2l import torch as d2l
 
-from d2l_lite import training
-from d2l_lite.data import load_fashion_mnist
-
-import d2l_cli  # bench/d2l_cli.py: the shared command line
+import d2l_cli  # bench/d2l_cli.py: the shared harness
 
 
 # ---- D2L 1.0.3, sec_googlenet (PyTorch), as the book writes it ---------------------------
@@ -229,14 +225,7 @@ def device_name() -> str:
 
 def run(args) -> dict:
     cuda = torch.cuda.is_available()
-    arrays = load_fashion_mnist(verbose=False)
-    if args.num_train or args.num_test:
-        arrays = arrays.subset(args.num_train or len(arrays.train_labels),
-                               args.num_test or len(arrays.test_labels))
-    recipe = training.Recipe("d2l", num_epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, optimizer="sgd")
-    history = training.History("d2l (PyTorch)", recipe, device_name(),
-                               len(arrays.train_labels), len(arrays.test_labels))
+    arrays, history = d2l_cli.start(args, "PyTorch", device_name())
     torch.manual_seed(args.seed)
     setup = time.perf_counter()
     # the chapter's training cell, with the benchmark's data module and trainer
@@ -252,24 +241,13 @@ def run(args) -> dict:
     start = time.perf_counter()
     trainer.fit(model, data)
     fit_seconds = time.perf_counter() - start
-    record_history = d2l_cli.history_record(history)
-    return {
-        "status": "ok",
-        "history": record_history,
-        "setup_seconds": setup_seconds,
-        "fit_seconds": fit_seconds,
-        "validation_seconds": trainer.validation_seconds,
-        "on_gpu": cuda,
-        "dtype": "float32",
-        "num_workers": data.num_workers,
-        "board_drawn": bool(args.board),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "d2l": d2l_cli.package_version("d2l")},
-        "device": device_name(),
-        "threads": torch.get_num_threads(),
-    }
+    return d2l_cli.record(
+        args, trainer, setup_seconds, fit_seconds,
+        {"numpy": np.__version__, "torch": torch.__version__,
+         "torchvision": torchvision.__version__},
+        on_gpu=cuda, dtype="float32", num_workers=data.num_workers,
+        parameters=sum(p.numel() for p in model.parameters()), device=device_name(),
+        threads=torch.get_num_threads())
 
 
 def main(argv=None) -> int:

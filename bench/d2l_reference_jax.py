@@ -55,7 +55,6 @@ batches, ``tfds.as_numpy``). What the benchmark changes, and why:
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
@@ -82,10 +81,7 @@ from jax import numpy as jnp  # noqa: E402
 
 from d2l import jax as d2l  # noqa: E402
 
-from d2l_lite import training  # noqa: E402
-from d2l_lite.data import load_fashion_mnist  # noqa: E402
-
-import d2l_cli  # noqa: E402  # bench/d2l_cli.py: the shared command line
+import d2l_cli  # noqa: E402  # bench/d2l_cli.py: the shared harness
 
 
 # ---- D2L 1.0.3, sec_googlenet (JAX), as the book writes it ----------------------------------
@@ -267,14 +263,7 @@ def device_name() -> str:
 
 def run(args) -> dict:
     on_gpu = d2l.num_gpus() > 0
-    arrays = load_fashion_mnist(verbose=False)
-    if args.num_train or args.num_test:
-        arrays = arrays.subset(args.num_train or len(arrays.train_labels),
-                               args.num_test or len(arrays.test_labels))
-    recipe = training.Recipe("d2l", num_epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, optimizer="sgd")
-    history = training.History("d2l (JAX)", recipe, device_name(),
-                               len(arrays.train_labels), len(arrays.test_labels))
+    arrays, history = d2l_cli.start(args, "JAX", device_name())
     tf.random.set_seed(args.seed)  # the order of d2l's tf.data shuffle
     setup = time.perf_counter()
     # the chapter's training cell, with the benchmark's data module and trainer
@@ -289,28 +278,17 @@ def run(args) -> dict:
     # d2l's fit initialises the parameters itself (flax's default initialisers)
     trainer.fit(model, data, key=jax.random.PRNGKey(args.seed))
     fit_seconds = time.perf_counter() - start
-    record_history = d2l_cli.history_record(history)
     leaves = jax.tree_util.tree_leaves(trainer.state.params)
-    return {
-        "status": "ok",
-        "history": record_history,
-        "setup_seconds": setup_seconds,
-        "fit_seconds": fit_seconds,
-        "validation_seconds": trainer.validation_seconds,
-        "on_gpu": on_gpu,
-        "dtype": str(leaves[0].dtype),
-        "board_drawn": bool(args.board),
-        "parameters": int(sum(x.size for x in leaves)),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "jax": jax.__version__, "jaxlib": d2l_cli.package_version("jaxlib"),
-                     "flax": flax.__version__, "optax": optax.__version__,
-                     "tensorflow": tf.__version__,
-                     "tensorflow_datasets": d2l_cli.package_version("tensorflow_datasets"),
-                     "d2l": d2l_cli.package_version("d2l")},
-        "device": device_name(),
+    return d2l_cli.record(
+        args, trainer, setup_seconds, fit_seconds,
+        {"numpy": np.__version__, "jax": jax.__version__,
+         "jaxlib": d2l_cli.package_version("jaxlib"), "flax": flax.__version__,
+         "optax": optax.__version__, "tensorflow": tf.__version__,
+         "tensorflow_datasets": d2l_cli.package_version("tensorflow_datasets")},
+        on_gpu=on_gpu, dtype=str(leaves[0].dtype),
+        parameters=int(sum(x.size for x in leaves)), device=device_name(),
         # XLA's CPU thread pool is not queryable; the CPU cores this process may use
-        "threads": len(os.sched_getaffinity(0)),
-    }
+        threads=len(os.sched_getaffinity(0)))
 
 
 def main(argv=None) -> int:

@@ -58,7 +58,6 @@ not ship them; as in the book, MXNet runs with its NumPy interface
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
@@ -71,10 +70,9 @@ from mxnet.util import is_np_array
 
 from d2l import mxnet as d2l
 
-from d2l_lite import runtime, training
-from d2l_lite.data import load_fashion_mnist
+from d2l_lite import runtime
 
-import d2l_cli  # bench/d2l_cli.py: the shared command line
+import d2l_cli  # bench/d2l_cli.py: the shared harness
 
 npx.set_np()
 
@@ -269,14 +267,7 @@ def device_name() -> str:
 
 def run(args) -> dict:
     gpu = npx.num_gpus() > 0
-    arrays = load_fashion_mnist(verbose=False)
-    if args.num_train or args.num_test:
-        arrays = arrays.subset(args.num_train or len(arrays.train_labels),
-                               args.num_test or len(arrays.test_labels))
-    recipe = training.Recipe("d2l", num_epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, optimizer="sgd")
-    history = training.History("d2l (MXNet)", recipe, device_name(),
-                               len(arrays.train_labels), len(arrays.test_labels))
+    arrays, history = d2l_cli.start(args, "MXNet", device_name())
     mx.random.seed(args.seed)
     onp.random.seed(args.seed)
     setup = time.perf_counter()
@@ -292,26 +283,16 @@ def run(args) -> dict:
     start = time.perf_counter()
     trainer.fit(model, data)
     fit_seconds = time.perf_counter() - start
-    record_history = d2l_cli.history_record(history)
-    return {
-        "status": "ok",
-        "history": record_history,
-        "setup_seconds": setup_seconds,
-        "fit_seconds": fit_seconds,
-        "validation_seconds": trainer.validation_seconds,
-        "on_gpu": bool(trainer.gpus),
-        "dtype": "float32",
-        "num_workers": data.num_workers,
-        "board_drawn": bool(args.board),
+    return d2l_cli.record(
+        args, trainer, setup_seconds, fit_seconds,
+        {"numpy": onp.__version__, "mxnet": mx.__version__,
+         "pandas": d2l_cli.package_version("pandas")},
+        on_gpu=bool(trainer.gpus), dtype="float32", num_workers=data.num_workers,
         # shapes are known once the first batch went through (deferred initialisation)
-        "parameters": sum(int(onp.prod(p.shape)) for p in model.collect_params().values()),
-        "versions": {"python": platform.python_version(), "numpy": onp.__version__,
-                     "mxnet": mx.__version__, "d2l": d2l_cli.package_version("d2l"),
-                     "pandas": d2l_cli.package_version("pandas")},
-        "device": device_name(),
+        parameters=sum(int(onp.prod(p.shape)) for p in model.collect_params().values()),
+        device=device_name(),
         # MXNet's operators use OpenMP threads: OMP_NUM_THREADS if set, else all cores
-        "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()),
-    }
+        threads=int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
 
 
 def main(argv=None) -> int:

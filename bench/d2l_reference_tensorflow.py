@@ -57,7 +57,6 @@ import os
 # Before any import of TensorFlow: tf.keras is then tf_keras (Keras 2), as d2l 1.0.3 expects.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -66,10 +65,7 @@ import tensorflow as tf  # noqa: E402
 
 from d2l import tensorflow as d2l  # noqa: E402
 
-from d2l_lite import training  # noqa: E402
-from d2l_lite.data import load_fashion_mnist  # noqa: E402
-
-import d2l_cli  # noqa: E402  # bench/d2l_cli.py: the shared command line
+import d2l_cli  # noqa: E402  # bench/d2l_cli.py: the shared harness
 
 
 # ---- D2L 1.0.3, sec_googlenet (TensorFlow), as the book writes it ------------------------
@@ -252,14 +248,7 @@ def intra_op_threads() -> int:
 
 def run(args) -> dict:
     gpu = d2l.num_gpus() > 0
-    arrays = load_fashion_mnist(verbose=False)
-    if args.num_train or args.num_test:
-        arrays = arrays.subset(args.num_train or len(arrays.train_labels),
-                               args.num_test or len(arrays.test_labels))
-    recipe = training.Recipe("d2l", num_epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, optimizer="sgd")
-    history = training.History("d2l (TensorFlow)", recipe, device_name(),
-                               len(arrays.train_labels), len(arrays.test_labels))
+    arrays, history = d2l_cli.start(args, "TensorFlow", device_name())
     tf.random.set_seed(args.seed)
     np.random.seed(args.seed)
     setup = time.perf_counter()
@@ -274,24 +263,13 @@ def run(args) -> dict:
         start = time.perf_counter()
         trainer.fit(model, data)
         fit_seconds = time.perf_counter() - start
-    record_history = d2l_cli.history_record(history)
-    return {
-        "status": "ok",
-        "history": record_history,
-        "setup_seconds": setup_seconds,
-        "fit_seconds": fit_seconds,
-        "validation_seconds": trainer.validation_seconds,
-        "on_gpu": gpu,
-        "dtype": "float32",
-        "board_drawn": bool(args.board),
-        "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "tensorflow": tf.__version__,
-                     "tf_keras": d2l_cli.package_version("tf_keras"),
-                     "d2l": d2l_cli.package_version("d2l")},
-        "device": device_name(),
-        "threads": intra_op_threads(),
-    }
+    return d2l_cli.record(
+        args, trainer, setup_seconds, fit_seconds,
+        {"numpy": np.__version__, "tensorflow": tf.__version__,
+         "tf_keras": d2l_cli.package_version("tf_keras")},
+        on_gpu=gpu, dtype="float32",
+        parameters=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        device=device_name(), threads=intra_op_threads())
 
 
 def main(argv=None) -> int:
