@@ -269,8 +269,8 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
 
 def plot_comparison(histories, title: str = ""):
     """Test accuracy against epochs and against training seconds, one line per run
-    (a dict of name -> ``training.History``: the variants chapter). Runs
-    that end at the same accuracy would hide each other: each has its own marker and size
+    (``histories``: name -> ``training.History``, the variants chapter's). Runs that
+    end at the same accuracy would hide each other: each has its own marker and size
     (the first drawn largest) and its final accuracy in the legend."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
