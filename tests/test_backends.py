@@ -124,7 +124,7 @@ def test_the_flop_counter_counts_the_analytic_flops(impl, name):
 def bilinear(images: np.ndarray, size: int) -> np.ndarray:
     """PyTorch's bilinear resize (``align_corners=False``: samples at pixel
     centres, clamped at the edges) of N x h x w images, in float64 NumPy."""
-    n, h, w = images.shape
+    _, h, w = images.shape
 
     def axis(src: int):
         x = np.maximum((np.arange(size) + 0.5) * src / size - 0.5, 0)

@@ -109,12 +109,11 @@ STEPS = textwrap.dedent('''
 ''')
 
 
-def run_python(code, *args, timeout_s, env=None):
+def run_python(code, timeout_s):
     """Run ``code`` in a fresh interpreter; fail (not hang) after ``timeout_s``."""
     try:
-        return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, **(env or {})})
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as error:  # run() has killed it
         pytest.fail(f"still running after {timeout_s} s, killed: {error.stderr}")
 

@@ -35,6 +35,7 @@ def paper_head(net: type) -> type:
             raise ValueError(f"the paper's head pools a 7x7 map with a 7x7 window; this "
                              f"input gives {x.shape[1]}x{x.shape[2]} (see the spec's "
                              f"min_input_size())")
+        # net.head's two lines, not a call to it: stage_rows would count two heads
         x = jnp.mean(x, axis=(1, 2))  # the 7x7 pool's one output: N x 1024
         return nn.Dense(self.num_classes)(x)
     return type(net.__name__, (net,), {"head": head, "avg7": True, "__module__": __name__,
