@@ -43,6 +43,21 @@ BACKENDS = {"torch": "d2l_lite.torch", "tensorflow": "d2l_lite.tensorflow",
 FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax",
               "mxnet": "mxnet"}
 
+#: The names every framework package exports, each for the same job (its
+#: arguments in the framework's idiom: JAX passes variables and train states), so
+#: that ``d2l.X`` means one thing on all four pages of a chapter.
+PACKAGE_NAMES = (
+    # book.py, the pages' saved code
+    "Inception", "NaiveInception", "FactorizedInception", "ResidualInception",
+    "GoogLeNet", "GoogLeNetAux", "SmallStemGoogLeNet", "max_pool", "train_step",
+    # model.py, the model against its description
+    "googlenet", "spec_of", "count_parameters", "branch_parameters", "stage_rows",
+    "layer_summary", "load_weights", "get_weights", "logits",
+    # train.py
+    "try_gpu", "set_seed", "device_data", "prepare_batch", "make_optimizer", "train",
+    # flops.py, and backend.py
+    "count_flops", "expected_flops", "time_forward", "BACKEND")
+
 Weights = Dict[str, np.ndarray]
 StageRow = Tuple[str, Tuple[int, int, int], int]
 

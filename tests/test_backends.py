@@ -11,6 +11,8 @@ exercised all four backends (each test writes its backend's name to the file
 that ``D2L_BACKENDS_SEEN`` names).
 """
 
+import importlib
+import inspect
 import math
 import os
 
@@ -61,6 +63,16 @@ def test_a_backend_implements_the_protocol(impl):
     assert isinstance(impl, backend.Backend)
     assert impl.name in backend.BACKENDS
     assert impl.parallel_dtype in ("float32", "float64")
+
+
+def test_the_package_exports_the_shared_names(impl):
+    """``d2l.X`` is there on every framework's page (``backend.PACKAGE_NAMES``), and
+    the recipe comes first wherever one is made into an optimiser."""
+    package = importlib.import_module(backend.BACKENDS[impl.name])
+    missing = [name for name in backend.PACKAGE_NAMES if not hasattr(package, name)]
+    assert not missing, f"{package.__name__} lacks {missing}"
+    assert package.BACKEND is impl
+    assert next(iter(inspect.signature(package.make_optimizer).parameters)) == "recipe"
 
 
 @pytest.mark.parametrize("name", SPECS)

@@ -64,7 +64,7 @@ class JaxBackend:
         return np.asarray(X).transpose(0, 3, 1, 2)  # NHWC -> NCHW
 
     def optimizer_steps(self, recipe, weights, grads, rates):
-        tx, w = train.optimizer(recipe), jnp.asarray(weights)
+        tx, w = train.make_optimizer(recipe), jnp.asarray(weights)
         state = tx.init(w)
         for grad, rate in zip(grads, rates):
             state.hyperparams["learning_rate"] = rate  # as the trainer's step does

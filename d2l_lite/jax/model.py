@@ -154,7 +154,7 @@ def tensor_paths(spec: architecture.GoogLeNetSpec) -> Dict[str, Tensor]:
     return out
 
 
-def describe(model: GoogLeNet, input_shape: Sequence[int]) -> architecture.GoogLeNetSpec:
+def spec_of(model: GoogLeNet, input_shape: Sequence[int]) -> architecture.GoogLeNetSpec:
     """The spec of textbook ``model`` on NHWC ``input_shape``."""
     if not hasattr(model, "block"):
         raise ValueError(f"load_weights ports the textbook GoogLeNets, not "
@@ -199,7 +199,7 @@ def load_weights(model: nn.Module, weights: dict, input_shape=None) -> dict:
     name for NHWC ``input_shape`` (default 96 x 96: an aux ``fc1`` depends on it)."""
     channels = np.shape(weights.get("conv1/weight", np.zeros((1, 1))))[1]
     input_shape = tuple(input_shape or (1, 96, 96, channels))
-    return port(model, weights, describe(model, input_shape), input_shape)
+    return port(model, weights, spec_of(model, input_shape), input_shape)
 
 
 def get_weights(variables: dict, spec: architecture.GoogLeNetSpec) -> dict:

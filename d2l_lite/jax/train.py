@@ -52,7 +52,7 @@ def prepare_batch(images: jax.Array, image_size: int = 96) -> jax.Array:
     return X[..., None]  # channels last
 
 
-def optimizer(recipe: training.Recipe) -> optax.GradientTransformation:
+def make_optimizer(recipe: training.Recipe) -> optax.GradientTransformation:
     """The recipe's optimiser (lr in its state; decay as in torch's SGD, AdamW)."""
     if recipe.optimizer == "adamw":
         return optax.inject_hyperparams(optax.adamw)(
@@ -87,7 +87,7 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
     if recipe.mixed_precision and not gpu:
         print("JAX on the CPU: float32 instead of bfloat16 (a GPU option here).")
     dtype = jnp.bfloat16 if recipe.mixed_precision and gpu else jnp.float32
-    size, tx = image_size or spec.input_size, optimizer(recipe)
+    size, tx = image_size or spec.input_size, make_optimizer(recipe)
     start = port(model, reference.xavier_weights(spec, seed=recipe.seed), spec,
                  input_shape(spec))
     state = jax.device_put(TrainState.create(

@@ -8,7 +8,7 @@ from mxnet import autograd, gluon, nd
 
 from . import flops, model as models, parallel
 from .book import train_step
-from .train import _trainer, prepare_batch
+from .train import make_optimizer, prepare_batch
 from .train import train  # the package's name "train" is this function
 
 
@@ -45,7 +45,7 @@ class MXNetBackend:
         w = gluon.Parameter("w", shape=weights.shape)
         w.initialize()
         w.set_data(nd.array(weights))
-        trainer = _trainer([w], recipe)
+        trainer = make_optimizer(recipe, [w])
         for grad, rate in zip(grads, rates):
             with autograd.record():  # a loss whose gradient is ``grad``
                 loss = (w.data() * nd.array(grad)).sum()

@@ -98,10 +98,10 @@ class Nesterov(mx.optimizer.Optimizer):
         weight[:] -= self._get_lr(index) * (d + self.momentum * state)
 
 
-def _trainer(params, recipe: training.Recipe) -> gluon.Trainer:
-    """A ``gluon.Trainer``: ``sgd`` with coupled ``wd`` (torch's SGD only at a constant
-    rate: MXNet keeps the rate in its momentum buffer), :class:`Nesterov`, or
-    :class:`AdamW`."""
+def make_optimizer(recipe: training.Recipe, params) -> gluon.Trainer:
+    """The recipe's optimiser over ``params``, in the ``gluon.Trainer`` that applies
+    it: ``sgd`` with coupled ``wd`` (torch's SGD only at a constant rate: MXNet keeps
+    the rate in its momentum buffer), :class:`Nesterov`, or :class:`AdamW`."""
     if recipe.optimizer == "sgd" and recipe.nesterov:
         optimizer = Nesterov(learning_rate=recipe.lr, momentum=recipe.momentum,
                              wd=recipe.weight_decay)
@@ -129,7 +129,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
     # hybridize(False) as well: a model hybridized earlier runs eagerly here.
     model.hybridize(active=recipe.compile, static_alloc=True, static_shape=True)
     train_X, train_y, test_X, _ = device_data(data, ctx)
-    trainer = _trainer(model.collect_params(), recipe)
+    trainer = make_optimizer(recipe, model.collect_params())
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     classes, smoothing = spec.num_classes, recipe.label_smoothing
     previous = [nd.zeros((1,), ctx=ctx)]

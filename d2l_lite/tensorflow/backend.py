@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from . import flops, model, parallel
 from .book import train_step
-from .train import optimizer_of, prepare_batch
+from .train import make_optimizer, prepare_batch
 from .train import train as fit  # (the package's name train is this function)
 
 
@@ -43,7 +43,7 @@ class TensorFlowBackend:
         return np.transpose(X.numpy(), (0, 3, 1, 2))  # NHWC -> NCHW
 
     def optimizer_steps(self, recipe, weights, grads, rates):
-        w, optimizer = tf.Variable(weights), optimizer_of(recipe)
+        w, optimizer = tf.Variable(weights), make_optimizer(recipe)
         optimizer.build([w])
         for grad, rate in zip(grads, rates):
             optimizer.learning_rate.assign(rate)  # as the trainer's step does

@@ -86,7 +86,7 @@ class SGD(keras.optimizers.SGD):
                              if self.l2 else grads, trainable_variables)
 
 
-def optimizer_of(recipe: training.Recipe) -> keras.optimizers.Optimizer:
+def make_optimizer(recipe: training.Recipe) -> keras.optimizers.Optimizer:
     """The recipe's optimiser, with PyTorch's arithmetic."""
     if recipe.optimizer == "adamw":
         return AdamW(recipe.lr, recipe.weight_decay)
@@ -125,7 +125,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     with tf.device(device), bfloat16(model, recipe.mixed_precision and gpu):
         assign(model, reference.xavier_weights(spec, seed=recipe.seed), spec)
         train_X, train_y, test_X, _ = device_data(data, device)
-        optimizer = optimizer_of(recipe)
+        optimizer = make_optimizer(recipe)
         optimizer.build(model.trainable_variables)
 
         @tf.function(jit_compile=xla)

@@ -49,9 +49,11 @@ def prepare_batch(images: torch.Tensor, index: torch.Tensor,
     return X
 
 
-def _optimizer(parameters, recipe, lr, cuda: bool = False):
-    """The recipe's optimiser with learning rate ``lr`` (a float, or a tensor on the
-    GPU that a CUDA graph reads). GPU: fused kernels, and AdamW's state ``capturable``."""
+def make_optimizer(recipe, parameters, lr=None, cuda: bool = False):
+    """The recipe's optimiser over ``parameters``, with learning rate ``lr`` (default
+    ``recipe.lr``; a tensor on the GPU that a CUDA graph reads). GPU (``cuda``): fused
+    kernels, and AdamW's state ``capturable``."""
+    lr = recipe.lr if lr is None else lr
     fused = cuda or None  # None: PyTorch's default
     if recipe.optimizer == "sgd":  # weight_decay coupled: L2 added to the gradient
         return torch.optim.SGD(parameters, lr=lr, momentum=recipe.momentum,
@@ -164,7 +166,7 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *, spec=architecture.
     train_X, train_y, test_X, _ = device_data(data, device)
     # a graph reads the learning rate from a tensor, which the schedule changes in place
     lr = torch.tensor(recipe.lr, device=device) if graph else recipe.lr
-    optimizer = _optimizer(model.parameters(), recipe, lr, device.type == "cuda")
+    optimizer = make_optimizer(recipe, model.parameters(), lr, device.type == "cuda")
 
     def step(index):  # what the graph records: the whole training step
         optimizer.zero_grad(set_to_none=True)  # backward() then writes fresh gradients
