@@ -1,4 +1,6 @@
-"""FLOPs in d2l_lite.jax: XLA's cost analysis against the spec, the naive block.
+"""FLOPs in d2l_lite.jax: XLA's cost analysis against the spec, for the book and
+the block and its naive form (the naive model's shapes and parameters:
+``tests/test_backends.py``).
 
 ``count_flops`` compiles each forward pass once (shapes only, nothing runs);
 the per-operation rules are checked on single operations, which compile in
@@ -73,17 +75,6 @@ def test_expected_flops_by_op_for_the_book():
     assert ops["bias+relu"] == 2 * sum(np.prod(r.out_shape) for r in
                                        counting.count_network(BOOK, detail=True)
                                        if r.params and r.name != "fc")
-
-
-def test_naive_block_shapes_and_parameters_match_counting():
-    x = jax.ShapeDtypeStruct((2, 28, 28, 192), jnp.float32)
-    variables = jax.eval_shape(block(NAIVE).init, jax.random.key(0), x)
-    assert jax.eval_shape(block(NAIVE).apply, variables, x).shape == (2, 28, 28, 256)
-    # one convolution per branch: no 1x1 reductions
-    assert len(variables["params"]) == 4
-    assert variables["params"]["ConvReLU_2"]["Conv_0"]["kernel"].shape == (5, 5, 192, 32)
-    assert d2l.branch_parameters(block(NAIVE), (1, 28, 28, 192)) == \
-        counting.branch_params(NAIVE, (192, 28, 28))
 
 
 def test_time_forward_is_positive():

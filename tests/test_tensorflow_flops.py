@@ -1,7 +1,7 @@
 """d2l_lite.tensorflow's FLOP count (TensorFlow's profiler) against the expected
-count from the spec (``flop_rules.tensorflow_flops_by_op``), term by term, and
-the naive Inception block (no 1x1 reductions) against the spec (its logits, in
-the whole naive model: ``tests/test_backends.py``)."""
+count from the spec (``flop_rules.tensorflow_flops_by_op``), term by term, for
+the block and its naive form (the naive model's shapes, parameters and logits:
+``tests/test_backends.py``)."""
 
 from dataclasses import replace
 
@@ -51,17 +51,6 @@ def test_relu_padding_and_concatenation_count_nothing():
     model = keras.Sequential([keras.layers.ZeroPadding2D(1), conv])
     by_op = d2l.flops_by_op(model, (1, 9, 9, 4))
     assert by_op == {"Conv2D": 2 * 8 * 5 * 5 * 4 * 9, "BiasAdd": 8 * 5 * 5}
-
-
-def test_naive_block_shapes_and_parameters_match_counting():
-    block = built_block(reduce=False)
-    for branch, kernel in ((block.branch2, (3, 3)), (block.branch3, (5, 5))):
-        conv, = branch.layers  # the reduction is gone: one conv_relu left
-        assert conv.layers[-1].kernel_size == kernel
-    assert tuple(block(tf.zeros((2, 28, 28, 192))).shape) == (2, 28, 28, 256)
-    analytic = counting.branch_params(NAIVE, (192, 28, 28))
-    assert d2l.branch_parameters(block) == analytic
-    assert d2l.count_parameters(block) == sum(analytic.values()) == 393_472
 
 
 def test_time_forward_is_positive():
