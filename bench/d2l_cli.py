@@ -16,6 +16,18 @@ from typing import Callable, Optional
 NO_WORKERS = "ignored: d2l's data pipeline here has no worker processes"
 
 
+class TimedTrainer:
+    """Mixed into each reference's ``d2l.Trainer`` subclass, before ``d2l.Trainer``:
+    the run's :class:`d2l_lite.training.History` and the seconds of each epoch's test
+    pass, which that subclass's copy of d2l's ``fit_epoch`` fills in (through
+    :func:`record_epoch`)."""
+
+    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, history=None):
+        super().__init__(max_epochs, num_gpus, gradient_clip_val)
+        self.history = history
+        self.validation_seconds = []
+
+
 def package_version(name: str) -> str:
     """The installed version of distribution ``name``."""
     return version(name)

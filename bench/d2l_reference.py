@@ -167,14 +167,9 @@ class SharedFashionMNIST(d2l.FashionMNIST):
         self.val = ArrayImages(arrays.test_images, arrays.test_labels, trans)
 
 
-class TimedTrainer(d2l.Trainer):
+class TimedTrainer(d2l_cli.TimedTrainer, d2l.Trainer):
     """``d2l.Trainer`` whose ``fit_epoch`` (d2l's, copied) is timed and records an
     exact test accuracy per epoch in a :class:`d2l_lite.training.History`."""
-
-    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, history=None):
-        super().__init__(max_epochs, num_gpus, gradient_clip_val)
-        self.history = history
-        self.validation_seconds = []
 
     def _sync(self):
         if self.gpus:

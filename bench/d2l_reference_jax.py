@@ -193,14 +193,9 @@ class SharedFashionMNIST(d2l.FashionMNIST):
         self.val = (arrays.test_images, arrays.test_labels)
 
 
-class TimedTrainer(d2l.Trainer):
+class TimedTrainer(d2l_cli.TimedTrainer, d2l.Trainer):
     """``d2l.Trainer`` whose ``fit_epoch`` (d2l's JAX one, copied) is timed and records
     an exact test accuracy per epoch in a :class:`d2l_lite.training.History`."""
-
-    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, history=None):
-        super().__init__(max_epochs, num_gpus, gradient_clip_val)
-        self.history = history
-        self.validation_seconds = []
 
     def fit_epoch(self):
         # -- d2l.Trainer.fit_epoch, training part (d2l 1.0.3, sec_linear_scratch) --
