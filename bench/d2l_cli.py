@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
 import traceback
 from importlib.metadata import version
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 #: ``--num-workers`` where d2l's data pipeline has no worker processes.
 NO_WORKERS = "ignored: d2l's data pipeline here has no worker processes"
@@ -26,6 +27,16 @@ class TimedTrainer:
         super().__init__(max_epochs, num_gpus, gradient_clip_val)
         self.history = history
         self.validation_seconds = []
+
+
+def timed_fit(trainer, model, data, setup_start: float, **fit_args) -> Tuple[float, float]:
+    """d2l's ``trainer.fit(model, data, **fit_args)``, timed: ``(setup_seconds,
+    fit_seconds)``, the seconds since ``setup_start`` (the model, trainer and data
+    module made) and those of the fit itself."""
+    setup_seconds = time.perf_counter() - setup_start
+    start = time.perf_counter()
+    trainer.fit(model, data, **fit_args)
+    return setup_seconds, time.perf_counter() - start
 
 
 def package_version(name: str) -> str:

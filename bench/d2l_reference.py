@@ -232,10 +232,7 @@ def run(args) -> dict:
                               num_workers=args.num_workers)
     model.apply_init([next(iter(data.get_dataloader(True)))[0]], d2l.init_cnn)
     model.board.display = args.board
-    setup_seconds = time.perf_counter() - setup
-    start = time.perf_counter()
-    trainer.fit(model, data)
-    fit_seconds = time.perf_counter() - start
+    setup_seconds, fit_seconds = d2l_cli.timed_fit(trainer, model, data, setup)
     return d2l_cli.record(
         args, trainer, setup_seconds, fit_seconds,
         {"numpy": np.__version__, "torch": torch.__version__,

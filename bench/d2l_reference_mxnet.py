@@ -274,10 +274,7 @@ def run(args) -> dict:
                               resize=(args.image_size, args.image_size),
                               num_workers=args.num_workers)
     model.board.display = args.board
-    setup_seconds = time.perf_counter() - setup
-    start = time.perf_counter()
-    trainer.fit(model, data)
-    fit_seconds = time.perf_counter() - start
+    setup_seconds, fit_seconds = d2l_cli.timed_fit(trainer, model, data, setup)
     return d2l_cli.record(
         args, trainer, setup_seconds, fit_seconds,
         {"numpy": onp.__version__, "mxnet": mx.__version__,

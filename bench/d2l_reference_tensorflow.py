@@ -254,10 +254,7 @@ def run(args) -> dict:
     with d2l.try_gpu():
         model = GoogleNet(lr=args.lr)
         model.board.display = args.board
-        setup_seconds = time.perf_counter() - setup
-        start = time.perf_counter()
-        trainer.fit(model, data)
-        fit_seconds = time.perf_counter() - start
+        setup_seconds, fit_seconds = d2l_cli.timed_fit(trainer, model, data, setup)
     return d2l_cli.record(
         args, trainer, setup_seconds, fit_seconds,
         {"numpy": np.__version__, "tensorflow": tf.__version__,
