@@ -3,10 +3,9 @@ with NCHW NumPy batches and neutral weight names at the interface."""
 
 import keras
 import numpy as np
-
-from .. import architecture
 import tensorflow as tf
 
+from .. import architecture
 from . import flops, model, parallel
 from .book import train_step
 from .train import make_optimizer, prepare_batch

@@ -41,7 +41,7 @@ class TorchBackend:
 
     def optimizer_steps(self, recipe, weights, grads, rates):
         w = torch.nn.Parameter(torch.tensor(weights))
-        optimizer = train.make_optimizer(recipe, [w], rates[0])
+        optimizer = train.make_optimizer(recipe, [w])
         for grad, rate in zip(grads, rates):
             optimizer.param_groups[0]["lr"] = rate  # as the trainer's schedule sets it
             w.grad = torch.tensor(grad)
