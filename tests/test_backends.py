@@ -99,12 +99,16 @@ def test_the_model_is_the_description(impl, name):
 
 def test_the_papers_head_takes_a_7x7_map_only(impl):
     """The paper's 7x7 average pool: the smallest input that leaves a 7x7 map runs,
-    one pixel less is refused (an error from the framework's shapes, or JAX's check)."""
+    one pixel less is refused (an error from the framework's shapes, or JAX's
+    check) that names the 6x6 map it got, each in its framework's words."""
     spec = architecture.PAPER
     model, smallest = impl.build(spec), spec.min_input_size()
     X = np.zeros((1, 3, smallest, smallest), np.float32)
     assert impl.logits(model, X).shape == (1, spec.num_classes)
-    with pytest.raises((RuntimeError, ValueError)):  # MXNetError is a RuntimeError
+    six_by_six = {"torch": r"1024x6x6", "tensorflow": r"shape=\(1, 6, 6, 1024\)",
+                  "jax": r"this input gives 6x6", "mxnet": r"exceeds input \(6 padded"}
+    with pytest.raises((RuntimeError, ValueError),  # MXNetError is a RuntimeError
+                       match=six_by_six[impl.name]):
         impl.logits(model, X[:, :, 1:, 1:])
 
 
