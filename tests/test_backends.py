@@ -107,6 +107,7 @@ def test_the_papers_head_takes_a_7x7_map_only(impl):
     assert impl.logits(model, X).shape == (1, spec.num_classes)
     six_by_six = {"torch": r"1024x6x6", "tensorflow": r"shape=\(1, 6, 6, 1024\)",
                   "jax": r"this input gives 6x6", "mxnet": r"exceeds input \(6 padded"}
+    assert impl.name in six_by_six, "a new backend: add its framework's words here"
     with pytest.raises((RuntimeError, ValueError),  # MXNetError is a RuntimeError
                        match=six_by_six[impl.name]):
         impl.logits(model, X[:, :, 1:, 1:])
