@@ -7,7 +7,7 @@ by name and then computes the NumPy reference's logits, counts the analytic
 FLOPs, learns, and takes the same step on two devices as on one.
 ``tools/run_tests.sh`` runs this file in the main environment (PyTorch,
 TensorFlow, JAX) and in the MXNet one, and fails unless the two runs together
-exercised all four backends (each test writes its backend's name to the file
+exercised every registered backend (each test writes its name to the file
 that ``D2L_BACKENDS_SEEN`` names).
 """
 
