@@ -162,16 +162,21 @@ def plot_confusion(labels, predictions, class_names: Sequence[str], title: str =
     return fig
 
 
-def show_predictions(images, labels, predictions, class_names: Sequence[str], n: int = 8):
-    """The first ``n`` test images with their true and predicted labels (red: wrong)."""
+def show_predictions(images, labels, predictions, class_names: Sequence[str], n: int = 8,
+                     per_row: int = 5):
+    """The first ``n`` test images with their true and predicted labels (red: wrong),
+    ``per_row`` to a row, so that the labels stay legible in the page's column."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, n, figsize=(1.15 * n, 1.9))
-    for ax, image, true, guess in zip(axes, images, labels, predictions):
-        ax.imshow(image, cmap="gray_r")
-        ax.set_title(f"{class_names[true]}\n{class_names[guess]}", fontsize=7,
-                     color="black" if true == guess else "red")
+    rows = -(-n // per_row)
+    fig, axes = plt.subplots(rows, per_row, figsize=(1.5 * per_row, 2.2 * rows),
+                             squeeze=False)
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle("true (top) and predicted (bottom) labels", fontsize=9)
+    for ax, image, true, guess in zip(axes.flat, images[:n], labels, predictions):
+        ax.imshow(image, cmap="gray_r")
+        ax.set_title(f"{class_names[true]}\n{class_names[guess]}", fontsize=9,
+                     color="black" if true == guess else "red")
+    fig.suptitle("true (top) and predicted (bottom) labels", fontsize=10)
     fig.tight_layout()
     return fig
 
