@@ -56,6 +56,21 @@ class Recipe:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name, ok, rule in (
+                ("lr", math.isfinite(self.lr) and self.lr >= 0, "a number >= 0"),
+                ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                ("warmup_epochs", 0 <= self.warmup_epochs <= self.num_epochs,
+                 f"from 0 to num_epochs ({self.num_epochs})"),
+                ("momentum", 0 <= self.momentum < 1, "in [0, 1)")):
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
+        if self.optimizer == "adamw" and (self.momentum or self.nesterov):
+            raise ValueError("momentum and nesterov are SGD's: AdamW keeps its own moving "
+                             "averages (PyTorch's betas, 0.9 and 0.999); use "
+                             "optimizer='sgd' or leave them at 0 and False")
+        if self.nesterov and not self.momentum:
+            raise ValueError("nesterov=True needs a momentum > 0 (e.g. momentum=0.9), "
+                             "as torch.optim.SGD does")
 
     def with_(self, **changes) -> "Recipe":
         """A copy with some fields changed."""

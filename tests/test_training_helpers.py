@@ -28,6 +28,22 @@ def test_step_schedule_divides_by_ten_twice():
         training.Recipe("r", schedule="linear")
 
 
+@pytest.mark.parametrize("changes, match", [
+    (dict(lr=-0.1), "lr must be a number >= 0, got -0.1"),
+    (dict(lr=float("nan")), "lr must be"),
+    (dict(weight_decay=-1e-4), "weight_decay must be >= 0"),
+    (dict(warmup_epochs=11.0), r"warmup_epochs must be from 0 to num_epochs \(10\)"),
+    (dict(momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (dict(nesterov=True), "nesterov=True needs a momentum > 0"),
+    (dict(optimizer="adamw", momentum=0.9), "momentum and nesterov are SGD's"),
+])
+def test_a_recipe_that_cannot_train_as_meant_is_refused(changes, match):
+    """Silently, a negative rate would climb the loss, a warm-up longer than
+    the run would never reach the rate, and AdamW would ignore a momentum."""
+    with pytest.raises(ValueError, match=match):
+        training.CLASSIC.with_(**changes)
+
+
 def _history(recipe, losses, accs):
     history = training.History("X", recipe, "cpu", 100, 50)
     for i, (loss, acc) in enumerate(zip(losses, accs)):
