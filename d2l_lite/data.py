@@ -57,6 +57,11 @@ class FashionMNIST:
 
     def subset(self, num_train: int, num_test: int) -> "FashionMNIST":
         """The first ``num_train`` / ``num_test`` examples (for small-scale runs)."""
+        for n, have, what in ((num_train, len(self.train_images), "training"),
+                              (num_test, len(self.test_images), "test")):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= have:
+                raise ValueError(f"subset: {n!r} {what} images asked for, but there are "
+                                 f"{have:,}: ask for a whole number from 1 to {have:,}")
         return FashionMNIST(self.train_images[:num_train], self.train_labels[:num_train],
                             self.test_images[:num_test], self.test_labels[:num_test],
                             f"{self.source} (subset {num_train}/{num_test})")

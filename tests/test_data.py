@@ -74,6 +74,12 @@ def test_subset_keeps_the_first_examples(tiny):
     small = fm.subset(4, 2)
     assert small.train_images.shape == (4, 28, 28) and small.test_labels.shape == (2,)
     np.testing.assert_array_equal(small.train_labels, fm.train_labels[:4])
+    # -1 would slice off the last image, 100 give all 12: both said instead
+    for args, match in [((-1, 2), "-1 training images asked for, but there are 12"),
+                        ((4, 100), "100 test images asked for, but there are 5"),
+                        ((0, 2), "from 1 to 12"), ((4.5, 2), "4.5 training")]:
+        with pytest.raises(ValueError, match=match):
+            fm.subset(*args)
 
 
 def test_missing_directory(tmp_path):
