@@ -1,11 +1,15 @@
-"""Framework-neutral run-time settings: scale of the run and device notices."""
+"""Framework-neutral run-time settings (the scale of the run), the machine and
+device notices, and wall-clock timing."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
 #: Set to 1 (``make test`` and CI do) for quick training runs on a few hundred images.
 SMALL_SCALE_ENV = "D2L_SMALL_SCALE"
@@ -41,3 +45,29 @@ def hardware() -> str:
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"CPU: {model}, {os.cpu_count()} cores"
+
+
+def median_seconds(call: Callable, repeats: int = 10, warmup: int = 2,
+                   sync: Callable = lambda: None) -> float:
+    """Median seconds of ``call()`` over ``repeats`` calls after ``warmup`` untimed ones,
+    with ``sync()`` around each."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    times = []
+    for i in range(warmup + repeats):
+        sync()
+        timer = Timer()
+        call()
+        sync()
+        if i >= warmup:
+            times.append(timer.elapsed())
+    return statistics.median(times)
+
+
+class Timer:
+    """Wall-clock seconds; the frameworks synchronise the device before reading it."""
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

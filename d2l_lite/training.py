@@ -8,8 +8,6 @@ import json
 import math
 import os
 import re
-import statistics
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -19,7 +17,7 @@ import numpy as np
 from . import tables
 from .data import minibatch_indices
 from .plotting import ProgressPlot, plot_history  # noqa: F401 (pages call training.plot_history)
-from .runtime import small_scale
+from .runtime import Timer, small_scale
 
 
 @dataclass(frozen=True)
@@ -386,29 +384,3 @@ def batch_progress(num_batches: int, epoch: int, num_epochs: int, enabled: bool 
     from tqdm.auto import tqdm
     return tqdm(total=num_batches, desc=f"epoch {epoch}/{num_epochs}", leave=False,
                 disable=not enabled, unit="batch")
-
-
-def median_seconds(call: Callable, repeats: int = 10, warmup: int = 2,
-                   sync: Callable = lambda: None) -> float:
-    """Median seconds of ``call()`` over ``repeats`` calls after ``warmup`` untimed ones,
-    with ``sync()`` around each."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    times = []
-    for i in range(warmup + repeats):
-        sync()
-        timer = Timer()
-        call()
-        sync()
-        if i >= warmup:
-            times.append(timer.elapsed())
-    return statistics.median(times)
-
-
-class Timer:
-    """Wall-clock seconds; the frameworks synchronise the device before reading it."""
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start

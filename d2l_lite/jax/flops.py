@@ -8,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from .. import training
+from .. import runtime
 from ..flop_rules import conv_taps, xla_flop_terms  # noqa: F401 (the FLOPs page's)
 from ..flop_rules import xla_flops as expected_flops  # noqa: F401
 from ..flop_rules import xla_flops_by_op as expected_flops_by_op  # noqa: F401
@@ -56,5 +56,5 @@ def time_forward(model_or_block, input_shape, repeats=10, warmup=2, variables=No
     variables = variables or init(model_or_block, input_shape)
     forward = jax.jit(model_or_block.apply)
     X = jax.random.uniform(jax.random.key(0), tuple(input_shape))
-    return training.median_seconds(lambda: forward(variables, X).block_until_ready(),
+    return runtime.median_seconds(lambda: forward(variables, X).block_until_ready(),
                                    repeats, warmup)

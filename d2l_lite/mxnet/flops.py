@@ -9,7 +9,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .. import counting, training
+from .. import counting, runtime
 from .model import _context
 
 
@@ -54,4 +54,4 @@ def time_forward(model_or_block: gluon.HybridBlock, input_shape: Sequence[int],
     passes that build the cached graph; ``nd.waitall()`` (MXNet runs asynchronously)."""
     X = nd.random.uniform(shape=tuple(input_shape), ctx=_context(model_or_block))
     model_or_block.hybridize(static_alloc=True, static_shape=True)
-    return training.median_seconds(lambda: model_or_block(X), repeats, warmup, nd.waitall)
+    return runtime.median_seconds(lambda: model_or_block(X), repeats, warmup, nd.waitall)

@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 import keras
 import tensorflow as tf
 
-from .. import training
+from .. import runtime
 from ..flop_rules import tensorflow_flops_by_op as expected_flops_by_op  # noqa: F401
 
 
@@ -59,5 +59,5 @@ def time_forward(model_or_block: keras.layers.Layer, input_shape: Sequence[int],
                  repeats: int = 10, warmup: int = 2) -> float:
     """Median seconds of a ``tf.function`` forward pass on an NHWC batch, after ``warmup``."""
     forward, X = _forward(model_or_block, input_shape), tf.random.uniform(input_shape)
-    return training.median_seconds(lambda: forward(X), repeats, warmup,
+    return runtime.median_seconds(lambda: forward(X), repeats, warmup,
                                    tf.test.experimental.sync_devices)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import counting, training
+from .. import counting, runtime
 from .model import _device
 from .train import sync_of
 
@@ -44,6 +44,6 @@ def time_forward(model_or_block: nn.Module, input_shape: Sequence[int],
     model_or_block.eval()
     try:
         with torch.no_grad():
-            return training.median_seconds(lambda: model_or_block(X), repeats, warmup, sync)
+            return runtime.median_seconds(lambda: model_or_block(X), repeats, warmup, sync)
     finally:
         model_or_block.train(was_training)
