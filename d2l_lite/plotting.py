@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -276,7 +277,9 @@ def plot_comparison(histories, title: str = ""):
     """Test accuracy against epochs and against training seconds, one line per run
     (``histories``: name -> ``training.History``, the variants chapter's). Runs that
     end at the same accuracy would hide each other: each has its own marker and size
-    (the first drawn largest) and its final accuracy in the legend."""
+    (the first drawn largest) and its final accuracy in the legend. The accuracy axis
+    spans the runs' accuracies, not 0 to 1, so that runs a few points apart can be told
+    apart; it shows chance (0.1) as a dotted line where it reaches down to it."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     fig, (ax_epoch, ax_time) = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
@@ -290,8 +293,13 @@ def plot_comparison(histories, title: str = ""):
     ax_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_epoch.set(xlabel="epoch", ylabel="test accuracy")
     ax_time.set_xlabel("training seconds")
+    accuracies = [a for h in histories.values() for a in h.metric("test_acc")]
+    low = max(0.0, math.floor(20 * (min(accuracies) - 0.02)) / 20)
+    high = min(1.0, math.ceil(20 * (max(accuracies) + 0.02)) / 20)
+    ax_epoch.set_ylim(low, high)  # shared with ax_time
     for ax in (ax_epoch, ax_time):
-        ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":")  # chance
+        if low < 0.1:
+            ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":")  # chance
         ax.grid(alpha=0.3)
     ax_time.legend(fontsize=8, title="run (final test acc)", title_fontsize=8,
                    loc="upper left", bbox_to_anchor=(1.02, 1))  # beside, not over

@@ -73,14 +73,22 @@ def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str
 def conclusions(histories: Dict[str, History], again: History) -> List[str]:
     """Each run against the baseline, judged by the baseline's seed-to-seed spread: the
     gap between the baseline and ``again``, the same run from another seed. A difference
-    within that spread is no evidence either way."""
+    within that spread is no evidence either way; one of up to two spreads is a hint that
+    more seeds would have to confirm; beyond two spreads, a result."""
     base = histories["baseline"].final_test_acc
     spread = abs(again.final_test_acc - base)
     lines = [f"baseline {base:.3f}, seed {again.recipe.seed}: "
              f"{again.final_test_acc:.3f}; spread {spread:.3f}"]
     for name, h in list(histories.items())[1:]:
         diff = h.final_test_acc - base
-        verdict = ("within the spread: no conclusion" if abs(diff) <= spread else
-                   "better than the baseline" if diff > 0 else "worse than the baseline")
+        side = "better" if diff > 0 else "worse"
+        if abs(diff) <= spread:
+            verdict = "within the spread: no conclusion"
+        elif spread == 0:
+            verdict = f"{side}; the seeds agreed, so no yardstick"
+        else:
+            spreads = abs(diff) / spread
+            verdict = (f"{side}, {spreads:.1f} spreads: "
+                       + ("a hint" if spreads <= 2 else "a result"))
         lines.append(f"{name:16s}{diff:+.3f}  {verdict}")
     return lines

@@ -103,14 +103,17 @@ def shown_text(cell):
                                   figure.get("image", {}).get("alt")]))
 
 
-def untraced(nb, pool):
+def untraced(nb, pool, every_decimal=False):
+    """(cell, number) for each number of the prose that ``pool`` does not hold; with
+    ``every_decimal``, decimals of one or two significant digits (0.07) count too."""
     for index, cell in enumerate(nb["cells"]):
         text = prose(shown_text(cell))
         for match in PROSE_NUMBER.finditer(text):
             raw, suffix, tail = match.group(1), match.group(2), (match.group(3) or "").strip()
             kind = "%" if tail == "%" else ("ratio" if tail else "")
             plain = raw.replace(",", "")
-            if not kind and significant_digits(raw) < 3:
+            if not kind and significant_digits(raw) < 3 and not (
+                    every_decimal and "." in plain):
                 continue
             if not kind and "." not in plain and 1900 <= int(plain) <= 2099:
                 continue  # a year
@@ -139,6 +142,49 @@ def test_the_check_catches_an_untraced_number():
                                    "image": {"alt": "rising to 0.931"}}}}]}
     assert list(untraced(nb, computed(nb))) == [(1, "2.4 times"), (1, "0.913"),
                                                 (2, "0.931")]
+
+
+# Measured figures typed into the prose ---------------------------------------------
+#
+# A number that only an output marked ``nbval-ignore-output`` (an accuracy, a time)
+# gives is a measured figure: typed into the markdown, it is true of one run and
+# silently false after the next. The prose points to the printed line instead.
+# Constants are not measured: a number that d2l_lite's source holds (a learning
+# rate, a threshold) is one, and so are the two derived ones below.
+
+DERIVED = {2.303: "ln 10, the loss of guessing among ten classes",
+           91.0: "label smoothing 0.1: the true class gets 0.9 + 0.1 / 10"}
+
+
+def library_numbers():
+    return set().union(*(numbers(path.read_text())
+                         for path in (ROOT / "d2l_lite").rglob("*.py")))
+
+
+def measured_in_prose(nb, constants):
+    """(cell, number) for each prose number that only volatile outputs give."""
+    steady = {"cells": [dict(cell, outputs=[]) if "nbval-ignore-output" in
+                        cell.get("metadata", {}).get("tags", []) else cell
+                        for cell in nb["cells"]]}
+    pool = constants | cited() | set(DERIVED)
+    volatile = set(untraced(nb, computed(steady) | pool, every_decimal=True))
+    return sorted(volatile - set(untraced(nb, computed(nb) | pool, every_decimal=True)))
+
+
+def test_no_measured_figure_is_typed_into_the_prose():
+    constants = library_numbers()
+    typed = [f"{path.relative_to(ROOT)}: cell {i}: {n!r}" for path in NOTEBOOKS
+             for i, n in measured_in_prose(json.loads(path.read_text()), constants)]
+    assert not typed, ("figures of one run typed into the prose (point to the cell that "
+                       "prints them instead):\n" + "\n".join(typed))
+
+
+def test_the_measured_figure_check_tells_a_run_from_a_constant():
+    run = {"cell_type": "code", "source": [], "metadata": {"tags": ["nbval-ignore-output"]},
+           "outputs": [{"output_type": "stream", "text": ["spread 0.018, lr 0.002"]}]}
+    nb = {"cells": [run, {"cell_type": "markdown", "source": [
+        "A spread of 0.018 at a rate of 0.002, near 2.303."]}]}
+    assert measured_in_prose(nb, {0.002}) == [(1, "0.018")]
 
 
 # Claims without digits ------------------------------------------------------------

@@ -177,13 +177,16 @@ def test_a_difference_counts_only_beyond_the_seed_spread():
     recipe = variants.BASELINE.with_(num_epochs=1)
     histories = {name: _history(recipe, [1.0], [acc]) for name, acc in
                  (("baseline", 0.80), ("batch norm", 0.85), ("residual", 0.79),
-                  ("28x28", 0.70))}
+                  ("28x28", 0.77), ("aux heads", 0.83))}
     again = _history(recipe.with_(seed=1), [1.0], [0.82])
     lines = variants.conclusions(histories, again)
     assert lines[0] == "baseline 0.800, seed 1: 0.820; spread 0.020"
     assert [line.split("  ")[-1] for line in lines[1:]] == [
-        "better than the baseline", "within the spread: no conclusion",
-        "worse than the baseline"]
+        "better, 2.5 spreads: a result", "within the spread: no conclusion",
+        "worse, 1.5 spreads: a hint", "better, 1.5 spreads: a hint"]
+    again.epochs[-1].test_acc = 0.80  # two seeds that agree measure nothing
+    assert variants.conclusions(histories, again)[1].endswith(
+        "better; the seeds agreed, so no yardstick")
 
 
 def test_the_training_index_collects_every_pages_committed_runs():
