@@ -81,8 +81,9 @@ def setup_source(is_mxnet: bool) -> str:
         "# torch, tensorflow and jax GPU builds are kept). Elsewhere this cell\n"
         "# does nothing.\n"
         "import sys\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    %pip install -q \"d2l_lite[colab] @ git+{url}\""
+        f"repository = \"{url}\"\n"
+        "if \"google.colab\" in sys.modules:  # IPython fills in {repository} below\n"
+        "    %pip install -q \"d2l_lite[colab] @ git+{repository}\""
     )
 
 

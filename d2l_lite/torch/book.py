@@ -55,8 +55,9 @@ class GoogLeNet(nn.Module):
         self.stem = nn.Sequential(OrderedDict(b1=self.b1(), b2=self.b2()))
         self.body = nn.Sequential(OrderedDict(
             b3=self.b3(), b4=self.b4(), b5=self.b5()))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)),
-                                  nn.Flatten(), nn.LazyLinear(num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+            nn.LazyLinear(num_classes))
 
     def b1(self):  # N x 1 x 96 x 96 -> N x 64 x 24 x 24
         return nn.Sequential(self.conv(64, 7, stride=2, padding=3),
