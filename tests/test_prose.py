@@ -301,6 +301,21 @@ def test_the_claim_check_tells_backed_from_unbacked():
                      ("A step is shorter here than there.", False)]
 
 
+def test_the_cited_accuracy_of_d2ls_code_is_the_benchmarks():
+    """The training pages compare with d2l's own code at its recipe: the figure
+    they cite is the committed H200 benchmark's final accuracy for it."""
+    table = (ROOT / "bench" / "results" / "2026-12-04-nvidia-h200.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| d2l (PyTorch) |"))
+    header = next(line for line in table.splitlines() if line.startswith("| run "))
+    column = [cell.strip() for cell in header.split("|")].index("final acc")
+    figure = row.split("|")[column].strip()
+    assert f"| {figure} |" in (ROOT / "references.md").read_text()
+    for page in ("index", "pytorch", "tensorflow", "jax", "mxnet"):
+        text = (ROOT / "chapters" / "training" / f"{page}.ipynb").read_text()
+        assert f"reach {figure} test accuracy" in text or \
+            f"reaches {figure} test accuracy" in text, page
+
+
 @pytest.mark.parametrize("run, figure", [("PyTorch | classic", "14,743.7"),
                                          ("d2l (PyTorch) | d2l", "4,830.8")])
 def test_the_cited_h200_steps_are_the_benchmarks_figures(run, figure):

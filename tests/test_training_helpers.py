@@ -147,6 +147,15 @@ def test_fit_narrows_a_padded_table_and_wraps_a_long_repr():
     assert tables.fit("short") == "short"
 
 
+def test_table_numbers_keep_commas_and_never_turn_exponential():
+    """Integers and floats of four or more digits alike carry commas, so a
+    column reads the same whichever type a value arrived as."""
+    lines = tables.format_table(("a", "b"), [(1_072, 1018.0), (159, 159.5),
+                                             (0, 19103.4), (1, 0.81066)]).splitlines()
+    assert [line.split() for line in lines[2:]] == [
+        ["1,072", "1,018"], ["159", "159.5"], ["0", "19,103"], ["1", "0.8107"]]
+
+
 def test_a_recipe_displays_wrapped_to_the_page():
     pretty = pytest.importorskip("IPython.lib.pretty")
     lines = pretty.pretty(training.FAST).splitlines()
