@@ -189,7 +189,7 @@ def test_the_measured_figure_check_tells_a_run_from_a_constant():
 
 # Claims without digits ------------------------------------------------------------
 #
-# A sentence of proportion, ranking or comparison ("two thirds", "the largest",
+# A sentence of proportion, ranking or comparison ("two thirds", "the largest", "the widest",
 # "faster", "every framework ...") carries a number without digits. It is backed by
 # an HTML comment in its paragraph, which the book does not show:
 #   <!-- checked: TEXT -->  TEXT is part of an `assert` in a code cell of the page;
@@ -204,7 +204,8 @@ CLAIM = re.compile(
     r"\b(?:half|halves|two thirds|a third|a quarter|four fifths|most of|the bulk|"
     r"majority|largest|smallest|biggest|cheaper|costlier|more expensive|faster|"
     r"slower|fewer|twice|almost all|nearly all|every framework|all four|"
-    r"each framework)\b"
+    r"each framework|fewest|highest|lowest|widest|narrowest|cheapest|costliest|"
+    r"fastest|slowest|best|worst|longest|shortest)\b"
     r"|\b(?:smaller|larger|bigger|greater)(?:\s+[\w'$-]+){0,3}?\s+than\b"  # larger than
     r"|\b(?:more|fewer)(?:\s+[\w'$-]+){1,3}?\s+than\b"  # more steps than, not "more than 3"
     r"|\b(?:longer|shorter)(?:\s+[\w'$-]+){0,3}?\s+than\b"  # took longer eagerly than
