@@ -62,7 +62,7 @@ class Inception(nn.Module):
 
     @nn.compact
     def __call__(self, x, train=False):  # x: N x H x W x C, channels last
-        branches = [self.branch1, self.branch2, self.branch3, self.branch4]
+        branches = self.branch1, self.branch2, self.branch3, self.branch4
         return jnp.concatenate([b(x, train) for b in branches], axis=-1)
 
 
@@ -150,7 +150,7 @@ class ResidualInception(Inception):
     1x1 convolution of x to the block's width), no ReLU on the shortcut."""
     @nn.compact
     def __call__(self, x, train=False):
-        branches = [self.branch1, self.branch2, self.branch3, self.branch4]
+        branches = self.branch1, self.branch2, self.branch3, self.branch4
         y = jnp.concatenate([b(x, train) for b in branches], axis=-1)
         return nn.relu(y + nn.Conv(y.shape[-1], (1, 1))(x))  # linear
 

@@ -64,7 +64,8 @@ class GoogLeNet(nn.HybridBlock):
 
     def b2(self):  # -> N x 192 x 12 x 12
         net = nn.HybridSequential()
-        net.add(self.conv(64, 1), self.conv(192, 3, padding=1), max_pool())
+        net.add(self.conv(64, 1), self.conv(192, 3, padding=1),
+                max_pool())
         return net
 
     def b3(self):  # -> N x 480 x 6 x 6
