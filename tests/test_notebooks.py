@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+import page_stats  # noqa: E402
 from page_stats import code_block_lines  # noqa: E402  (the fences, as the page table walks them)
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "mxnet")
 CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir()
@@ -129,6 +130,17 @@ def test_the_code_a_page_shows_fits_its_column(path):
             lines = included(file, name.group(1)) if name else []
             long += [(index, f"{file}: {line}") for line in lines if len(line) > 75]
     assert not long, f"{path.relative_to(ROOT)}: lines over 75 characters: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_page_keeps_the_readers_budgets(path):
+    """``tools/page_stats.py``'s budgets: visible code lines, words of prose
+    on a framework page, the scale notice at most once. (Wide lines are the
+    browser test's, which measures the rendered page.)"""
+    page = str(path.relative_to(ROOT / "chapters").with_suffix(""))
+    problems = [p for p in page_stats.over_budget(page, page_stats.stats(path))
+                if "characters" not in p]
+    assert not problems, f"{page}: {problems}"
 
 
 def class_length(source, name):
