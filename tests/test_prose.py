@@ -331,3 +331,23 @@ def test_the_cited_h200_steps_are_the_benchmarks_figures(run, figure):
     assert f"| {figure} |" in (ROOT / "references.md").read_text()
     page = (ROOT / "chapters" / "parallel" / "index.ipynb").read_text()
     assert figure.replace(",", "_") in page
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "jax"])
+def test_the_variants_figures_alt_text_names_the_committed_runs_leader(framework):
+    """The comparison figure's alt text describes the committed run ("the batch
+    norm line lies highest"): it must name the run whose final accuracy the
+    committed table puts first, so that a re-run that changes the order fails
+    here until the text is changed too."""
+    nb = json.loads((ROOT / "chapters" / "variants" / f"{framework}.ipynb").read_text())
+    table = next("".join(out.get("text", "")) for cell in nb["cells"]
+                 if "comparison_table(" in "".join(cell["source"])
+                 for out in cell.get("outputs", []) if out.get("text"))
+    rows = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()[2:]
+            if line.strip()]
+    leader = max(rows, key=lambda row: float(row[2]))[0]
+    alts = [cell["metadata"]["mystnb"]["image"]["alt"] for cell in nb["cells"]
+            if "lies highest" in cell.get("metadata", {}).get("mystnb", {})
+            .get("image", {}).get("alt", "")]
+    assert alts and all(f"the {leader} line lies highest" in alt for alt in alts), \
+        (leader, alts)
