@@ -57,3 +57,13 @@ def test_synchronised_batchnorm_matches_one_device_and_local_does_not(fashion_mn
     after, update = one_device_step(spec, *batch)
     assert max_difference(two_process_step(spec, *batch, True), after) < EXACT * update
     assert max_difference(two_process_step(spec, *batch, False), after) > DIFFERENT * update
+
+
+def test_fewer_gpus_than_processes_runs_every_process_on_the_cpu(monkeypatch, capsys):
+    """One GPU and two processes (Colab's runtime): not a refusal, the CPU, said
+    once. The processes themselves see this machine's devices."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    results = d2l.spawn(d2l.hello_worker, 2, timeout_s=120)
+    assert "2 processes, 1 GPU(s) here: every process runs on the CPU" in \
+        capsys.readouterr().out
+    assert [r["sum"] for r in results] == [3.0, 3.0]

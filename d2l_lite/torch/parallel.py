@@ -64,17 +64,16 @@ def free_port():
 def spawn(worker, world_size, *args, timeout_s=600.0):
     """Run ``worker(rank, world_size, *args, out_dir)`` in ``world_size`` new
     processes; return what each saved as ``out_dir/rank<r>.pt``. One deadline,
-    ``timeout_s``, covers their whole run. Checked before any starts: the
-    number of processes (one per GPU where there are GPUs), the worker, and
-    every argument with a ``check(world_size)`` method (a
-    :class:`DataParallelJob`). See :func:`d2l_lite.processes.run`."""
+    ``timeout_s``, covers their whole run. One process per GPU where there is
+    a GPU for each, else all on the CPU, said once (:func:`process_device`).
+    Checked before any starts: the number of processes, the worker, and every
+    argument with a ``check(world_size)`` method (a :class:`DataParallelJob`).
+    See :func:`d2l_lite.processes.run`."""
     processes.check_count(world_size)
     gpus = torch.cuda.device_count()
-    if gpus and world_size > gpus:
-        raise ValueError(
-            f"{world_size} processes asked for, {gpus} GPU(s) here: one process per "
-            f"GPU. Ask for at most {gpus}, or hide the GPUs (CUDA_VISIBLE_DEVICES="
-            f"'' before Python starts) to run every process on the CPU.")
+    if 0 < gpus < world_size:  # process_device then puts every process on the CPU
+        print(f"PyTorch: {world_size} processes, {gpus} GPU(s) here: every process "
+              f"runs on the CPU (one process per GPU needs {world_size} GPUs).")
     for arg in args:
         if hasattr(arg, "check"):
             arg.check(world_size)
