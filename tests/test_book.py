@@ -162,7 +162,6 @@ def test_page_in_a_browser(page, server, browser):
     errors = [e for e in errors if "net::ERR_FAILED" not in e]
     assert not errors, errors
 
-
     if page.startswith("chapters/"):  # notebook pages have launch buttons
         repo, branch = repository()
         colab = tab.eval_on_selector_all(

@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import page_stats  # noqa: E402
-from page_stats import code_block_lines  # noqa: E402  (the fences, as the page table walks them)
+import notebooks  # noqa: E402  (tools/notebooks.py)
+import page_stats  # noqa: E402  (the page table, and the fences as it walks them)
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "mxnet")
 CHAPTERS = sorted(p for p in (ROOT / "chapters").iterdir()
                   if p.is_dir() and any(p.glob("*.ipynb")))
@@ -124,7 +124,7 @@ def test_the_code_a_page_shows_fits_its_column(path):
             long += [(index, line) for line in source.splitlines() if len(line) > 75]
         if cell["cell_type"] != "markdown":
             continue
-        long += [(index, line) for line in code_block_lines(source) if len(line) > 75]
+        long += [(index, line) for line in page_stats.code_block_lines(source) if len(line) > 75]
         for file, options in INCLUDE.findall(source):
             name = re.search(r":pyobject:\s*(\S+)", options)
             lines = included(file, name.group(1)) if name else []
@@ -168,8 +168,6 @@ def test_the_colab_cells_install_from_the_repository_setting():
     every set-up cell installs from it (``notebooks.py check`` above keeps them
     equal), ``notebooks.py repository`` changes it, and the publish workflow
     sets it to the repository it publishes from."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import notebooks
     url = notebooks.repository_url()
     for path in NOTEBOOKS:
         setup = next("".join(c["source"]) for c in load(path)["cells"]
@@ -192,8 +190,6 @@ def test_on_colab_the_setup_cell_asks_pip_for_the_repository(monkeypatch):
     variables before pip sees the line (``InteractiveShell.var_expand``)."""
     transformer = pytest.importorskip("IPython.core.inputtransformer2")
     from IPython.utils.text import DollarFormatter
-    sys.path.insert(0, str(ROOT / "tools"))
-    import notebooks
     calls = []
 
     class Shell:  # the two things the transformed cell asks of IPython

@@ -302,14 +302,21 @@ def test_the_claim_check_tells_backed_from_unbacked():
                      ("A step is shorter here than there.", False)]
 
 
+def h200_benchmark(run: str, column: str) -> str:
+    """A cell of the committed H200 benchmark table: ``run`` is "name | recipe"
+    (its first two columns), ``column`` a header."""
+    lines = (ROOT / "bench" / "results" / "2026-12-04-nvidia-h200.md").read_text().splitlines()
+    cells = [[cell.strip() for cell in line.split("|")] for line in lines
+             if line.startswith("|")]
+    header = cells[0]
+    row = next(row for row in cells if row[1:3] == run.split(" | "))
+    return row[header.index(column)]
+
+
 def test_the_cited_accuracy_of_d2ls_code_is_the_benchmarks():
     """The training pages compare with d2l's own code at its recipe: the figure
     they cite is the committed H200 benchmark's final accuracy for it."""
-    table = (ROOT / "bench" / "results" / "2026-12-04-nvidia-h200.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| d2l (PyTorch) |"))
-    header = next(line for line in table.splitlines() if line.startswith("| run "))
-    column = [cell.strip() for cell in header.split("|")].index("final acc")
-    figure = row.split("|")[column].strip()
+    figure = h200_benchmark("d2l (PyTorch) | d2l", "final acc")
     assert f"| {figure} |" in (ROOT / "references.md").read_text()
     for page in ("index", "pytorch", "tensorflow", "jax", "mxnet"):
         text = (ROOT / "chapters" / "training" / f"{page}.ipynb").read_text()
@@ -323,11 +330,7 @@ def test_the_cited_h200_steps_are_the_benchmarks_figures(run, figure):
     """The parallel chapter's cost model starts from the book's own step on one H200
     (and its exercise from d2l's, in the same run), cited in references.md from the
     committed benchmark table: they must agree."""
-    table = (ROOT / "bench" / "results" / "2026-12-04-nvidia-h200.md").read_text()
-    name, recipe = run.split(" | ")
-    row = next(line for line in table.splitlines()
-               if [cell.strip() for cell in line.split("|")[1:3]] == [name, recipe])
-    assert row.split("|")[5].strip() == figure
+    assert h200_benchmark(run, "images/s") == figure
     assert f"| {figure} |" in (ROOT / "references.md").read_text()
     page = (ROOT / "chapters" / "parallel" / "index.ipynb").read_text()
     assert figure.replace(",", "_") in page

@@ -108,11 +108,11 @@ def stats(path: Path) -> dict:
             continue
         tags = set(cell.get("metadata", {}).get("tags", []))
         lines = [ANSI.sub("", line) for line in output_lines(cell)]  # as rendered
+        notices += any(NOTICE.search(line) for line in lines)  # cells that print one
         if not tags & {"remove-cell", "remove-input"}:  # collapsed code can be opened
             lines += source.splitlines()
         if not tags & HIDDEN:
             code += len([line for line in source.splitlines() if line.strip()])
-        notices += any(NOTICE.search(line) for line in lines)  # cells that print one
         wide += [line for line in lines if len(line) > WIDTH]
     return {"code": code, "words": words, "wide": wide, "notices": notices}
 
