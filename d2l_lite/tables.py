@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import re
 import textwrap
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _cell(value) -> str:
+def _cell(value, decimals: Optional[int] = None) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
+    if isinstance(value, float) and decimals is not None:
+        return f"{value:,.{decimals}f}"
     if isinstance(value, float):  # 4 significant digits, never 1.91e+04
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """Columns padded to their widest cell; numbers right-aligned with commas."""
+def format_table(headers: Sequence[str], rows: Iterable[Sequence],
+                 decimals: Optional[Mapping[str, int]] = None) -> str:
+    """Columns padded to their widest cell; numbers right-aligned with commas.
+    ``decimals`` fixes the digits after the point of a column's floats, by
+    header (``{"final acc": 3}``: 0.800, not 0.8 beside 0.877)."""
     rows = [list(row) for row in rows]
-    text = [[_cell(v) for v in row] for row in rows]
+    places = [(decimals or {}).get(h) for h in headers]
+    text = [[_cell(v, d) for v, d in zip(row, places)] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
     numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
 
@@ -34,8 +40,9 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
                      + [line(r) for r in text])
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence]) -> None:
-    print(format_table(headers, rows))
+def print_table(headers: Sequence[str], rows: Iterable[Sequence],
+                decimals: Optional[Mapping[str, int]] = None) -> None:
+    print(format_table(headers, rows, decimals))
 
 
 def plural(count: int, noun: str) -> str:

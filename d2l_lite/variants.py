@@ -43,11 +43,10 @@ def comparison_table(histories: Dict[str, History]) -> None:
     for name, h in histories.items():
         steady = h.epochs[1:] or h.epochs
         rows.append((name, counting.total_params(counting.count_network(specs[name])),
-                     round(h.final_test_acc, 3), round(max(h.metric("test_acc")), 3),
-                     round(h.train_seconds, 1),
+                     h.final_test_acc, max(h.metric("test_acc")), h.train_seconds,
                      round(sum(e.images_per_sec for e in steady) / len(steady))))
-    tables.print_table(("run", "parameters", "final acc", "best acc",
-                        "train s", "images/s"), rows)
+    tables.print_table(("run", "parameters", "final acc", "best acc", "train s",
+                        "images/s"), rows, {"final acc": 3, "best acc": 3, "train s": 1})
 
 
 def check_comparison(histories: Dict[str, History], scale: RunScale) -> List[str]:

@@ -154,6 +154,9 @@ def test_table_numbers_keep_commas_and_never_turn_exponential():
                                              (0, 19103.4), (1, 0.81066)]).splitlines()
     assert [line.split() for line in lines[2:]] == [
         ["1,072", "1,018"], ["159", "159.5"], ["0", "19,103"], ["1", "0.8107"]]
+    fixed = tables.format_table(("acc", "s"), [(0.8, 1234.56), (0.8766, 9.0)],
+                                {"acc": 3, "s": 1}).splitlines()
+    assert fixed[2:] == ["0.800  1,234.6", "0.877      9.0"]
 
 
 def test_a_recipe_displays_wrapped_to_the_page():
