@@ -96,11 +96,11 @@ def check_split(batch_size: int, parts: int, what: str = "processes", index: int
     verb = "does" if batch_size == 1 else "do"
     raise ValueError(
         f"global batch {index} has {batch_size} image{'s' * (batch_size != 1)}, which "
-        f"{verb} not split evenly over {parts} {what} (shares of {shares}). Data "
-        f"parallelism here gives each of them an equal share: averaged with equal "
-        f"weights, the gradients of unequal shares would count the images of smaller "
-        f"shares more, and the step would not be the one-device step. Use a global "
-        f"batch that {parts} divides, e.g. {sizes} images.")
+        f"{verb} not split evenly over {parts} {what} (shares of {shares}). The "
+        f"book's four engines all give each of them an equal share, so that the step "
+        f"is the one-device step however an engine averages: PyTorch's DDP averages "
+        f"the gradients with equal weights, which would count the images of a smaller "
+        f"share more. Use a global batch that {parts} divides, e.g. {sizes} images.")
 
 
 def non_finite(step: int, where: str, parts: int, one: str = "process") -> FloatingPointError:
