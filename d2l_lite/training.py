@@ -192,6 +192,11 @@ class History:
         """Seconds spent in epochs (compilation included in the first)."""
         return sum(e.seconds for e in self.epochs)
 
+    @property
+    def steady_images_per_sec(self) -> float:
+        """Images per second of the epochs after the first (which includes compiling)."""
+        return float(np.mean([e.images_per_sec for e in self.epochs[1:] or self.epochs]))
+
     def to_dict(self) -> Dict:
         """The run as plain values (without the 10,000 test predictions)."""
         out = asdict(self)  # the recipe and epochs become dicts too
@@ -203,9 +208,7 @@ class History:
         narrow for it), its time, its metrics."""
         if not self.epochs:
             return f"{self.framework}: no epochs run"
-        e = self.epochs[-1]
-        steady = self.epochs[1:] or self.epochs
-        ips = sum(x.images_per_sec for x in steady) / len(steady)
+        e, ips = self.epochs[-1], self.steady_images_per_sec
         steps = len(self.epochs) * (self.num_train // self.recipe.batch_size)
         run = (f"{self.framework}, {self.recipe.name} recipe, {self.device}: "
                f"{tables.plural(len(self.epochs), 'epoch')} of {self.num_train:,} images, "
@@ -215,6 +218,17 @@ class History:
                 f"{self.wall_seconds:.0f} s with evaluation, {ips:,.0f} images/s\n"
                 f"  train loss {e.train_loss:.3f}, train acc {e.train_acc:.3f}, "
                 f"test acc {e.test_acc:.3f} ({self.num_test:,} test images)")
+
+
+def results_table(*histories: History) -> None:
+    """One row per run, the same columns on every framework's page; ``compile s`` is
+    what the first steps cost beyond steady ones, ``wall s`` includes evaluation."""
+    tables.print_table(
+        ("recipe", "epochs", "test acc", "train s", "images/s", "compile s", "wall s"),
+        [(h.recipe.name, len(h.epochs), h.final_test_acc, h.train_seconds,
+          round(h.steady_images_per_sec), h.compile_seconds, round(h.wall_seconds))
+         for h in histories],
+        {"test acc": 3, "train s": 1, "compile s": 1})
 
 
 SUMMARY = re.compile(r"^(?P<framework>[\w/]+), (?P<recipe>\w+) recipe, (?P<device>[^:\n]+):\s+"
@@ -262,8 +276,7 @@ def check_recipe(recipe) -> Recipe:
 def eval_batches(num_test: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
     """``(index, valid)``, each ``num_batches x batch_size``: the last batch is
     padded with image 0 and masked, so a compiled evaluation sees one shape."""
-    num_eval = -(-num_test // batch_size) * batch_size
-    index = np.arange(num_eval)
+    index = np.arange(-(-num_test // batch_size) * batch_size)  # whole batches
     valid = index < num_test
     return np.where(valid, index, 0).reshape(-1, batch_size), valid.reshape(-1, batch_size)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from d2l_lite import tables, training
+from d2l_lite import architecture, tables, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,6 +218,20 @@ def test_every_framework_trains_through_the_shared_loop():
     assert "minibatch_indices(" in fit and "learning_rate(recipe" in fit
     for fw in ("torch", "tensorflow", "jax", "mxnet"):
         assert "training.fit(" in (ROOT / "d2l_lite" / fw / "train.py").read_text(), fw
+        # the page's step writes the paper's auxiliary weight as a literal
+        book = (ROOT / "d2l_lite" / fw / "book.py").read_text()
+        assert f"+ {architecture.AUX_LOSS_WEIGHT} * " in book, fw
+
+
+def test_the_results_table_prints_every_accuracy_to_three_places(capsys):
+    """0.100 beside 0.824, never 0.1; the steady rate leaves out the first epoch."""
+    classic = _history(training.CLASSIC.with_(num_epochs=2), [2.3, 2.3], [0.1, 0.1])
+    fast = _history(training.FAST.with_(num_epochs=2), [2.0, 1.0], [0.5, 0.8241])
+    fast.epochs[0].images_per_sec, fast.compile_seconds, fast.wall_seconds = 5.0, 4.04, 2.6
+    training.results_table(classic, fast)
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[2:]] == [
+        ["classic", "2", "0.100", "2.0", "100", "0.0", "0"],
+        ["fast", "2", "0.824", "2.0", "100", "4.0", "3"]]
 
 
 def test_a_summary_fits_the_page_and_the_training_index_reads_it(tmp_path):
