@@ -41,10 +41,9 @@ def comparison_table(histories: Dict[str, History]) -> None:
     specs = {name: spec for name, spec, _ in RUNS}
     rows = []
     for name, h in histories.items():
-        steady = h.epochs[1:] or h.epochs
         rows.append((name, counting.total_params(counting.count_network(specs[name])),
                      h.final_test_acc, max(h.metric("test_acc")), h.train_seconds,
-                     round(sum(e.images_per_sec for e in steady) / len(steady))))
+                     round(h.steady_images_per_sec)))
     tables.print_table(("run", "parameters", "final acc", "best acc", "train s",
                         "images/s"), rows, {"final acc": 3, "best acc": 3, "train s": 1})
 
