@@ -75,6 +75,30 @@ def test_the_package_exports_the_shared_names(impl):
     assert next(iter(inspect.signature(package.make_optimizer).parameters)) == "recipe"
 
 
+def test_the_package_keeps_its_size_rules():
+    """What keeps each file readable in one sitting: no module over 400 lines, no
+    function over 60; and no ``except Exception`` that would hide a backend's error
+    (a broad handler must raise, or hand on the error it names)."""
+    import ast
+    from pathlib import Path
+    root = Path(backend.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text()
+        where = path.relative_to(root.parent)
+        assert len(source.splitlines()) <= 400, f"{where}: {len(source.splitlines())} lines"
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 60, f"{where}: {node.name} is {length} lines"
+            caught = isinstance(node, ast.ExceptHandler) and (
+                ast.unparse(node.type) if node.type else "everything")
+            if caught in ("Exception", "BaseException", "everything"):
+                inside = list(ast.walk(ast.Module(body=node.body, type_ignores=[])))
+                assert any(isinstance(n, ast.Raise) or (isinstance(n, ast.Name)
+                           and n.id == node.name) for n in inside), \
+                    f"{where}:{node.lineno} catches {caught} and drops it"
+
+
 @pytest.mark.parametrize("name", SPECS)
 def test_the_model_is_the_description(impl, name):
     spec = SPECS[name]

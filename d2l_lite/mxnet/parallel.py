@@ -229,6 +229,8 @@ def _finish_within(work, timeout_s: float, what: str, causes: Sequence[str]):
     if errors:
         raise errors[0]
     return result[0]
+
+
 def wait_for_devices(timeout_s: float = 120) -> None:
     """``nd.waitall()`` with a deadline. MXNet queues work and runs it
     asynchronously; a collective whose peer never comes would make
