@@ -30,7 +30,8 @@ trap 'rm -rf "$seen" "$jax_cache"' EXIT
 export D2L_BACKENDS_SEEN=$seen JAX_COMPILATION_CACHE_DIR=$jax_cache
 .venv/bin/python -m pytest tests chapters --ignore=tests/mxnet \
   --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
-  -n "$workers" --dist loadscope -p no:cacheprovider -rs "$@" || status=$?
+  -n "$workers" --dist loadscope -p no:cacheprovider -rs --durations=25 "$@" \
+  || status=$?  # the log ends with the 25 slowest items: where the time goes
 
 if [ -x .venv-mxnet/bin/python ]; then
   .venv-mxnet/bin/python -m pytest tests/mxnet tests/test_backends.py -p no:cacheprovider \
