@@ -3,8 +3,8 @@
 Each backend installed in the environment that runs this file is held to the
 same checks, through the interface only: the model a description builds has
 the description's stages, shapes and parameters, takes the canonical weights
-by name and then computes the NumPy reference's logits, counts the analytic
-FLOPs, learns, and takes the same step on two devices as on one.
+by name and then computes the NumPy reference's logits, starts BatchNorm's
+statistics where PyTorch does, counts the analytic FLOPs, learns, and takes the same step on two devices as on one.
 ``tools/run_tests.sh`` runs this file in the main environment (PyTorch,
 TensorFlow, JAX) and in the MXNet one, and fails unless the two runs together
 exercised every registered backend (each test writes its name to the file
@@ -119,6 +119,18 @@ def test_the_model_is_the_description(impl, name):
     assert logits.shape == expected.shape and logits.dtype == np.float32
     # float32 against float64: a tolerance relative to the logits' magnitude
     assert np.abs(logits - expected).max() < reference.float32_tolerance(expected)
+
+
+def test_batch_norm_statistics_start_fresh(impl):
+    """Every running mean 0 and every running variance 1 after building, where
+    PyTorch's BatchNorm2d starts: the state the description names."""
+    spec = architecture.VARIANTS["batch norm"]
+    names = reference.state_shapes(spec)
+    state = {k: v for k, v in impl.get_weights(impl.build(spec)).items() if k in names}
+    assert len(state) == len(names) > 0
+    for key, value in state.items():
+        expected = 0.0 if key.endswith("running_mean") else 1.0
+        np.testing.assert_array_equal(value, expected, err_msg=key)
 
 
 def test_the_papers_head_takes_a_7x7_map_only(impl):

@@ -1,7 +1,7 @@
 """The variants chapter's PyTorch code beyond ``tests/test_backends.py``:
-auxiliary heads in training only, fresh BatchNorm state, torchinfo's figures,
-and the tutorial's conv biases beside BatchNorm (the trainer on the variants:
-``test_backends.py``)."""
+auxiliary heads in training only, torchinfo's figures, and the tutorial's
+conv biases beside BatchNorm (the trainer on the variants and fresh BatchNorm
+state: ``test_backends.py``)."""
 
 import numpy as np
 import pytest
@@ -20,13 +20,6 @@ def test_aux_heads_run_in_training_only():
     logits, aux = model.train()(X)
     assert tuple(logits.shape) == (2, 10) and [tuple(a.shape) for a in aux] == [(2, 10)] * 2
     assert tuple(model.eval()(X).shape) == (2, 10)
-
-
-def test_batch_norm_state_starts_fresh_and_convs_lose_their_bias():
-    model = d2l.googlenet(architecture.VARIANTS["batch norm"])
-    conv, bn = model.stem.b1[0][0], model.stem.b1[0][1]
-    assert conv.bias is None
-    assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
 
 
 @pytest.mark.parametrize("spec", [architecture.PAPER_BN_AUX, architecture.TUTORIAL_V1],

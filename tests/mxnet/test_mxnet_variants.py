@@ -32,14 +32,11 @@ def test_batch_norm_layers():
     conv, bn, relu = model.stem[0][0]
     assert isinstance(conv, gluon.nn.Conv2D) and conv.bias is None  # no conv bias
     assert isinstance(bn, gluon.nn.BatchNorm) and isinstance(relu, gluon.nn.Activation)
-    assert bn._kwargs["eps"] == architecture.BN_EPS
+    assert bn._kwargs["eps"] == architecture.BN_EPS  # Gluon keeps them only there
     assert bn._kwargs["momentum"] == pytest.approx(1 - architecture.BN_MOMENTUM)
-    # Running statistics: state (not trained, not counted), 0 and 1 after building.
+    # Running statistics are state: not trained (their values: test_backends.py)
     stats = {name: p for name, p in model.collect_params().items() if "running" in name}
     assert stats and all(p.grad_req == "null" for p in stats.values())
-    for name, param in stats.items():
-        value = 0.0 if name.endswith("mean") else 1.0
-        np.testing.assert_array_equal(param.data().asnumpy(), value)
 
 
 def test_factorized_branch():
