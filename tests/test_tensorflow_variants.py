@@ -1,7 +1,7 @@
 """The variants chapter's Keras code beyond the contract test: auxiliary heads
 in training only (their weights made before), BatchNorm with PyTorch's
-settings, the factorised branch, an auxiliary head's inputs in PyTorch's
-order (the trainer on the variants and fresh BatchNorm state:
+settings, an auxiliary head's inputs in PyTorch's order (the trainer on the
+variants, their layers, weights and logits, and fresh BatchNorm state:
 ``test_backends.py``)."""
 
 import numpy as np
@@ -34,14 +34,6 @@ def test_batch_norm_takes_pytorchs_settings():
     assert bn.momentum == pytest.approx(1 - architecture.BN_MOMENTUM)
     statistics = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert model.count_params() == d2l.count_parameters(model) + statistics
-
-
-def test_factorized_branch_is_two_3x3_convolutions():
-    block = d2l.FactorizedInception(64, 96, 128, 16, 32, 32)
-    block(tf.zeros((1, 28, 28, 192)))
-    convs = [seq.layers[-1] for seq in block.branch3.layers]
-    assert [(c.kernel_size, c.filters) for c in convs] == [((1, 1), 16), ((3, 3), 16),
-                                                           ((3, 3), 32)]
 
 
 def test_aux_head_reads_its_4x4_map_in_pytorchs_order():

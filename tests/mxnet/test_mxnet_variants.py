@@ -2,9 +2,9 @@
 
     .venv-mxnet/bin/python -m pytest tests/mxnet/test_mxnet_variants.py -q -p no:cacheprovider
 
-Conv-BN-ReLU, auxiliary heads, the factorised 5x5 branch and the 28x28 stem:
-what MXNet's own blocks do, and the loss the trainer logs with aux heads (the
-trainer on the variants: ``test_backends.py``).
+Conv-BN-ReLU with PyTorch's settings, the FLOPs and the loss the trainer logs
+with aux heads (the trainer on the variants, and every variant's layers,
+weights and logits: ``test_backends.py``).
 """
 
 
@@ -37,16 +37,6 @@ def test_batch_norm_layers():
     # Running statistics are state: not trained (their values: test_backends.py)
     stats = {name: p for name, p in model.collect_params().items() if "running" in name}
     assert stats and all(p.grad_req == "null" for p in stats.values())
-
-
-def test_factorized_branch():
-    spec = architecture.INCEPTION_3A
-    block = d2l.FactorizedInception(spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red,
-                                    spec.ch5x5, spec.pool_proj, d2l.conv_bn_relu)
-    block.initialize()
-    assert block(nd.zeros((1, 192, 28, 28))).shape == (1, 256, 28, 28)
-    assert [conv[0].weight.shape for conv in block.branch3] == \
-        [(16, 192, 1, 1), (16, 16, 3, 3), (32, 16, 3, 3)]
 
 
 def test_count_flops_leaves_out_aux_heads():
