@@ -45,6 +45,12 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence],
     print(format_table(headers, rows, decimals))
 
 
+def print_fields(headers: Sequence[str], fields: Sequence[str], *objects) -> None:
+    """One row per attribute name in ``fields``, with its value on each of
+    ``objects``: e.g. a recipe beside the copy that a run uses."""
+    print_table(headers, [(f, *(str(getattr(o, f)) for o in objects)) for f in fields])
+
+
 def plural(count: int, noun: str) -> str:
     """``1 epoch``, ``2 epochs``: a count and its noun, as a sentence says them."""
     return f"{count} {noun}" + ("" if count == 1 else "s")

@@ -4,17 +4,20 @@ Each backend installed in the environment that runs this file is held to the
 same checks, through the interface only: the model a description builds has
 the description's stages, shapes and parameters, takes the canonical weights
 by name and then computes the NumPy reference's logits, starts BatchNorm's
-statistics where PyTorch does, counts the analytic FLOPs, learns, and takes the same step on two devices as on one.
+statistics where PyTorch does, counts the analytic FLOPs, learns, and takes
+the same step on two devices as on one.
 ``tools/run_tests.sh`` runs this file in the main environment (PyTorch,
 TensorFlow, JAX) and in the MXNet one, and fails unless the two runs together
 exercised every registered backend (each test writes its name to the file
 that ``D2L_BACKENDS_SEEN`` names).
 """
 
+import ast
 import importlib
 import inspect
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,13 +82,11 @@ def test_the_package_keeps_its_size_rules():
     """What keeps each file readable in one sitting: no module over 400 lines, no
     function over 60; and no ``except Exception`` that would hide a backend's error
     (a broad handler must raise, or hand on the error it names)."""
-    import ast
-    from pathlib import Path
     root = Path(backend.__file__).parent
     for path in sorted(root.rglob("*.py")):
         source = path.read_text()
-        where = path.relative_to(root.parent)
-        assert len(source.splitlines()) <= 400, f"{where}: {len(source.splitlines())} lines"
+        where, lines = path.relative_to(root.parent), len(source.splitlines())
+        assert lines <= 400, f"{where}: {lines} lines"
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1

@@ -159,6 +159,15 @@ def test_table_numbers_keep_commas_and_never_turn_exponential():
     assert fixed[2:] == ["0.800  1,234.6", "0.877      9.0"]
 
 
+def test_a_recipe_is_printed_beside_the_copy_a_run_uses(capsys):
+    tables.print_fields(("setting", "book's recipe", "this run"),
+                        ("batch_size", "lr", "optimizer"),
+                        training.FAST, training.FAST.with_(batch_size=32))
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[2:]] == [
+        ["batch_size", "256", "32"], ["lr", "0.002", "0.002"],
+        ["optimizer", "adamw", "adamw"]]
+
+
 def test_a_recipe_displays_wrapped_to_the_page():
     pretty = pytest.importorskip("IPython.lib.pretty")
     lines = pretty.pretty(training.FAST).splitlines()
