@@ -117,6 +117,8 @@ class RunScale:
     max_epochs: Optional[int]
     max_batch_size: Optional[int]
     note: str
+    #: What the recipe's ``mixed_precision`` becomes (None: the recipe's own).
+    mixed_precision: Optional[bool] = None
 
     def apply(self, data, recipe: Recipe):
         """The data subset and the capped recipe (small batches: enough steps)."""
@@ -126,11 +128,10 @@ class RunScale:
 
     def apply_recipe(self, recipe: Recipe) -> Recipe:
         """The recipe with its epochs and batch size capped for this scale."""
-        if self.max_epochs is not None and recipe.num_epochs > self.max_epochs:
-            recipe = recipe.with_(num_epochs=self.max_epochs)
-        if self.max_batch_size is not None and recipe.batch_size > self.max_batch_size:
-            recipe = recipe.with_(batch_size=self.max_batch_size)
-        return recipe
+        bf16 = recipe.mixed_precision if self.mixed_precision is None else self.mixed_precision
+        return recipe.with_(num_epochs=min(recipe.num_epochs, self.max_epochs or math.inf),
+                            batch_size=min(recipe.batch_size, self.max_batch_size or math.inf),
+                            mixed_precision=bf16)
 
 
 FULL_SCALE_ENV = "D2L_FULL_SCALE"

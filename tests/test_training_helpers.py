@@ -92,6 +92,20 @@ def test_the_reduced_scale_asks_the_book_recipe_for_the_target_not_the_classic()
     assert checked == ["2 epochs", "finite", "no divergence"]
 
 
+def test_a_scale_caps_a_recipe_and_the_variants_cpu_runs_say_float32_once():
+    """The comparison's eight CPU runs take float32 from their scale, which
+    says so in its note, so no run's trainer repeats it."""
+    from d2l_lite import variants
+
+    assert REDUCED.apply_recipe(training.FAST) == training.FAST.with_(
+        num_epochs=2, batch_size=32)  # nothing else changes
+    assert FULL.apply_recipe(training.FAST) == training.FAST
+    runs = variants.comparison_scale(REDUCED)
+    assert runs.apply_recipe(variants.BASELINE).mixed_precision is False
+    assert "float32" in runs.note
+    assert variants.comparison_scale(FULL).apply_recipe(variants.BASELINE) == variants.BASELINE
+
+
 def test_fit_records_quarter_epochs_and_the_test_predictions():
     import numpy as np
     labels = np.arange(10) % 3
