@@ -135,8 +135,9 @@ def test_the_code_a_page_shows_fits_its_column(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_page_keeps_the_readers_budgets(path):
     """``tools/page_stats.py``'s budgets: visible code lines, words of prose
-    on a framework page, the scale notice at most once. (Wide lines are the
-    browser test's, which measures the rendered page.)"""
+    on a framework page, each scale, device or precision notice at most once
+    (not once per run of a loop). (Wide lines are the browser test's, which
+    measures the rendered page.)"""
     page = str(path.relative_to(ROOT / "chapters").with_suffix(""))
     problems = [p for p in page_stats.over_budget(page, page_stats.stats(path))
                 if "characters" not in p]
