@@ -127,7 +127,7 @@ class RunScale:
         return data, self.apply_recipe(recipe)
 
     def apply_recipe(self, recipe: Recipe) -> Recipe:
-        """The recipe with its epochs and batch size capped for this scale."""
+        """The recipe capped for this scale (epochs, batch size; precision if it sets one)."""
         bf16 = recipe.mixed_precision if self.mixed_precision is None else self.mixed_precision
         return recipe.with_(num_epochs=min(recipe.num_epochs, self.max_epochs or math.inf),
                             batch_size=min(recipe.batch_size, self.max_batch_size or math.inf),
