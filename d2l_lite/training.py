@@ -117,8 +117,7 @@ class RunScale:
     max_epochs: Optional[int]
     max_batch_size: Optional[int]
     note: str
-    #: What the recipe's ``mixed_precision`` becomes (None: the recipe's own).
-    mixed_precision: Optional[bool] = None
+    mixed_precision: Optional[bool] = None  # the recipe's, changed (None: kept)
 
     def apply(self, data, recipe: Recipe):
         """The data subset and the capped recipe (small batches: enough steps)."""
@@ -147,8 +146,9 @@ def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
     if not has_gpu and os.environ.get(FULL_SCALE_ENV, "") in ("", "0"):
         return RunScale("reduced", 10_000, 10_000, 2, 32,
                         "no GPU: a reduced run, 10,000 train images for 2 epochs, batch "
-                        "<= 32,\ntested on all 10,000 test images "
-                        f"({FULL_SCALE_ENV}=1 for the full run)")
+                        "<= 32,\ntested on all 10,000 test images, in float32 (bfloat16 "
+                        f"is a GPU option;\n{FULL_SCALE_ENV}=1 for the full run)",
+                        mixed_precision=False)  # said once here, not by each trainer
     return RunScale("full", None, None, None, None, "full run: 60,000 train / 10,000 test images")
 
 

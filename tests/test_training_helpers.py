@@ -92,17 +92,17 @@ def test_the_reduced_scale_asks_the_book_recipe_for_the_target_not_the_classic()
     assert checked == ["2 epochs", "finite", "no divergence"]
 
 
-def test_a_scale_caps_a_recipe_and_the_variants_cpu_runs_say_float32_once():
-    """The comparison's eight CPU runs take float32 from their scale, which
-    says so in its note, so no run's trainer repeats it."""
+def test_a_cpu_scale_caps_a_recipe_and_says_float32_once():
+    """The CPU scales ask for float32 and say so in their notes, so neither a
+    training page's trainer nor the comparison's eight runs repeat it."""
     from d2l_lite import variants
 
     assert REDUCED.apply_recipe(training.FAST) == training.FAST.with_(
-        num_epochs=2, batch_size=32)  # nothing else changes
+        num_epochs=2, batch_size=32, mixed_precision=False)  # nothing else changes
     assert FULL.apply_recipe(training.FAST) == training.FAST
     runs = variants.comparison_scale(REDUCED)
     assert runs.apply_recipe(variants.BASELINE).mixed_precision is False
-    assert "float32" in runs.note
+    assert "float32" in REDUCED.note and "float32" in runs.note
     assert variants.comparison_scale(FULL).apply_recipe(variants.BASELINE) == variants.BASELINE
 
 

@@ -30,7 +30,7 @@ HIDDEN = {"hide-cell", "remove-cell", "remove-input", "hide-input", "colab-setup
 #: The lines d2l_lite prints about scale, device and precision (runtime, training).
 NOTICE = re.compile(r"small-scale mode|no GPU: a reduced run|full run: 60,000|"
                     r": no GPU found, running on the CPU|: using the GPU \(|"
-                    r"float32 instead of bfloat16")
+                    r"float32 instead of bfloat16|tf.function graph in float32")
 #: Budgets from the reader's-pass issue: visible code lines and words of prose.
 CODE_BUDGET = {"parallel": 150, "variants/index": 200}  # parallel: framework pages
 WORDS_BUDGET = 1600  # every framework page

@@ -115,9 +115,11 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
     training.check_recipe(recipe)
     device = device or ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")
     gpu = "GPU" in device.upper()
-    if not gpu and (recipe.mixed_precision or recipe.compile):
-        print("TensorFlow on the CPU: float32 instead of bfloat16, and tf.function\n"
-              "without XLA (without jit_compile); both are GPU options here.")
+    skipped = [name for name, on in (("bfloat16", recipe.mixed_precision),
+                                     ("XLA", recipe.compile)) if on and not gpu]
+    if skipped:
+        print("TensorFlow on the CPU: the step is a tf.function graph in float32,\n"
+              f"without {' and '.join(skipped)} (GPU only here).")
     xla, size = recipe.compile and gpu, image_size or spec.input_size
     set_seed(recipe.seed)
     if not model.built:  # Keras makes the weights on the first call
