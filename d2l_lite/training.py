@@ -85,11 +85,10 @@ FAST = Recipe("fast", num_epochs=10, batch_size=256, lr=2e-3, optimizer="adamw",
 
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial one is dropped); at least one."""
-    steps = num_train // batch_size
-    if steps == 0:
+    if num_train < batch_size:
         raise ValueError(f"{num_train} training images make no full batch of "
                          f"{batch_size}; use more data or a smaller batch_size")
-    return steps
+    return num_train // batch_size
 
 
 def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
@@ -137,19 +136,20 @@ FULL_SCALE_ENV = "D2L_FULL_SCALE"
 
 
 def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
-    """``"small"`` with ``D2L_SMALL_SCALE=1`` (or ``small``; checks the code runs, not
-    accuracy), ``"reduced"`` without a GPU (``D2L_FULL_SCALE=1`` overrides), else ``"full"``."""
+    """``"small"`` with ``D2L_SMALL_SCALE=1`` (or ``small``: the code runs), ``"reduced"``
+    without a GPU (unless ``D2L_FULL_SCALE=1``), else ``"full"``; on a CPU, in float32."""
+    bf16, in_f32 = (None, "") if has_gpu else (False, ", in float32")
     if small_scale() if small is None else small:
         return RunScale("small", 512, 256, 2, 32,
                         "small-scale mode (D2L_SMALL_SCALE=1): 512 train / 256 test "
-                        "images,\nat most 2 epochs, batches of at most 32")
+                        f"images,\nat most 2 epochs, batches of at most 32{in_f32}", bf16)
     if not has_gpu and os.environ.get(FULL_SCALE_ENV, "") in ("", "0"):
         return RunScale("reduced", 10_000, 10_000, 2, 32,
                         "no GPU: a reduced run, 10,000 train images for 2 epochs, batch "
                         "<= 32,\ntested on all 10,000 test images, in float32 (bfloat16 "
-                        f"is a GPU option;\n{FULL_SCALE_ENV}=1 for the full run)",
-                        mixed_precision=False)  # said once here, not by each trainer
-    return RunScale("full", None, None, None, None, "full run: 60,000 train / 10,000 test images")
+                        f"is a GPU option;\n{FULL_SCALE_ENV}=1 for the full run)", bf16)
+    return RunScale("full", None, None, None, None, f"full run: 60,000 train / 10,000 test "
+                    f"images{in_f32}", bf16)
 
 
 @dataclass

@@ -28,9 +28,10 @@ RUNS: Tuple[Tuple[str, GoogLeNetSpec, Recipe], ...] = (
 
 def comparison_scale(scale: RunScale) -> RunScale:
     """The scale of each run: smaller than one training page's, except on a GPU."""
-    if scale.name == "small":
-        return RunScale("small", 128, 64, 1, 32, "small-scale mode: each run 128 train / "
-                        "64 test images, 1 epoch, batches of 32")
+    if scale.name == "small":  # in float32 if the chapter's small scale is
+        return replace(scale, num_train=128, num_test=64, max_epochs=1, note="small-scale "
+                       "mode: each run 128 train / 64 test images, 1 epoch,\nbatches of 32"
+                       + (", in float32" if scale.mixed_precision is False else ""))
     if scale.name == "reduced":  # the training chapter's CPU run, fewer test images
         return replace(scale, num_test=2_000, note="no GPU: each run 10,000 train / "
                        "2,000 test images, 2 epochs, batches of 32,\nin float32 "

@@ -93,7 +93,7 @@ def test_the_reduced_scale_asks_the_book_recipe_for_the_target_not_the_classic()
 
 
 def test_a_cpu_scale_caps_a_recipe_and_says_float32_once():
-    """The CPU scales ask for float32 and say so in their notes, so neither a
+    """Every CPU scale asks for float32 and says so in its note, so neither a
     training page's trainer nor the comparison's eight runs repeat it."""
     from d2l_lite import variants
 
@@ -103,6 +103,11 @@ def test_a_cpu_scale_caps_a_recipe_and_says_float32_once():
     runs = variants.comparison_scale(REDUCED)
     assert runs.apply_recipe(variants.BASELINE).mixed_precision is False
     assert "float32" in REDUCED.note and "float32" in runs.note
+    for scale in (SMALL, variants.comparison_scale(SMALL)):  # the tests' CPU scales
+        assert scale.apply_recipe(training.FAST).mixed_precision is False
+        assert scale.note.endswith(", in float32")
+    on_gpu = training.run_scale(has_gpu=True, small=True)  # bfloat16 runs there
+    assert on_gpu.apply_recipe(training.FAST).mixed_precision and "float32" not in on_gpu.note
     assert variants.comparison_scale(FULL).apply_recipe(variants.BASELINE) == variants.BASELINE
 
 
