@@ -116,7 +116,7 @@ class RunScale:
     max_epochs: Optional[int]
     max_batch_size: Optional[int]
     note: str
-    mixed_precision: Optional[bool] = None  # the recipe's, changed (None: kept)
+    mixed_precision: Optional[bool] = None  # overrides the recipe's (None: keeps it)
 
     def apply(self, data, recipe: Recipe):
         """The data subset and the capped recipe (small batches: enough steps)."""
