@@ -28,7 +28,7 @@ RUNS: Tuple[Tuple[str, GoogLeNetSpec, Recipe], ...] = (
 
 def comparison_scale(scale: RunScale) -> RunScale:
     """The scale of each run: smaller than one training page's, except on a GPU."""
-    if scale.name == "small":  # in float32 if the chapter's small scale is
+    if scale.name == "small":  # the chapter's precision (float32 on a CPU)
         return replace(scale, num_train=128, num_test=64, max_epochs=1, note="small-scale "
                        "mode: each run 128 train / 64 test images, 1 epoch,\nbatches of 32"
                        + (", in float32" if scale.mixed_precision is False else ""))

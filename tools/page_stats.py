@@ -11,8 +11,8 @@ content column (75 characters: text outputs, and code that a reader sees or
 can open: code cells, collapsed ones too, and the markdown's code blocks,
 dropdowns included), and how often the most repeated run-scale, device or
 precision notice is printed. Exits 1 when a page is over a budget, so it can
-guard the figures once they are met. (tests/test_book.py measures the rendered pages, where
-a tab or a note is a few pixels narrower.)
+guard the figures once they are met. (tests/test_book.py measures the
+rendered pages, where a tab or a note is a few pixels narrower.)
 """
 
 from __future__ import annotations
