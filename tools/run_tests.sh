@@ -24,7 +24,8 @@ seen=$(mktemp)
 # JAX's compilation cache, shared by the workers, kernels and child processes
 # of this run only (it starts empty, as a reader's first run does): a program
 # compiled once is not compiled again, e.g. the variants page's baseline for
-# its second seed and for the step-decay run (the learning rate is an argument).
+# its second seed and for the step-decay and label-smoothing runs (the rate
+# and the smoothing are arguments of JAX's step).
 jax_cache=$(mktemp -d)
 trap 'rm -rf "$seen" "$jax_cache"' EXIT
 export D2L_BACKENDS_SEEN=$seen JAX_COMPILATION_CACHE_DIR=$jax_cache

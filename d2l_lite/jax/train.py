@@ -101,11 +101,13 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
     else:
         options = eval_options = compiler_options
 
+    # The data, the rate and the smoothing are arguments, not constants: runs
+    # that differ only in them share one program (and JAX's compilation cache).
     @functools.partial(jax.jit, donate_argnums=0, compiler_options=options)
-    def step(state, images, labels, index, lr):  # the data as arguments, not constants
+    def step(state, images, labels, index, lr, smoothing):
         state.opt_state.hyperparams["learning_rate"] = lr  # optax's way
         return train_step(state, prepare_batch(images[index], size),
-                          labels[index], recipe.label_smoothing, dtype)
+                          labels[index], smoothing, dtype)
 
     @functools.partial(jax.jit, compiler_options=eval_options)
     def evaluate(state, images, index):  # in the step's dtype: XLA reuses its autotuning
@@ -114,9 +116,11 @@ def train(model, data, recipe=training.CLASSIC, *, spec=architecture.BOOK, devic
                             prepare_batch(images[index], size).astype(dtype))
         return y_hat.argmax(axis=-1)
 
+    smoothing = jnp.float32(recipe.label_smoothing)
+
     def fit_step(index, lr):
         nonlocal state
-        state, loss, correct = step(state, train_X, train_y, index, lr)
+        state, loss, correct = step(state, train_X, train_y, index, lr, smoothing)
         return loss, correct
 
     history = training.fit(
