@@ -62,3 +62,21 @@ def test_bfloat16_policy_is_set_and_restored():
     assert {layer.dtype_policy.name for layer in d2l.sublayers(model)} == {"float32"}
 
 
+
+
+def test_the_trainer_restarts_dropout_from_the_recipes_seed():
+    """Keras seeds each Dropout from Python's random state when the layer is made,
+    so two models differ; ``train`` restarts them from the recipe's seed
+    (``seed_random_layers``), so that two runs draw the same masks."""
+    def seed_states(model):
+        weights = {id(w) for w in model.weights}
+        return [v.numpy().tolist() for v in model.variables if id(v) not in weights]
+
+    first, second = d2l.GoogLeNetAux(), d2l.GoogLeNetAux()
+    assert len(seed_states(first)) == 2  # the two heads' Dropout
+    assert seed_states(first) != seed_states(second)
+    for model in (first, second):
+        d2l.seed_random_layers(model, 0)
+    assert seed_states(first) == seed_states(second)
+    d2l.seed_random_layers(second, 1)
+    assert seed_states(first) != seed_states(second)

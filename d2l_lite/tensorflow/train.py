@@ -2,6 +2,7 @@
 optimisers in Keras and the trainer, :func:`train`, on ``training.fit``."""
 
 import contextlib
+import random
 from typing import Iterator, Optional, Tuple
 
 import keras
@@ -23,6 +24,18 @@ def try_gpu() -> str:
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and TensorFlow's random state (Keras's one call)."""
     keras.utils.set_random_seed(seed)
+
+
+def seed_random_layers(model: keras.Model, seed: int) -> None:
+    """Restart every random layer of ``model`` (its ``Dropout``) from ``seed``. Keras
+    seeds each one from Python's random state when the layer is made, before
+    :func:`train` calls :func:`set_seed`, so its masks would change from process to
+    process. A layer's random state is among ``model.variables`` (which Keras
+    documents as including random seeds), not among its weights."""
+    weights, rng = {id(w) for w in model.weights}, random.Random(seed)
+    for variable in model.variables:
+        if id(variable) not in weights:
+            variable.assign([rng.randint(1, 10**9), 0])  # as a new SeedGenerator(seed)
 
 
 def _device_name(device: str) -> str:  # "cpu", or the GPU's model
@@ -126,6 +139,7 @@ def train(model: GoogLeNet, data, recipe: training.Recipe = training.CLASSIC, *,
         model(keras.KerasTensor((None, spec.input_size, spec.input_size, spec.in_channels)))
     with tf.device(device), bfloat16(model, recipe.mixed_precision and gpu):
         assign(model, reference.xavier_weights(spec, seed=recipe.seed), spec)
+        seed_random_layers(model, recipe.seed)
         train_X, train_y, test_X, _ = device_data(data, device)
         optimizer = make_optimizer(recipe)
         optimizer.build(model.trainable_variables)
