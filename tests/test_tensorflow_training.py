@@ -1,7 +1,7 @@
 """d2l_lite.tensorflow.train beyond ``tests/test_backends.py`` (which holds the
 trainer, its batches and its optimisers to the contract every framework
 meets): the data kept on the device, Keras's own AdamW against ours (the
-page's aside), and the bfloat16 policy."""
+page's aside), the bfloat16 policy and Dropout's seeds."""
 
 import numpy as np
 import pytest
@@ -60,8 +60,6 @@ def test_bfloat16_policy_is_set_and_restored():
         assert conv1.dtype_policy.compute_dtype == "bfloat16"
         assert conv1.dtype_policy.variable_dtype == "float32"  # weights stay float32
     assert {layer.dtype_policy.name for layer in d2l.sublayers(model)} == {"float32"}
-
-
 
 
 def test_the_trainer_restarts_dropout_from_the_recipes_seed():
