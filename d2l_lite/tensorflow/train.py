@@ -35,7 +35,7 @@ def seed_random_layers(model: keras.Model, seed: int) -> None:
     weights, rng = {id(w) for w in model.weights}, random.Random(seed)
     for variable in model.variables:
         if id(variable) not in weights:
-            variable.assign([rng.randint(1, 10**9), 0])  # as a new SeedGenerator(seed)
+            variable.assign([rng.randint(1, 10**9), 0])  # [seed, counter], as Keras starts
 
 
 def _device_name(device: str) -> str:  # "cpu", or the GPU's model
