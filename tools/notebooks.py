@@ -3,7 +3,7 @@
     python tools/notebooks.py sync [NOTEBOOK ...]     # Colab cell, kernelspec, metadata
     python tools/notebooks.py check [NOTEBOOK ...]    # exit 1 if sync would change anything
     python tools/notebooks.py execute [--small] [--allow-errors] NOTEBOOK ...
-                                  # run in place (full scale, or D2L_SMALL_SCALE=1), then sync
+                                  # run in place (--small: D2L_SMALL_SCALE=1), then sync
     python tools/notebooks.py repository https://github.com/OWNER/REPO
                                   # set repository.url in _config.yml, then sync all
 
@@ -14,8 +14,9 @@ the repository it publishes from),
 sets the kernelspec from the file name (``mxnet.ipynb`` -> ``d2l-mxnet``, the
 rest -> ``python3``) and strips metadata that changes on every run.
 
-``execute`` runs a notebook with nbclient in the kernel it names, at full
-scale (it unsets ``D2L_SMALL_SCALE``), with the shared Fashion-MNIST copy when
+``execute`` runs a notebook with nbclient in the kernel it names, not at
+the tests' small scale (it unsets ``D2L_SMALL_SCALE``: the full run on a GPU,
+the reduced one on a CPU unless ``D2L_FULL_SCALE=1``), with the shared Fashion-MNIST copy when
 ``D2L_FASHION_MNIST_DIR`` is unset. Run it from the main environment. With
 ``--allow-errors`` (one-shot runs such as ``tools/gpu_run.sh``) a failing cell
 does not stop the notebook: every cell runs, the notebook is saved with the
