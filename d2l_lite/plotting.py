@@ -67,9 +67,11 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
             if isinstance(layer, Conv):
                 channels = layer.out_channels
         arrow(previous[0], previous[1], centre, rows["out"])
-    for i, x in enumerate(xs):
-        ax.text(x, rows[1] + height / 2 + 0.08, f"branch {i + 1}", ha="center",
-                va="bottom", fontsize=8, color="#555555")
+    for i, x in enumerate(xs):  # at the box's outer corner, clear of the arrows
+        left = x < centre
+        ax.text(x - width / 2 if left else x + width / 2, rows[1] + height / 2 + 0.08,
+                f"branch {i + 1}", ha="left" if left else "right", va="bottom",
+                fontsize=8, color="#555555")
     ax.legend(handles=legend_handles(), loc="lower right", fontsize=8, frameon=False)
     ax.set(xlim=(0, 10), ylim=(0, 5.2))
     ax.axis("off")
@@ -244,9 +246,13 @@ class ProgressPlot:
 
 def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
     """Loss and accuracies of runs against epochs, named by what tells them apart: the
-    training metrics every quarter epoch (lines), test accuracy after each epoch (squares)."""
+    training metrics every quarter epoch (lines), test accuracy after each epoch (squares).
+    Both axes start at zero and the loss of guessing, ln 10, is a dotted line, so that a
+    plateau looks flat; the legends sit below the panels, where they hide no point."""
     import matplotlib.pyplot as plt
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 4))
+    ax_loss.axhline(math.log(10), color="grey", linewidth=0.8, linestyle=":", zorder=1,
+                    label="guessing, ln 10")
     frameworks = len({h.framework for h in histories}) > 1
     recipes = len({h.recipe.name for h in histories}) > 1
     for h in histories:
@@ -266,7 +272,11 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
         ax.set(xlabel="epoch", xlim=(0, last + 0.1), xticks=range(0, last + 1))
         ax.set_ylabel(name, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, handlelength=4)  # long enough to show the dashes
+        ax.legend(fontsize=7, handlelength=4,  # long enough to show the dashes
+                  loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    highest = max([math.log(10)] + [y for line in ax_loss.get_lines() for y in line.get_ydata()])
+    ax_loss.set_ylim(0, 1.1 * highest)
+    ax_acc.set_ylim(0, 1)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
