@@ -274,8 +274,8 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, handlelength=4,  # long enough to show the dashes
                   loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
-    highest = max([math.log(10)] + [y for line in ax_loss.get_lines() for y in line.get_ydata()])
-    ax_loss.set_ylim(0, 1.1 * highest)
+    losses = [y for line in ax_loss.get_lines() for y in line.get_ydata()]
+    ax_loss.set_ylim(0, 1.1 * max([math.log(10)] + [y for y in losses if math.isfinite(y)]))
     ax_acc.set_ylim(0, 1)
     if title:
         fig.suptitle(title, fontsize=11)

@@ -76,6 +76,22 @@ def test_check_history_catches_what_must_not_happen(losses, accs, scale, message
         training.check_history(_history(recipe, losses, accs), recipe, scale)
 
 
+def test_the_history_plot_shows_a_plateau_flat_and_survives_a_diverged_run():
+    """Both axes start at zero (a loss at ln 10 to the third decimal must not
+    fill its axis), and a run whose loss became inf or NaN is still drawn:
+    the live plot is redrawn during training, before any check has run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from d2l_lite import plotting
+    recipe = training.CLASSIC.with_(num_epochs=3)
+    flat = _history(recipe, [2.3033, 2.3021, 2.3003], [0.1, 0.12, 0.1])
+    diverged = _history(recipe, [2.3, math.inf, math.nan], [0.1, 0.1, 0.1])
+    for history, top in ((flat, 2.3033), (diverged, math.log(10))):
+        loss, acc = plotting.plot_history([history]).axes
+        assert loss.get_ylim() == pytest.approx((0, 1.1 * top))  # a margin above
+        assert acc.get_ylim() == (0, 1)
+
+
 def test_check_history_at_full_scale():
     recipe = training.FAST.with_(num_epochs=2)
     checked = training.check_history(_history(recipe, [1.0, 0.4], [0.8, 0.9]), recipe, FULL)
