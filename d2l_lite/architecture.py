@@ -206,39 +206,45 @@ class NetworkSpec:
                 f"take NCHW batches, TensorFlow and JAX NHWC); then build it with "
                 f"in_channels={channels}, or convert the images (e.g. to grayscale).")
         smallest, largest = self.input_size_range
+        sizes = f"from {smallest} to {largest}" if largest else f"of at least {smallest}"
+        fix = (f"Describe the model with an input_size {sizes}"  # its own size is unfit
+               if height == width == self.input_size else f"Resize the images to "
+               f"{self.input_size}x{self.input_size}, the size this model was configured for")
         for side in (height, width):
             if side < smallest:
-                reason = ("The stem and the pools halve the side five times (rounding up), "
-                          "and the head's 7x7 average pool then needs at least a 7x7 map: "
-                          "ceil(n / 32) >= 7." if self.head_pool == "avg7"
-                          else "Every layer needs a non-empty output.")
+                if self.head_pool == "avg7":  # side / (largest / 7), rounded up, >= 7
+                    times = {8: "three", 32: "five"}[largest // 7]
+                    reason = (f"The stem and the pools halve the side {times} times (rounding "
+                              f"up), and the head's 7x7 average pool then needs at least a "
+                              f"7x7 map: ceil(n / {largest // 7}) >= 7.")
+                else:  # an auxiliary head's 5x5 pool
+                    reason = f"At {side}x{side} the {self._failure(side)}."
                 raise ValueError(
                     f"Input {height}x{width} is too small for this GoogLeNet: it needs at "
-                    f"least {smallest}x{smallest}. {reason} Resize the "
-                    f"images to {self.input_size}x{self.input_size}, the size this model "
-                    f"was configured for.")
+                    f"least {smallest}x{smallest}. {reason} {fix}.")
             if largest is not None and side > largest:
                 raise ValueError(
                     f"Input {height}x{width} is too large for this GoogLeNet: its 7x7 "
                     f"average pool must leave a 1x1 map for the dense layer, which holds "
-                    f"for inputs from {smallest} to {largest} pixels (ceil(n / 32) == 7). "
-                    f"Resize the images to {self.input_size}x{self.input_size}, or build "
-                    f"the model with head_pool='global', which takes any size.")
+                    f"for inputs from {smallest} to {largest} pixels (ceil(n / {largest // 7})"
+                    f" == 7). {fix}, or build the model with head_pool='global' (any size).")
+
+    def _failure(self, size: int) -> str:
+        """Why ``size`` does not fit: the first layer or head left without an output."""
+        try:
+            self.spatial_sizes(size)
+        except ValueError as error:
+            return str(error)
+        return ""
 
     @cached_property
     def input_size_range(self) -> Tuple[int, Optional[int]]:
         """(smallest, largest) square input side; largest None: unbounded."""
-        fits = [size for size in range(1, 1025) if self._fits(size)]
+        fits = [size for size in range(1, 1025) if not self._failure(size)]
         return fits[0], (None if fits[-1] == 1024 else fits[-1])
 
     def min_input_size(self) -> int:
         return self.input_size_range[0]
-
-    def _fits(self, size: int) -> bool:
-        try:
-            return bool(self.spatial_sizes(size))
-        except ValueError:
-            return False
 
     def spatial_sizes(self, size: int) -> Tuple[Tuple[str, int], ...]:
         """The side after each stage; a ``ValueError`` names an empty layer."""
@@ -346,7 +352,7 @@ def googlenet_spec(in_channels: int = 1, input_size: int = 96, num_classes: int 
     and no first pool, so the body sees 14x14. ``residual``: every block residual."""
     for arg, value in (("in_channels", in_channels), ("input_size", input_size),
                        ("num_classes", num_classes)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{arg} must be a positive int, got {value!r}")
     if stem not in ("standard", "small"):
         raise ValueError(f"stem must be 'standard' or 'small', got {stem!r}")

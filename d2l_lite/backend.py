@@ -6,7 +6,7 @@ the benchmark, ``tests/test_backends.py`` and the parity test, goes through
 :class:`Backend` instead, so that one contract says what "build", "port
 weights" or "train" means::
 
-    from d2l_lite import architecture, backend
+    from d2l_lite import architecture, backend, reference
     torch = backend.get("torch")
     model = torch.build(architecture.BOOK)
     torch.load_weights(model, reference.random_weights(architecture.BOOK))
@@ -59,7 +59,7 @@ PACKAGE_NAMES = (
     "count_flops", "expected_flops", "time_forward", "BACKEND")
 
 Weights = Dict[str, np.ndarray]
-StageRow = Tuple[str, Tuple[int, int, int], int]
+StageRow = Tuple[str, Tuple[int, ...], int]  # (C, H, W), or (C,) for a 1x1 output
 
 
 @runtime_checkable
@@ -85,7 +85,8 @@ class Backend(Protocol):
     def stage_rows(self, model: Any, spec: GoogLeNetSpec) -> List[StageRow]:
         """``counting.stage_rows(spec)`` measured on the model: for each stage
         (``b1`` ... ``b5``, ``head``, then ``aux1``, ``aux2``), its name, its
-        output's ``(C, H, W)`` for one ``spec.input_size`` image, and its parameters."""
+        output's ``(C, H, W)`` for one ``spec.input_size`` image (``(C,)`` where it
+        is 1x1: the head, the auxiliary heads), and its parameters."""
 
     def tensor_names(self, model: Any) -> Dict[str, str]:
         """Neutral name -> the framework's own name of the same tensor, for

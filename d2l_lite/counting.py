@@ -1,7 +1,7 @@
 """Analytic parameter and multiply-accumulate (MAC) counts, framework-neutral. MACs count
 convolutions and dense layers only (``C_out * H * W * C_in * k * k`` for a convolution);
 FLOPs are ``2 x MACs``, as ``torch.utils.flop_counter`` counts. Parameters include biases;
-a Conv-BN-ReLU convolution has none, and its BatchNorm adds 2 x C (running statistics are
+a Conv-BN-ReLU convolution has none (unless ``conv_bias``), and its BatchNorm adds 2 x C (running statistics are
 state, not counted). Auxiliary heads are rows with ``part == "aux"``, not inference MACs."""
 
 from __future__ import annotations

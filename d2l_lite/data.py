@@ -125,10 +125,11 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
     if len(raw) < 8:
         raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes).")
     magic, count = struct.unpack(">II", raw[:8])
-    expected_magic = FILES[path.name][1] if path.name in FILES else magic
-    if magic not in (2049, 2051) or magic != expected_magic:
-        raise DataError(f"{path} has IDX magic number {magic}, expected {expected_magic} "
-                        f"({'labels' if expected_magic == 2049 else 'images'}). Is it "
+    expected_magic = FILES[path.name][1] if path.name in FILES else None
+    if magic not in (2049, 2051) or magic != (expected_magic or magic):
+        expected = ("2049 (labels) or 2051 (images)" if expected_magic is None else
+                    f"{expected_magic} ({'labels' if expected_magic == 2049 else 'images'})")
+        raise DataError(f"{path} has IDX magic number {magic}, expected {expected}. Is it "
                         f"the right file, and gunzipped only once?")
     if magic == 2051:
         if len(raw) < 16:
@@ -165,11 +166,14 @@ def _download_missing(folder: Path, base_url: str) -> None:
             continue
         url = base_url + name
         print(f"Downloading {url}")
+        tmp = None
         try:
             with urllib.request.urlopen(url, timeout=60) as response, \
                     tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
                 shutil.copyfileobj(response, tmp)
         except (urllib.error.URLError, OSError) as err:
+            if tmp is not None:  # a partial download
+                os.unlink(tmp.name)
             raise DataError(f"Could not download {url} ({err}). Are you offline? "
                             f"{_HELP}") from err
         got = _md5(Path(tmp.name))

@@ -26,7 +26,7 @@ def tensorflow_flops_by_op(spec_or_block,
         size = out[0] * out[1] * out[2]
         if isinstance(layer, architecture.Conv):
             ops["Conv2D"] += 2 * size * c * layer.kernel ** 2
-            ops["BiasAdd"] += 0 if layer.batch_norm else size
+            ops["BiasAdd"] += size if layer.bias else 0
         elif isinstance(layer, architecture.Dense):
             ops["MatMul"] += 2 * c * h * w * out[0]
             ops["BiasAdd"] += out[0]

@@ -50,7 +50,10 @@ def draw_inception(block: Inception, in_channels: int, size: Optional[int] = Non
     box(centre, rows["in"], f"input: {in_channels} channels{where}", COLORS["io"], io_width)
     box(centre, rows["out"], f"concatenate channels: {block.out_channels}{where}",
         COLORS["io"], io_width)
-    for x, (_, layers) in zip(xs, block.branches()):
+    for x, (branch, layers) in zip(xs, block.branches()):
+        if len(layers) > 2:
+            raise ValueError(f"draw_inception draws branches of one or two layers; "
+                             f"{branch} of {block.name} has {len(layers)}")
         channels = in_channels
         previous = (centre, rows["in"])
         # One-layer branches sit on the upper row, so every branch ends level.
@@ -96,7 +99,7 @@ def draw_googlenet(spec, input_size: Optional[int] = None, ax=None):
     from matplotlib.patches import FancyBboxPatch
 
     size = spec.input_size if input_size is None else input_size
-    rows = count_network(spec, size)
+    rows = [row for row in count_network(spec, size) if row.part != "aux"]  # the main path
     layers = [layer for stage in spec.stages for layer in stage.layers]
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.2))
@@ -189,7 +192,8 @@ def show_branch_maps(image, maps, n: int = 6, title: str = ""):
     W, after the ReLU), its ``n`` most active channels, strongest first. Each map has its
     own grey scale (white: zero), so the pattern shows and the printed means compare."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(maps), n + 1, figsize=(1.2 * (n + 1), 1.3 * len(maps)))
+    fig, axes = plt.subplots(len(maps), n + 1, figsize=(1.2 * (n + 1), 1.3 * len(maps)),
+                             squeeze=False)
     for row, (name, channels) in zip(axes, maps.items()):
         means = channels.mean(axis=(1, 2))
         row[0].imshow(image, cmap="gray_r")

@@ -211,7 +211,7 @@ def float32_tolerance(expected: np.ndarray) -> float:
     """How far a float32 forward pass may be from this float64 reference.
 
     Each output is built from sums of thousands of float32 products (a fan-in
-    of up to 832 x 9 in GoogLeNet), rounded to 24 bits (eps32 = 1.2e-7) at each
+    of up to 192 x 9 in GoogLeNet), rounded to 24 bits (eps32 = 1.2e-7) at each
     step, through the network's layers; the rounding depends on the order in
     which a processor adds. The book's networks end up to ~7 eps32 of the
     output's magnitude away from float64 (an AMD EPYC with AVX2 only: 1.2e-4

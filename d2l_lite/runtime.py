@@ -17,8 +17,12 @@ SMALL_SCALE_ENV = "D2L_SMALL_SCALE"
 
 def small_scale() -> bool:
     """True when ``D2L_SMALL_SCALE`` asks for the quick, small-scale mode."""
-    value = os.environ.get(SMALL_SCALE_ENV, "").strip().lower()
-    return value not in ("", "0", "false", "no")
+    return env_flag(SMALL_SCALE_ENV)
+
+
+def env_flag(name: str) -> bool:
+    """An environment variable as a switch: unset, empty, 0, false or no is off."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def device_notice(framework: str, is_gpu: bool, name: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,13 +16,13 @@ import numpy as np
 from . import tables
 from .data import minibatch_indices
 from .plotting import ProgressPlot, plot_history  # noqa: F401 (pages call training.plot_history)
-from .runtime import Timer, small_scale
+from .runtime import Timer, env_flag, small_scale
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Everything that decides how a model is trained. ``schedule``: ``"constant"``,
-    ``"cosine"``, ``"step"`` (/10 after half and three quarters of the epochs) or ``"paper"``
+    ``"cosine"``, ``"step"`` (/10 after half and three quarters of the steps after warm-up) or ``"paper"``
     (4% lower every 8 epochs), after linear warm-up. ``mixed_precision``: bf16 on a GPU."""
     name: str
     num_epochs: int = 10
@@ -143,7 +142,7 @@ def run_scale(has_gpu: bool, small: Optional[bool] = None) -> RunScale:
         return RunScale("small", 512, 256, 2, 32,
                         "small-scale mode (D2L_SMALL_SCALE=1): 512 train / 256 test "
                         f"images,\nat most 2 epochs, batches of at most 32{in_f32}", bf16)
-    if not has_gpu and os.environ.get(FULL_SCALE_ENV, "") in ("", "0"):
+    if not has_gpu and not env_flag(FULL_SCALE_ENV):
         return RunScale("reduced", 10_000, 10_000, 2, 32,
                         "no GPU: a reduced run, 10,000 train images for 2 epochs, batch "
                         "<= 32,\ntested on all 10,000 test images, in float32 (bfloat16 "

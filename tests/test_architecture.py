@@ -75,7 +75,11 @@ def test_wrong_channels_are_explained():
     ({"in_channels": 0}, "in_channels must be a positive int"),
     ({"num_classes": 2.5}, "num_classes must be a positive int"),
     ({"head_pool": "max"}, "head_pool must be 'global' or 'avg7'"),
-    ({"input_size": 100, "head_pool": "avg7"}, "too small"),
+    ({"in_channels": True}, "in_channels must be a positive int"),
+    # a description whose own size is unfit is described again, not resized
+    ({"input_size": 100, "head_pool": "avg7"}, "too small.*input_size from 193 to 224"),
+    ({"stem": "small", "head_pool": "avg7", "input_size": 40}, r"ceil\(n / 8\).*49 to 56"),
+    ({"aux_heads": True, "input_size": 32}, "65x65. At 32x32 the auxiliary head 'aux1'"),
 ])
 def test_spec_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

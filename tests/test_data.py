@@ -113,6 +113,12 @@ def test_wrong_magic(tiny):
         data.load_fashion_mnist(tiny, verbose=False)
 
 
+def test_wrong_magic_in_a_file_of_any_name(tmp_path):
+    write_idx(tmp_path / "mine.gz", np.zeros(3), magic=1234)
+    with pytest.raises(data.DataError, match=r"1234, expected 2049 \(labels\) or 2051"):
+        data.read_idx(tmp_path / "mine.gz")
+
+
 def test_wrong_count_in_header(tiny):
     raw = gzip.decompress((tiny / TEST_IMAGES).read_bytes())
     bad = raw[:4] + struct.pack(">I", 6) + raw[8:]  # header says 6, file holds 5

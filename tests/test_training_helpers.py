@@ -108,6 +108,14 @@ def test_the_reduced_scale_asks_the_book_recipe_for_the_target_not_the_classic()
     assert checked == ["2 epochs", "finite", "no divergence"]
 
 
+@pytest.mark.parametrize("value, name", [("", "reduced"), ("0", "reduced"),
+                                         ("false", "reduced"), ("No", "reduced"),
+                                         ("1", "full"), ("yes", "full")])
+def test_the_full_scale_switch_reads_as_the_small_scale_one(monkeypatch, value, name):
+    monkeypatch.setenv("D2L_FULL_SCALE", value)
+    assert training.run_scale(has_gpu=False, small=False).name == name
+
+
 def test_a_cpu_scale_caps_a_recipe_and_says_float32_once():
     """Every CPU scale asks for float32 and says so in its note, so neither a
     training page's trainer nor the comparison's eight runs repeat it."""
