@@ -35,9 +35,13 @@ _CLASS_OPTIONS = {"Inception": {}, "NaiveInception": {"reduce": False},
                   "GoogLeNetAux": {"aux_heads": True}, "SmallStemGoogLeNet": {"stem": "small"}}
 
 
-def classes(spec: GoogLeNetSpec, book) -> Tuple[type, type]:
+def classes(spec: GoogLeNetSpec, book, conv_bias: bool = False) -> Tuple[type, type]:
     """The block and network classes of a framework's ``book`` module (the page's
-    saved cells) that build ``spec``, picked by :func:`class_names`."""
+    saved cells) that build ``spec``, picked by :func:`class_names`. ``conv_bias``:
+    whether the book's Conv-BN-ReLU can keep a conv bias (PyTorch's only)."""
+    if spec.stages[0].layers[0].conv_bias and not conv_bias:
+        raise ValueError(f"{book.__name__}'s Conv-BN-ReLU has no conv bias: a spec with "
+                         f"conv_bias=True (architecture.TUTORIAL_V1) is PyTorch's only")
     block, net = class_names(spec)
     return getattr(book, block), getattr(book, net)
 

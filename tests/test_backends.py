@@ -134,6 +134,19 @@ def test_batch_norm_statistics_start_fresh(impl):
         np.testing.assert_array_equal(value, expected, err_msg=key)
 
 
+def test_a_conv_bias_beside_batchnorm_is_built_or_refused(impl):
+    """The tutorial's conv biases beside BatchNorm (TUTORIAL_V1): PyTorch's
+    conv_bn_relu keeps them; the others' has none and says so, rather than
+    build a model that differs from its description."""
+    spec = architecture.TUTORIAL_V1
+    if impl.name == "torch":
+        assert impl.count_parameters(impl.build(spec)) == counting.total_params(
+            counting.count_network(spec))
+    else:
+        with pytest.raises(ValueError, match="conv_bias=True.*PyTorch's only"):
+            impl.build(spec)
+
+
 def test_the_papers_head_takes_a_7x7_map_only(impl):
     """The paper's 7x7 average pool: the smallest input that leaves a 7x7 map runs,
     one pixel less is refused (an error from the framework's shapes, or JAX's

@@ -9,7 +9,7 @@ Shapes and counts come from ``jax.eval_shape`` (nothing is computed).
 import jax
 import jax.numpy as jnp
 
-from d2l_lite import architecture, counting
+from d2l_lite import architecture, counting, reference
 from d2l_lite import jax as d2l
 
 BOOK, PAPER, BLOCK = architecture.BOOK, architecture.PAPER, architecture.INCEPTION_3A
@@ -39,6 +39,13 @@ def test_layer_summary_prints_the_stage_rows(capsys):
     assert out[0].split() == ["stage", "output", "shape", "parameters"]
     assert out[2].split() == ["b1", "(1,", "24,", "24,", "64)", "3,200"]
     assert out[-1].split() == ["head", "(1,", "10)", "10,250"]
+
+
+def test_weights_load_at_the_size_the_model_implies():
+    """No input shape: the paper's head implies 224x224 (not the book's 96)."""
+    variables = d2l.load_weights(d2l.googlenet(PAPER), reference.xavier_weights(PAPER))
+    assert d2l.count_parameters(variables) == counting.total_params(
+        counting.count_network(PAPER))
 
 
 def test_set_seed_returns_a_key():

@@ -155,6 +155,11 @@ def test_uneven_shares_are_refused_before_any_process_starts(
     assert seconds < 5  # no process was started
 
 
+def test_an_optimiser_the_worker_does_not_know_is_refused(job_parts):
+    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adamw', got 'SGD'"):
+        d2l.spawn(d2l.ddp_worker, 2, job(job_parts, [np.arange(16)], optimizer="SGD"))
+
+
 def test_a_nan_in_one_share_refuses_the_step_and_names_the_process(job_parts):
     images = job_parts[2].astype(np.float32) / 255
     images[3] = np.nan  # image 3 is in process 1's share (1, 3, 5, ...)

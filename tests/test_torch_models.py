@@ -49,6 +49,24 @@ def test_layer_summary_prints_the_stage_rows(capsys):
     assert out[-1].split() == ["head", "(1,", f"{rows[-1][1][0]})", f"{rows[-1][2]:,}"]
 
 
+def test_measuring_a_model_leaves_it_as_it_was():
+    """stage_rows runs the aux heads in training mode, count_flops in eval mode
+    (the heads idle): neither moves BatchNorm's statistics or the mode."""
+    spec = architecture.googlenet_spec(batch_norm=True, aux_heads=True)
+    model = d2l.googlenet(spec).train()
+    before = [b.clone() for b in model.buffers()]
+    d2l.stage_rows(model, (1, 1, 96, 96))
+    assert d2l.count_flops(model, (1, 1, 96, 96)) == d2l.expected_flops(spec)
+    assert model.training and all((b == a).all() for b, a in zip(model.buffers(), before))
+
+
+def test_a_hand_built_models_description_is_read_from_its_layers():
+    model = d2l.GoogLeNet(num_classes=1000)
+    model(torch.zeros(1, 3, 224, 224))
+    spec = d2l.spec_of(model)
+    assert (spec.in_channels, spec.num_classes, spec.head_pool) == (3, 1000, "global")
+
+
 def test_a_hand_built_model_takes_weights_by_name_and_logits_restore_the_mode():
     """The GoogLeNet page builds ``GoogLeNet()`` itself: its names come from its
     classes. A model of another description says which tensors differ."""

@@ -155,13 +155,15 @@ def tensor_paths(spec: architecture.GoogLeNetSpec) -> Dict[str, Tensor]:
 
 
 def spec_of(model: GoogLeNet, input_shape: Sequence[int]) -> architecture.GoogLeNetSpec:
-    """The spec of textbook ``model`` on NHWC ``input_shape``."""
+    """The spec of textbook ``model`` on NHWC ``input_shape`` (a side of None: the
+    size its stem and head imply, :func:`textbook.spec`'s)."""
     if not hasattr(model, "block"):
         raise ValueError(f"load_weights ports the textbook GoogLeNets, not "
                          f"{type(model).__name__}")
     _, size, _, channels = input_shape
+    sizes = {"input_size": size} if size else {}
     return textbook.spec(
-        model.block, type(model), in_channels=channels, input_size=size,
+        model.block, type(model), in_channels=channels, **sizes,
         num_classes=model.num_classes, batch_norm=model.conv.__name__ == "ConvBNReLU",
         head_pool="avg7" if getattr(model, "avg7", False) else "global")
 
@@ -196,10 +198,12 @@ def port(model: nn.Module, weights: dict, spec: architecture.GoogLeNetSpec,
 
 def load_weights(model: nn.Module, weights: dict, input_shape=None) -> dict:
     """The ``variables`` of textbook ``model`` holding neutral ``weights``, found by
-    name for NHWC ``input_shape`` (default 96 x 96: an aux ``fc1`` depends on it)."""
+    name for NHWC ``input_shape`` (an aux ``fc1`` depends on it; default: the size
+    the model's stem and head imply, 96, 224 for the paper's, 28 for the small stem)."""
     channels = np.shape(weights.get("conv1/weight", np.zeros((1, 1))))[1]
-    input_shape = tuple(input_shape or (1, 96, 96, channels))
-    return port(model, weights, spec_of(model, input_shape), input_shape)
+    spec = spec_of(model, input_shape or (1, None, None, channels))
+    size = spec.input_size
+    return port(model, weights, spec, tuple(input_shape or (1, size, size, channels)))
 
 
 def get_weights(variables: dict, spec: architecture.GoogLeNetSpec) -> dict:

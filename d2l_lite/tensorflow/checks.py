@@ -53,8 +53,9 @@ class FiniteCheck:
     all-reduce of ``2 x devices`` flags tells every device every flag, and the
     update is applied on every device or on none. On the host, after the
     step (:meth:`raise_if_flagged`): a ``FloatingPointError`` that names the
-    devices and the step. ``steps`` counts the steps taken. ``enabled=False``
-    leaves out the flags and their all-reduce (only to time what they cost)."""
+    devices and the step. ``steps`` counts the steps run, a refused one too.
+    ``enabled=False`` leaves out the flags and their all-reduce (only to time
+    what they cost)."""
 
     def __init__(self, strategy, global_batch_size, enabled=True):
         processes.check_count(global_batch_size, what="images in the global batch")

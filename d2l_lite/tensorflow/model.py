@@ -190,6 +190,12 @@ def get_weights(model: GoogLeNet) -> Dict[str, np.ndarray]:
 
 
 def logits(model: GoogLeNet, X: np.ndarray) -> np.ndarray:
-    """Logits (inference mode) for an NCHW float32 NumPy batch, as float32 NumPy."""
+    """Logits (inference mode) for an NCHW float32 NumPy batch, as float32 NumPy,
+    computed in IEEE float32 (TensorFlow's default TF32 on a GPU would move them)."""
     X = np.transpose(np.asarray(X, np.float32), (0, 2, 3, 1))  # NCHW -> NHWC
-    return np.asarray(model(X, training=False), dtype=np.float32)
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        return np.asarray(model(X, training=False), dtype=np.float32)
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)

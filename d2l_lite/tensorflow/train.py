@@ -54,7 +54,7 @@ def device_data(data, device: str) -> Tuple[tf.Tensor, ...]:
 
 
 def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> tf.Tensor:
-    """``images[index]`` in [0, 1], NHWC, resized as PyTorch's bilinear (no antialias)."""
+    """uint8 ``images[index]`` in [0, 1], NHWC, resized as PyTorch's bilinear (no antialias)."""
     X = tf.cast(tf.gather(images, index), tf.float32)[..., tf.newaxis] / 255.0
     return tf.image.resize(X, (image_size, image_size), method="bilinear", antialias=False)
 
@@ -100,7 +100,9 @@ class SGD(keras.optimizers.SGD):
 
 
 def make_optimizer(recipe: training.Recipe) -> keras.optimizers.Optimizer:
-    """The recipe's optimiser, with PyTorch's arithmetic."""
+    """The recipe's optimiser, with PyTorch's arithmetic (SGD with momentum: at a
+    constant rate; Keras keeps the rate in the momentum buffer, PyTorch applies it
+    after, so a changing rate weighs past gradients differently)."""
     if recipe.optimizer == "adamw":
         return AdamW(recipe.lr, recipe.weight_decay)
     return SGD(recipe.lr, recipe.momentum, recipe.nesterov, recipe.weight_decay)

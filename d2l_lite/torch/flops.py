@@ -17,15 +17,20 @@ from .train import sync_of
 
 def count_flops(model_or_block: nn.Module,
                 input_shape: Sequence[int]) -> int:
-    """``FlopCounterMode``'s FLOPs of one forward pass: 2 per
+    """``FlopCounterMode``'s FLOPs of one forward pass in eval mode: 2 per
     multiply-accumulate of convolutions and matrix products, nothing for
     the rest."""
     if len(input_shape) != 4:
         raise ValueError(f"input_shape must be N x C x H x W, e.g. "
                          f"(1, 192, 28, 28), got {tuple(input_shape)}")
     X = torch.zeros(tuple(input_shape), device=_device(model_or_block))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model_or_block(X)
+    was_training = model_or_block.training
+    model_or_block.eval()  # inference: no auxiliary heads, BatchNorm unmoved
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model_or_block(X)
+    finally:
+        model_or_block.train(was_training)
     return counter.get_total_flops()
 
 

@@ -18,7 +18,7 @@ from .book import GoogLeNet, Inception, conv_bn_relu, conv_relu
 def googlenet(spec: architecture.GoogLeNetSpec = architecture.BOOK) -> GoogLeNet:
     """The textbook model of ``spec`` (kept as ``model.spec``), its lazy parameters
     made by :func:`_build`."""
-    block, net = textbook.classes(spec, book)
+    block, net = textbook.classes(spec, book, conv_bias=True)
     bias = spec.stages[0].layers[0].conv_bias  # conv1 as every convolution
     conv = partial(conv_bn_relu, bias=bias) if spec.batch_norm else conv_relu
     model = net(spec.num_classes, conv, block)
@@ -74,10 +74,13 @@ def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
             X = stage(X)
             rows.append((name, tuple(X.shape[1:]), count_parameters(stage)))
         if hasattr(model, "aux1"):  # GoogLeNetAux: training mode runs the heads
+            statistics = [b.clone() for b in model.buffers()]  # BatchNorm's, kept
             model.train()
             _, aux = model(torch.zeros((2, *input_shape[1:]), device=_device(model)))
             rows += [(f"aux{i}", tuple(a.shape[1:]),
                       count_parameters(getattr(model, f"aux{i}"))) for i, a in enumerate(aux, 1)]
+            for buffer, saved in zip(model.buffers(), statistics):
+                buffer.copy_(saved)
     model.train(was_training)
     return rows
 
@@ -131,9 +134,13 @@ def spec_of(model: GoogLeNet) -> architecture.GoogLeNetSpec:
     :func:`textbook.spec`'s for its stem and head)."""
     if hasattr(model, "spec"):
         return model.spec
+    conv1 = model.stem.b1[0][0]
     bn = isinstance(model.stem.b1[0][1], nn.BatchNorm2d)
+    avg7 = isinstance(model.head[0], nn.AvgPool2d)
     return textbook.spec(type(model.body.b3[0]), type(model), batch_norm=bn,
-                                      conv_bias=bn and model.stem.b1[0][0].bias is not None)
+                         conv_bias=bn and conv1.bias is not None,
+                         in_channels=conv1.in_channels, num_classes=model.head[-1].out_features,
+                         head_pool="avg7" if avg7 else "global")
 
 
 def tensor_names(model: GoogLeNet) -> Dict[str, str]:

@@ -169,9 +169,11 @@ def check_job(job: DataParallelJob, world_size: int) -> None:
     """What :meth:`DataParallelJob.check` checks: every global batch splits
     into equal shares (DDP averages the processes' gradients with equal
     weights, so unequal shares would weigh images unequally), every index
-    names an image, and the dtype is one the worker knows."""
+    names an image, and the dtype and optimiser are ones the worker knows."""
     if job.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {job.dtype!r}")
+    if job.optimizer not in ("sgd", "adamw"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {job.optimizer!r}")
     if len(job.images) != len(job.labels):
         raise ValueError(f"{len(job.images)} images but {len(job.labels)} labels")
     for i, batch in enumerate(job.batches):
