@@ -25,7 +25,7 @@ def count_flops(model_or_block: nn.Module,
                          f"(1, 192, 28, 28), got {tuple(input_shape)}")
     X = torch.zeros(tuple(input_shape), device=_device(model_or_block))
     was_training = model_or_block.training
-    model_or_block.eval()  # inference: no auxiliary heads, BatchNorm unmoved
+    model_or_block.eval()  # no auxiliary heads; BatchNorm left as it is
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model_or_block(X)
