@@ -126,7 +126,7 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
         raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes).")
     magic, count = struct.unpack(">II", raw[:8])
     expected_magic = FILES[path.name][1] if path.name in FILES else None
-    if magic not in (2049, 2051) or magic != (expected_magic or magic):
+    if magic not in (2049, 2051) or expected_magic not in (None, magic):
         expected = ("2049 (labels) or 2051 (images)" if expected_magic is None else
                     f"{expected_magic} ({'labels' if expected_magic == 2049 else 'images'})")
         raise DataError(f"{path} has IDX magic number {magic}, expected {expected}. Is it "
