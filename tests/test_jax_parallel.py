@@ -15,7 +15,6 @@ order, which is all that may differ; the tolerance is four times that.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import faults
 
 pytestmark = pytest.mark.slow  # processes or devices of their own
 
@@ -171,12 +172,6 @@ def last_json(result):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_devices_take_the_one_device_step():
     """The page's engine: a batch sharded over two devices, the state
     replicated, ``jax.jit(d2l.train_step)``: XLA all-reduces the gradients
@@ -205,7 +200,7 @@ def test_two_devices_take_the_one_device_step():
 def test_two_processes_take_the_one_device_step():
     """The launch recipe on one machine: two processes, one CPU device each,
     joined by ``d2l.init_processes``; each feeds its half of the batch."""
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{faults.free_ports(1)[0]}"
     children = [subprocess.Popen([sys.executable, "-c", PROCESS, address, str(pid)],
                                  cwd=ROOT, env=child_env(JAX_ENABLE_X64="1"),
                                  stdout=subprocess.PIPE,
@@ -226,7 +221,7 @@ def test_a_missing_process_ends_the_job():
     """Process 0 waiting for a process that never starts ends after the
     timeout with JAX's DEADLINE_EXCEEDED and the advice printed before."""
     source = ("from d2l_lite import jax as d2l\n"
-              f"d2l.init_processes('127.0.0.1:{free_port()}', 2, 0, timeout_s=3)\n"
+              f"d2l.init_processes('127.0.0.1:{faults.free_ports(1)[0]}', 2, 0, timeout_s=3)\n"
               "print('joined')\n")
     start = time.monotonic()
     result = run_child(source, timeout=60)

@@ -49,12 +49,6 @@ def timed(call, error, match, fault=""):
     return faults.timed(call, error, match, "JAX", fault)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # In a child with N CPU devices -------------------------------------------------------
 
 CHILD = textwrap.dedent("""
@@ -233,7 +227,7 @@ def test_a_failing_child_step_is_reported_in_its_own_words():
 
 def test_a_coordinator_that_never_answers():
     """Process 1 waits for process 0 at a port nobody listens on."""
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{faults.free_ports(1)[0]}"
     message, seconds = timed(lambda: d2l.init_processes(address, 2, 1, timeout_s=3),
                              RuntimeError, r"JAX process 1: no coordinator answered at "
                                            r"127.0.0.1:\d+ within 3 s",
@@ -256,6 +250,6 @@ def test_a_port_in_use_is_named_before_jax_aborts():
     (2, 2, "process_id must be a whole number from 0 to 1, got 2"),
     (2, -1, "process_id must be a whole number from 0 to 1, got -1")])
 def test_launch_arguments_that_cannot_be(num_processes, process_id, match):
-    timed(lambda: d2l.init_processes(f"127.0.0.1:{free_port()}", num_processes,
+    timed(lambda: d2l.init_processes(f"127.0.0.1:{faults.free_ports(1)[0]}", num_processes,
                                      process_id, timeout_s=3), ValueError, match)
 

@@ -12,7 +12,6 @@ stalling it.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,9 @@ from mxnet import gluon, nd  # noqa: E402
 
 from d2l_lite import architecture, reference  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: faults
+import faults  # noqa: E402
 
 pytestmark = pytest.mark.slow  # processes or devices of their own
 
@@ -74,12 +76,6 @@ def python(code, env=None, timeout=90):
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def trainable(model, ctx):
@@ -171,7 +167,7 @@ weights = sgd_step(d2l.googlenet(architecture.BOOK), [mx.cpu()], architecture.BO
 np.savez({str(tmp_path)!r} + f"/rank{{kv.rank}}.npz", *weights)
 """
     env = {**os.environ, "DMLC_PS_ROOT_URI": "127.0.0.1",
-           "DMLC_PS_ROOT_PORT": str(free_port()), "DMLC_NUM_SERVER": "1",
+           "DMLC_PS_ROOT_PORT": str(faults.free_ports(1)[0]), "DMLC_NUM_SERVER": "1",
            "DMLC_NUM_WORKER": "2"}
     roles = [("scheduler", "import mxnet"), ("server", "import mxnet"),
              ("worker", worker), ("worker", worker)]

@@ -103,14 +103,6 @@ def in_fresh_python(code, env=None, timeout=90):
     raise getattr(builtins, last.group(1))(result.stderr[last.end():].strip())
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Devices ---------------------------------------------------------------------------
 
 def test_no_devices(batch):
@@ -297,7 +289,7 @@ def test_dist_kvstore_without_the_launchers_variables(monkeypatch):
 
 
 def test_dist_kvstore_whose_scheduler_never_answers():
-    port = free_port()  # nobody listens there
+    port = faults.free_ports(1)[0]  # nobody listens there
     dmlc = {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1",
             "DMLC_PS_ROOT_PORT": str(port), "DMLC_NUM_SERVER": "1",
             "DMLC_NUM_WORKER": "1"}
