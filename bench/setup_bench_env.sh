@@ -25,8 +25,9 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=.venv-bench
 
 pip_quiet() {
-  "$@" -q --disable-pip-version-check 2>&1 | grep -v -E "is ignored: it is neither a file nor a directory" || true
-  return "${PIPESTATUS[0]}"
+  "$@" -q --disable-pip-version-check 2>&1 \
+    | { grep -v -E "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"  # pip's status (grep's braces always succeed)
 }
 
 # extra FOLDER PYTHON PACKAGE...: PACKAGEs, without their dependencies, into FOLDER

@@ -22,8 +22,9 @@ fi
 
 pip_quiet() {
   # pip's own progress is noise in CI logs; keep errors.
-  "$@" -q --disable-pip-version-check 2>&1 | grep -v -E "is ignored: it is neither a file nor a directory" || true
-  return "${PIPESTATUS[0]}"
+  "$@" -q --disable-pip-version-check 2>&1 \
+    | { grep -v -E "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"  # pip's status (grep's braces always succeed)
 }
 
 stamp_of() { cat "$@" pyproject.toml | sha256sum | cut -d' ' -f1; echo "gpu=$D2L_GPU"; }
