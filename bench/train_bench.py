@@ -37,9 +37,11 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -105,7 +107,9 @@ def run_child(name: str, command: List[str], out: Path, timeout: float,
               verbose: bool, pythonpath: Optional[str] = None,
               caches: Optional[Dict[str, str]] = None) -> Dict:
     """Run ``command`` (which writes its JSON record to ``out``) with the cache
-    folders of ``caches``; add timings."""
+    folders of ``caches``; add timings. The child runs in its own process
+    group, which is killed at ``timeout`` (silent or not) and whenever this
+    script stops early (an error, Ctrl-C, SIGTERM), so no run outlives it."""
     print(f"--- {name}: starting", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_before, start = loadavg(), time.perf_counter()
@@ -116,26 +120,29 @@ def run_child(name: str, command: List[str], out: Path, timeout: float,
                                                           env.get("PYTHONPATH")]))
     try:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+                                stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
     except OSError as err:
         return {"status": f"not available: {err}"}
-    deadline = start + timeout
+
+    def read() -> None:  # the trainers print little with progress=False
+        for line in proc.stdout:
+            tail[:] = (tail + [line.rstrip()])[-40:]
+            if verbose:
+                print(f"    [{name}] {line.rstrip()}", flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     timed_out = False
-    assert proc.stdout is not None
-    for line in proc.stdout:  # the trainers print little with progress=False
-        tail = (tail + [line.rstrip()])[-40:]
-        if verbose:
-            print(f"    [{name}] {line.rstrip()}", flush=True)
-        if time.perf_counter() > deadline:
-            timed_out = True
-            proc.kill()
-            break
     try:
-        proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        proc.kill()
-        proc.wait()
+    finally:  # also on KeyboardInterrupt and SIGTERM (see main)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reader.join(timeout=10)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     record: Dict = {}
@@ -144,15 +151,20 @@ def run_child(name: str, command: List[str], out: Path, timeout: float,
             record = json.loads(out.read_text())
         except json.JSONDecodeError:
             record = {}
+    last = tail[-1] if tail else "no output"
     if timed_out:
-        record["status"] = f"failed: timed out after {timeout:.0f} s"
+        record["status"] = f"failed: timed out after {timeout:.0f} s ({last})"
     elif not record:
-        record["status"] = f"failed: exit code {proc.returncode}, no record written"
+        record["status"] = f"failed: exit code {proc.returncode}, no record written ({last})"
+    elif record.get("error"):  # a traceback: its last line says what
+        record["status"] = f"failed: {record['error'].strip().splitlines()[-1]}"
+    elif proc.returncode != 0:
+        record["status"] = (f"failed: exit code {proc.returncode} after writing its "
+                            f"record ({last})")
     if not str(record.get("status", "")).startswith("ok"):
         record["output_tail"] = "\n".join(tail[-25:])
     record["process"] = {
-        "command": [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c
-                    for c in command],
+        "command": [shorten(c) for c in command],
         "wall_seconds": round(wall, 2),
         "cpu_seconds": round((after.ru_utime - before.ru_utime)
                              + (after.ru_stime - before.ru_stime), 2),
@@ -161,6 +173,14 @@ def run_child(name: str, command: List[str], out: Path, timeout: float,
     }
     print(f"--- {name}: {record.get('status')} ({wall:.0f} s)", flush=True)
     return record
+
+
+def shorten(path: str) -> str:
+    """``path`` relative to the checkout when it lies inside it, else as it is."""
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return path
 
 
 # ---- numbers ----------------------------------------------------------------------------
@@ -308,6 +328,12 @@ def main(argv=None) -> int:
     for r in recipes:
         if r not in RECIPES:
             p.error(f"unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
+    chosen = [] if args.no_reference else ["torch"] + [
+        f for f in (args.references.split(",") if args.references else frameworks)
+        if f and f != "torch"]
+    # SIGTERM ends the run as Ctrl-C does: the running child is killed, the
+    # temporary folders go and the finished runs stay saved.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     data_dir = args.data_dir or os.environ.get("D2L_FASHION_MNIST_DIR")
     shared = ROOT.parent / "shared" / "data" / "fashion-mnist"
@@ -348,6 +374,9 @@ def main(argv=None) -> int:
                 r["vs_d2l_same_framework"] = ratios(r["metrics"], refs[r["framework"]])
             elif args.no_reference:
                 r["vs_d2l_same_framework"] = "no reference run (--no-reference)"
+            elif r["framework"] not in chosen:
+                r["vs_d2l_same_framework"] = ("no d2l reference for this framework in "
+                                              f"this run (--references {args.references})")
             else:
                 r["vs_d2l_same_framework"] = "the reference run failed"
 
@@ -404,8 +433,8 @@ def main(argv=None) -> int:
             missing = [p for p in (python, pythonpath) if p and not (
                 (ROOT / p).exists() if os.sep in p else shutil.which(p))]
             if missing:
-                setup = ("bench/setup_bench_env.sh" if "bench" in missing[0]
-                         else "tools/setup_env.sh")
+                bench_env = missing[0] in (args.bench_python, pythonpath)
+                setup = "bench/setup_bench_env.sh" if bench_env else "tools/setup_env.sh"
                 record = {"status": f"not available: {missing[0]} is missing (run {setup})"}
             else:
                 command = [python, str(BENCH / script)] + extra
@@ -426,8 +455,7 @@ def main(argv=None) -> int:
         if not args.no_reference:
             interpreters = {"torch": args.bench_python, "tensorflow": args.python,
                             "jax": args.python, "mxnet": args.mxnet_python}
-            chosen = args.references.split(",") if args.references else frameworks
-            for f in ["torch"] + [f for f in chosen if f and f != "torch"]:
+            for f in chosen:
                 script, folder = D2L_REFERENCES[f]
                 child(f"d2l ({LABELS[f]})", interpreters[f], script,
                       size + ["--num-workers", str(args.d2l_workers)]
