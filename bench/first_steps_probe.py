@@ -95,19 +95,28 @@ def main(argv=None) -> int:
             out = Path(tmp) / "r.json"
             env = dict(os.environ, **cache_environment(Path(tmp)))  # empty caches
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--out", str(out), "--child", name],
-                                  env=env, capture_output=True, text=True,
-                                  timeout=max(30.0, args.budget + 60 - elapsed))
-            record = json.loads(out.read_text()) if out.exists() else {
-                "status": f"failed (exit {proc.returncode})", "tail": proc.stderr[-1500:]}
+            limit = max(30.0, args.budget + 60 - elapsed)
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--out", str(out),
+                                       "--child", name], env=env, capture_output=True,
+                                      text=True, timeout=limit)
+                record = json.loads(out.read_text()) if out.exists() else {
+                    "status": f"failed (exit {proc.returncode})",
+                    "tail": proc.stderr[-1500:]}
+            except subprocess.TimeoutExpired as err:  # the next sets still run
+                record = {"status": f"failed (timed out after {limit:.0f} s)",
+                          "tail": (err.stderr or b"")[-1500:].decode(errors="replace")}
         record.update(name=name, options=options,
                       process_seconds=round(time.perf_counter() - t, 1))
         results.append(record)
         print(json.dumps(record), flush=True)
-        Path(args.out).write_text(json.dumps({"settings": {
-            "recipe": "fast, 2 epochs", "num_train": 15_360, "num_test": 2_560,
-            "compile_caches": "cold"}, "results": results}, indent=1) + "\n")
-    return 0
+    Path(args.out).write_text(json.dumps({"settings": {
+        "recipe": "fast, 2 epochs", "num_train": 15_360, "num_test": 2_560,
+        "compile_caches": "cold"}, "results": results}, indent=1) + "\n")
+    failed = [r["name"] for r in results if r["status"].startswith("failed")]
+    if failed:
+        print(f"failed: {', '.join(failed)} (their output's tail is in {args.out})")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
