@@ -76,6 +76,7 @@ run() {
   local log=$out/gpu-run.log site kernels failed=0 done=()
   exec > >(tee "$log") 2>&1
   site=$(mktemp -d) kernels=$(mktemp -d)
+  trap "rm -rf '$site' '$kernels'" EXIT  # expanded now: the names are local
   echo "== $(date -u +%FT%TZ) on $($PYTHON -c 'from d2l_lite import runtime; print(runtime.hardware())')"
   "$PYTHON" -m pip install -q --no-index --find-links "$WHEELS" --no-compile --target "$site" \
     nbclient ipykernel nbformat torchinfo

@@ -131,8 +131,9 @@ def _text(output) -> str:
     return "".join(text) if isinstance(text, list) else text
 
 
-def sync(path: Path) -> bool:
-    """Normalise one notebook in place; return True if it changed."""
+def sync(path: Path, write: bool = True) -> bool:
+    """Normalise one notebook in place (``write=False``: only say whether it
+    would change); return True if it changed."""
     before = path.read_text()
     nb = json.loads(before)
     is_mxnet = path.stem.startswith("mxnet")
@@ -173,10 +174,9 @@ def sync(path: Path) -> bool:
                 out.get("metadata", {}).pop("execution", None)
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
     after = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    if after != before:
+    if after != before and write:
         path.write_text(after)
-        return True
-    return False
+    return after != before
 
 
 def execute(path: Path, small: bool = False, allow_errors: bool = False) -> int:
@@ -229,18 +229,19 @@ def main(argv) -> int:
     flags = {"--small", "--allow-errors"}
     small, allow_errors = "--small" in argv[1:], "--allow-errors" in argv[1:]
     command = argv[0]
+    unknown = [a for a in argv[1:] if a.startswith("-") and a not in flags]
+    if unknown or (command == "execute" and not set(argv[1:]) - flags):
+        print(f"unknown option {unknown[0]}" if unknown else
+              "execute overwrites each notebook's outputs: name the notebooks")
+        print(__doc__)
+        return 2
     paths = [Path(p).resolve() for p in argv[1:] if p not in flags] or all_notebooks()
     paths = [p for p in paths if ".ipynb_checkpoints" not in p.parts]
     if command == "execute":
         return int(sum(execute(path, small, allow_errors) for path in paths) > 0)
     changed = []
     for path in paths:
-        if command == "check":
-            before = path.read_text()
-            if sync(path):
-                changed.append(path)
-                path.write_text(before)
-        elif sync(path):
+        if sync(path, write=command != "check"):
             changed.append(path)
     for path in changed:
         print(f"{'would change' if command == 'check' else 'synced'}: {path.relative_to(ROOT)}")
