@@ -196,3 +196,16 @@ def minibatch_indices(num_examples: int, batch_size: int, *, shuffle: bool, seed
     stop = num_examples - num_examples % batch_size if drop_last else num_examples
     for start in range(0, stop, batch_size):
         yield order[start:start + batch_size]
+
+
+def check_pixels(dtype) -> None:
+    """Every framework's ``prepare_batch`` takes the data set's uint8 pixels
+    (0..255) and divides them by 255; any other dtype is refused, since a
+    float image may already be in [0, 1] (a second division would darken it
+    255 times over) and a cast to uint8 would truncate it to 0."""
+    name = str(dtype).removeprefix("torch.")  # torch.uint8; NumPy's, JAX's: uint8
+    if isinstance(dtype, type) or hasattr(dtype, "as_numpy_dtype"):  # MXNet's, TF's
+        name = np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).name
+    if name != "uint8":
+        raise ValueError(f"prepare_batch takes uint8 pixels (0..255), as "
+                         f"load_fashion_mnist returns them; got {name}")

@@ -213,6 +213,15 @@ def test_the_trainers_batches_are_pytorchs_bilinear_resize(impl, size):
     np.testing.assert_allclose(X[:, 0], bilinear(images / 255, size), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_the_trainers_batches_take_uint8_pixels_only(impl, dtype):
+    """A float image may be in [0, 1] already: dividing it again (or MXNet's
+    cast to uint8, which made it 0) would feed the model a black image."""
+    images = np.full((2, 28, 28), 0.8 if dtype == np.float32 else 204, dtype)
+    with pytest.raises(ValueError, match="prepare_batch takes uint8 pixels"):
+        impl.prepare_batch(images, 28)
+
+
 def pytorch_steps(recipe, w, grads, rates):
     """``torch.optim.SGD`` (weight decay coupled: added to the gradient, which
     momentum then carries) and ``torch.optim.AdamW`` (decay decoupled; epsilon

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from .. import architecture, reference, runtime, training
+from ..data import check_pixels
 from .book import TrainState, train_step
 from .model import port
 
@@ -47,6 +48,7 @@ def device_data(data, device=None) -> Tuple[jax.Array, ...]:
 
 def prepare_batch(images: jax.Array, image_size: int = 96) -> jax.Array:
     """uint8 ``B x 28 x 28`` -> float32 ``B x S x S x 1`` in [0, 1], as PyTorch's bilinear."""
+    check_pixels(images.dtype)
     X = jax.image.resize(images.astype(jnp.float32) / 255,
                          (len(images), image_size, image_size), "bilinear", antialias=False)
     return X[..., None]  # channels last

@@ -39,7 +39,7 @@ class MXNetBackend:
 
     def prepare_batch(self, images, image_size):
         index = nd.arange(len(images), dtype="int32")
-        return prepare_batch(nd.array(images, dtype="uint8"), index, image_size).asnumpy()
+        return prepare_batch(nd.array(images, dtype=images.dtype), index, image_size).asnumpy()
 
     def optimizer_steps(self, recipe, weights, grads, rates):
         w = gluon.Parameter("w", shape=weights.shape)

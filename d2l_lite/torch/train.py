@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import architecture, reference, runtime, training
+from ..data import check_pixels
 from .book import GoogLeNet, train_step
 from .model import _build, load_weights
 
@@ -37,11 +38,9 @@ def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
 def prepare_batch(images: torch.Tensor, index: torch.Tensor,
                   image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
-    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]
-    (uint8 images are divided by 255, float ones taken as they are)."""
-    X = images[index].unsqueeze(1).float()  # B x 1 x 28 x 28
-    if images.dtype == torch.uint8:
-        X = X.div_(255)
+    """uint8 ``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]."""
+    check_pixels(images.dtype)
+    X = images[index].unsqueeze(1).float().div_(255)  # B x 1 x 28 x 28
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
                       align_corners=False, antialias=False)
     if channels_last:
