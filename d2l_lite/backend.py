@@ -113,7 +113,8 @@ class Backend(Protocol):
         """What the trainer feeds the model from uint8 ``N x 28 x 28`` images:
         pixels divided by 255, resized bilinearly as PyTorch does
         (``align_corners=False``) to ``image_size``; as float32 NCHW NumPy.
-        Any other dtype is refused (``data.check_pixels``)."""
+        Float images are taken to be in [0, 1] already; any other dtype is
+        refused (``data.pixel_scale``)."""
 
     def optimizer_steps(self, recipe, weights: np.ndarray, grads: Sequence[np.ndarray],
                         rates: Sequence[float]) -> np.ndarray:

@@ -198,14 +198,17 @@ def minibatch_indices(num_examples: int, batch_size: int, *, shuffle: bool, seed
         yield order[start:start + batch_size]
 
 
-def check_pixels(dtype) -> None:
-    """Every framework's ``prepare_batch`` takes the data set's uint8 pixels
-    (0..255) and divides them by 255; any other dtype is refused, since a
-    float image may already be in [0, 1] (a second division would darken it
-    255 times over) and a cast to uint8 would truncate it to 0."""
+def pixel_scale(dtype) -> float:
+    """What every framework's ``prepare_batch`` divides pixels of ``dtype`` by:
+    255 for the data set's uint8 pixels (0..255); 1 for float ones, taken to
+    be in [0, 1] already (the data-parallel pages put a NaN in a float copy);
+    any other dtype is refused, since its range is unknown."""
     name = str(dtype).removeprefix("torch.")  # torch.uint8; NumPy's, JAX's: uint8
     if isinstance(dtype, type) or hasattr(dtype, "as_numpy_dtype"):  # MXNet's, TF's
         name = np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).name
-    if name != "uint8":
-        raise ValueError(f"prepare_batch takes uint8 pixels (0..255), as "
-                         f"load_fashion_mnist returns them; got {name}")
+    if name == "uint8":
+        return 255.0
+    if name in ("float16", "bfloat16", "float32", "float64"):
+        return 1.0
+    raise ValueError(f"prepare_batch takes uint8 pixels (0..255), as load_fashion_mnist "
+                     f"returns them, or floats in [0, 1]; got {name}")

@@ -213,13 +213,17 @@ def test_the_trainers_batches_are_pytorchs_bilinear_resize(impl, size):
     np.testing.assert_allclose(X[:, 0], bilinear(images / 255, size), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int64])
-def test_the_trainers_batches_take_uint8_pixels_only(impl, dtype):
-    """A float image may be in [0, 1] already: dividing it again (or MXNet's
-    cast to uint8, which made it 0) would feed the model a black image."""
-    images = np.full((2, 28, 28), 0.8 if dtype == np.float32 else 204, dtype)
-    with pytest.raises(ValueError, match="prepare_batch takes uint8 pixels"):
-        impl.prepare_batch(images, 28)
+def test_the_trainers_batches_take_float_pixels_as_they_are(impl):
+    """uint8 pixels are divided by 255, float ones are in [0, 1] already (the
+    parallel pages poison a float copy with a NaN): dividing them again, or
+    casting them to uint8 (MXNet's backend did: 0.8 became 0), would feed the
+    model a black image. Integers of another type are refused."""
+    pixels = np.full((2, 28, 28), 204, np.uint8)
+    np.testing.assert_allclose(impl.prepare_batch(pixels, 28), 0.8, rtol=1e-6)
+    np.testing.assert_allclose(impl.prepare_batch(pixels / np.float32(255), 28), 0.8,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="takes uint8 pixels .* or floats in"):
+        impl.prepare_batch(pixels.astype(np.int64), 28)
 
 
 def pytorch_steps(recipe, w, grads, rates):

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from .. import architecture, reference, runtime, training
-from ..data import check_pixels
+from ..data import pixel_scale
 from .book import TrainState, train_step
 from .model import port
 
@@ -47,9 +47,9 @@ def device_data(data, device=None) -> Tuple[jax.Array, ...]:
 
 
 def prepare_batch(images: jax.Array, image_size: int = 96) -> jax.Array:
-    """uint8 ``B x 28 x 28`` -> float32 ``B x S x S x 1`` in [0, 1], as PyTorch's bilinear."""
-    check_pixels(images.dtype)
-    X = jax.image.resize(images.astype(jnp.float32) / 255,
+    """``B x 28 x 28`` -> float32 ``B x S x S x 1`` in [0, 1] (uint8 divided by
+    255, float as it is: ``pixel_scale``), as PyTorch's bilinear."""
+    X = jax.image.resize(images.astype(jnp.float32) / pixel_scale(images.dtype),
                          (len(images), image_size, image_size), "bilinear", antialias=False)
     return X[..., None]  # channels last
 

@@ -12,7 +12,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from .. import architecture, reference, runtime, training
-from ..data import check_pixels
+from ..data import pixel_scale
 from .book import GoogLeNet, train_step
 from .model import _context, load_weights
 
@@ -38,10 +38,11 @@ def device_data(data, ctx: mx.Context) -> Tuple[nd.NDArray, ...]:
 
 
 def prepare_batch(images: nd.NDArray, index: nd.NDArray, image_size: int = 96) -> nd.NDArray:
-    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1], resized at pixel
-    centres like PyTorch's ``F.interpolate`` (MXNet's default does not)."""
-    check_pixels(images.dtype)
-    X = nd.take(images, index).astype("float32").expand_dims(1) / 255  # B x 1 x 28 x 28
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1] (uint8 divided
+    by 255, float as it is: ``pixel_scale``), resized at pixel centres like PyTorch's
+    ``F.interpolate`` (MXNet's default does not)."""
+    X = nd.take(images, index).astype("float32").expand_dims(1)  # B x 1 x 28 x 28
+    X = X / pixel_scale(images.dtype)
     return nd.contrib.BilinearResize2D(X, height=image_size, width=image_size,
                                        align_corners=False)
 

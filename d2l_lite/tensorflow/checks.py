@@ -53,7 +53,8 @@ class FiniteCheck:
     all-reduce of ``2 x devices`` flags tells every device every flag, and the
     update is applied on every device or on none. On the host, after the
     step (:meth:`raise_if_flagged`): a ``FloatingPointError`` that names the
-    devices and the step. ``steps`` counts the steps run, a refused one too.
+    devices and the step. ``steps`` counts the updates made (a refused step
+    is not one, as in JAX's and MXNet's optimiser counts).
     ``enabled=False`` leaves out the flags and their all-reduce (only to time
     what they cost)."""
 
@@ -119,7 +120,7 @@ class FiniteCheck:
         return flags
 
     def raise_if_flagged(self, flags):
-        """On the host, after each step: count it, and raise the
+        """On the host, after each step: count it if it updated, or raise the
         ``FloatingPointError`` of :func:`d2l_lite.processes.non_finite` if a
         device flagged a NaN or an infinity (its update was refused)."""
         flags = self.strategy.experimental_local_results(flags)[0]
@@ -129,11 +130,11 @@ class FiniteCheck:
                 "tf.function around the whole step cannot do: make the step with "
                 "parallel_step(..., graph=True), which traces the devices' work "
                 "into a graph and keeps the checks outside it")
-        self.steps += 1
         flags = np.asarray(flags).reshape(2, -1)
         n = flags.shape[1]
         losses, grads = (np.flatnonzero(row).tolist() for row in flags)
         if losses or grads:
             where = (f"in the loss of device(s) {losses}" if losses else
                      f"in the gradient of device(s) {grads}")
-            raise processes.non_finite(self.steps, where, n, "device")
+            raise processes.non_finite(self.steps + 1, where, n, "device")
+        self.steps += 1

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import architecture, reference, runtime, training
-from ..data import check_pixels
+from ..data import pixel_scale
 from .book import GoogLeNet, train_step
 from .model import assign, sublayers
 
@@ -55,9 +55,10 @@ def device_data(data, device: str) -> Tuple[tf.Tensor, ...]:
 
 
 def prepare_batch(images: tf.Tensor, index: tf.Tensor, image_size: int = 96) -> tf.Tensor:
-    """uint8 ``images[index]`` in [0, 1], NHWC, resized as PyTorch's bilinear (no antialias)."""
-    check_pixels(images.dtype)
-    X = tf.cast(tf.gather(images, index), tf.float32)[..., tf.newaxis] / 255.0
+    """``images[index]`` in [0, 1] (uint8 divided by 255, float as it is:
+    ``pixel_scale``), NHWC, resized as PyTorch's bilinear (no antialias)."""
+    X = tf.cast(tf.gather(images, index), tf.float32)[..., tf.newaxis]
+    X = X / pixel_scale(images.dtype)
     return tf.image.resize(X, (image_size, image_size), method="bilinear", antialias=False)
 
 

@@ -188,7 +188,9 @@ class FiniteCheck:
     NaN or an infinity, in its own logits or in the averaged gradient, or the
     step is refused on all of them with a ``FloatingPointError`` that names the
     processes and the step. One all-reduce of ``2 x world_size`` flags per
-    step; ``seconds`` adds up what the checks took."""
+    step; ``step`` counts the updates made (a refused step is not one, as
+    in JAX's and MXNet's optimiser counts); ``seconds`` adds up what the
+    checks took."""
 
     def __init__(self, model, optimizer, rank, world_size):
         self.rank, self.world_size, self.step, self.seconds = rank, world_size, 0, 0.0
@@ -201,7 +203,7 @@ class FiniteCheck:
         self.logits_finite = torch.isfinite(logits).all()
 
     def before_step(self, optimizer, args, kwargs):
-        start, self.step = time.perf_counter(), self.step + 1
+        start = time.perf_counter()
         grads = [p.grad for group in optimizer.param_groups
                  for p in group["params"] if p.grad is not None]
         size = self.world_size
@@ -217,7 +219,8 @@ class FiniteCheck:
                 time.sleep(1)  # the process that saw it is the one reported
             where = (f"in the logits of process(es) {logits}" if logits else
                      "in the averaged gradient")
-            raise processes.non_finite(self.step, where, size)
+            raise processes.non_finite(self.step + 1, where, size)
+        self.step += 1
 
 
 class AllReduceSum(torch.autograd.Function):

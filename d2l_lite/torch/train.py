@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import architecture, reference, runtime, training
-from ..data import check_pixels
+from ..data import pixel_scale
 from .book import GoogLeNet, train_step
 from .model import _build, load_weights
 
@@ -38,9 +38,10 @@ def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
 def prepare_batch(images: torch.Tensor, index: torch.Tensor,
                   image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
-    """uint8 ``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]."""
-    check_pixels(images.dtype)
-    X = images[index].unsqueeze(1).float().div_(255)  # B x 1 x 28 x 28
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1] (uint8
+    pixels divided by 255, float ones taken as they are: ``pixel_scale``)."""
+    X = images[index].unsqueeze(1).float()  # B x 1 x 28 x 28
+    X = X.div_(pixel_scale(images.dtype))
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",
                       align_corners=False, antialias=False)
     if channels_last:
