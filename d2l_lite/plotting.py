@@ -255,8 +255,8 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
     plateau looks flat; the legends sit below the panels, where they hide no point."""
     import matplotlib.pyplot as plt
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 4))
-    ax_loss.axhline(math.log(10), color="grey", linewidth=0.8, linestyle=":", zorder=1,
-                    label="guessing, ln 10")
+    ax_loss.axhline(math.log(10), color="black", linewidth=1, linestyle=":", zorder=3,
+                    label="guessing, ln 10")  # on top: a loss stuck there hides it
     frameworks = len({h.framework for h in histories}) > 1
     recipes = len({h.recipe.name for h in histories}) > 1
     for h in histories:
@@ -276,7 +276,7 @@ def plot_history(histories, title: str = "", num_epochs: Optional[int] = None):
         ax.set(xlabel="epoch", xlim=(0, last + 0.1), xticks=range(0, last + 1))
         ax.set_ylabel(name, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, handlelength=4,  # long enough to show the dashes
+        ax.legend(fontsize=9, handlelength=4,  # long enough to show the dashes
                   loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     losses = [y for line in ax_loss.get_lines() for y in line.get_ydata()]
     ax_loss.set_ylim(0, 1.1 * max([math.log(10)] + [y for y in losses if math.isfinite(y)]))
