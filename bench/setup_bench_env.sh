@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or update .venv-bench, the environment of the d2l reference run in
-# bench/train_bench.py; safe to run again (it only reinstalls when this file
-# or pyproject.toml changed).
+# bench/train_bench.py; safe to run again (it only reinstalls when this file,
+# pyproject.toml or .venv's TensorFlow changed). Needs .venv and .venv-mxnet.
 #
 #   .venv-bench  torch 2.14.1 + torchvision 0.29.1, d2l 1.0.3 (--no-deps: its
 #                pinned dependencies are too old for today's Pythons), what
@@ -38,7 +38,13 @@ extra() {
   pip_quiet "$python" -m pip install --no-deps --target "$folder" "$@"
 }
 
-want=$(cat bench/setup_bench_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
+for venv in .venv .venv-mxnet; do  # the extras below go into their pythons
+  [ -x "$venv/bin/python" ] || { echo "No $venv: run tools/setup_env.sh first" >&2; exit 1; }
+done
+# tf-extra's tf_keras must match .venv's TensorFlow: a new one reinstalls
+tf_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('tensorflow'))")
+want=$( (cat bench/setup_bench_env.sh pyproject.toml; echo "tensorflow $tf_version") \
+  | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
@@ -57,7 +63,6 @@ if [ "$(cat "$VENV/.d2l-stamp" 2>/dev/null)" != "$want" ]; then
   pip_quiet "$VENV/bin/python" -m pip install --no-deps -e .
   # d2l's TensorFlow module in .venv: Keras 2 (tf_keras of TensorFlow's release,
   # with TF_USE_LEGACY_KERAS=1) and pandas, which d2l imports.
-  tf_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('tensorflow'))")
   extra "$VENV/tf-extra" .venv/bin/python d2l==1.0.3 "tf_keras==$tf_version" pandas
   # d2l's JAX module in .venv: tensorflow_datasets and what importing it needs.
   extra "$VENV/jax-extra" .venv/bin/python d2l==1.0.3 tensorflow_datasets toml promise \

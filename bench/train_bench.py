@@ -1,7 +1,7 @@
 """Training benchmark: our four trainers and d2l's own GoogLeNet, in one run.
 
     python bench/train_bench.py --epochs 10                      # a GPU, full size
-    python bench/train_bench.py --num-train 1024 --num-test 512 --epochs 1   # a CPU
+    python bench/train_bench.py --num-train 1024 --num-test 512 --epochs 2   # a CPU
 
 Every run is a subprocess with its own interpreter: ``bench/run_one.py`` for
 each (framework, recipe) of ours (``.venv``: PyTorch, TensorFlow, JAX;

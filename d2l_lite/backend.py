@@ -43,9 +43,12 @@ BACKENDS = {"torch": "d2l_lite.torch", "tensorflow": "d2l_lite.tensorflow",
 FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax",
               "mxnet": "mxnet"}
 
-#: The names every framework package exports, each for the same job (its
-#: arguments in the framework's idiom: JAX passes variables and train states), so
-#: that ``d2l.X`` means one thing on all four pages of a chapter.
+#: The names every framework package exports, each for the same job, so that
+#: ``d2l.X`` means one thing on all four pages of a chapter. Arguments, results
+#: and layouts follow the framework's idiom: JAX passes variables and train
+#: states and returns new ones (``train``: the history and the variables;
+#: ``load_weights``: the variables), MXNet's ``train_step`` takes Gluon's trainer
+#: and loss, batches are NHWC in TensorFlow and JAX, NCHW in PyTorch and MXNet.
 PACKAGE_NAMES = (
     # book.py, the pages' saved code
     "Inception", "NaiveInception", "FactorizedInception", "ResidualInception",
@@ -106,8 +109,11 @@ class Backend(Protocol):
         (no TF32 on a GPU)."""
 
     def count_flops(self, model: Any, spec: GoogLeNetSpec) -> int:
-        """FLOPs of one forward pass on one image, as the framework's own
-        counter reports them (``counting.analytic_flops(spec)`` is the target)."""
+        """2 x the multiply-accumulates of the convolutions and dense layers in
+        one forward pass on one image, read from the framework (its FLOP
+        counter, TF's profiler's Conv2D and MatMul ops, JAX's traced program):
+        ``counting.analytic_flops(spec)``. A page's ``d2l.count_flops`` may
+        count more (TF's profiler and XLA add biases and pools)."""
 
     def prepare_batch(self, images: np.ndarray, image_size: int) -> np.ndarray:
         """What the trainer feeds the model from uint8 ``N x 28 x 28`` images:
@@ -133,8 +139,10 @@ class Backend(Protocol):
 
     def data_parallel_step(self, spec: GoogLeNetSpec, weights: Weights, X: np.ndarray,
                            y: np.ndarray, lr: float, num_devices: int) -> Weights:
-        """The weights after one plain SGD step of the model ``spec`` describes,
-        starting from ``weights``, with the batch split evenly over
+        """The trained weights (BatchNorm's statistics may be left out) after
+        one plain SGD step of the model ``spec`` describes (at least every
+        spec without BatchNorm and aux heads), starting from ``weights``, with
+        the batch split evenly over
         ``num_devices`` CPU devices or processes by the framework's own
         data-parallel engine (``num_devices=1``: the one-device step), in
         :attr:`parallel_dtype`. Where the framework makes its devices only at

@@ -72,7 +72,9 @@ def xla_flop_terms(spec_or_block, input_size=None, batch_size: int = 1):
         elif isinstance(layer, architecture.MaxPool):
             terms.append((step.name, "maxpool", size * (layer.kernel ** 2 - 1)))
         elif isinstance(layer, architecture.GlobalAvgPool):
-            terms += [(step.name, "mean", n * c * (h * w - 1)), (step.name, "mean/scale", n * c)]
+            # the mean of a 1x1 map needs no division: XLA folds it away
+            terms += [(step.name, "mean", n * c * (h * w - 1)),
+                      (step.name, "mean/scale", n * c if h * w > 1 else 0)]
         elif isinstance(layer, architecture.AvgPool):
             terms += [(step.name, "avgpool", size * (layer.kernel ** 2 - 1)),
                       (step.name, "avgpool/scale", size)]

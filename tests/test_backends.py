@@ -377,11 +377,15 @@ def test_two_devices_take_the_one_device_step(impl, fashion_mnist):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("num_devices", [0, 3])
-def test_a_device_count_that_cannot_be_is_refused(impl, fashion_mnist, num_devices):
+@pytest.mark.parametrize("num_devices, match", [
+    (0, r"must be a whole number >= 1, got 0"),
+    (3, r"8 images, which do not split evenly over 3 (devices|processes) "
+        r"\(shares of \[3, 3, 2\]\)")])
+def test_a_device_count_that_cannot_be_is_refused(impl, fashion_mnist, num_devices,
+                                                  match):
     """0 devices, or a batch of 8 that does not split over 3: a ValueError
-    before anything starts, saying what was asked."""
+    before anything starts, saying what was asked, in the same words."""
     X, y = fashion_batch(fashion_mnist, SMALL.input_size, n=8)
-    with pytest.raises(ValueError, match=str(num_devices)):
+    with pytest.raises(ValueError, match=match):
         impl.data_parallel_step(SMALL, reference.xavier_weights(SMALL), X, y, 0.1,
                                 num_devices)

@@ -189,7 +189,7 @@ def test_minibatches_cover_each_example_once_and_are_seeded():
     assert [len(b) for b in batches] == [4, 4, 2]
     assert sorted(np.concatenate(batches).tolist()) == list(range(10))
     again = list(data.minibatch_indices(10, 4, shuffle=True, seed=1, epoch=0))
-    assert all((a == b).all() for a, b in zip(batches, again))
+    assert [b.tolist() for b in again] == [b.tolist() for b in batches]
     other = np.concatenate(list(data.minibatch_indices(10, 4, shuffle=True, seed=1, epoch=1)))
     assert other.tolist() != np.concatenate(batches).tolist()
     assert [len(b) for b in data.minibatch_indices(10, 4, shuffle=False, drop_last=True)] == [4, 4]

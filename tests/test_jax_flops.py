@@ -64,6 +64,14 @@ def test_elementwise_and_pooling_rules():
 def test_inception_block_flops(spec):
     counted = d2l.count_flops(block(spec), (1, 28, 28, 192))
     assert counted == d2l.expected_flops(spec, (192, 28, 28))
+    with pytest.raises(ValueError, match="N x H x W x C"):  # not 28 2-d images
+        d2l.count_flops(block(spec), (28, 28, 192))
+
+
+def test_a_mean_over_a_1x1_map_is_not_divided():
+    """At 32x32 the last map is 1x1: XLA drops the mean's division by 1."""
+    spec = architecture.googlenet_spec(input_size=32)
+    assert d2l.count_flops(d2l.googlenet(spec), (1, 32, 32, 1)) == d2l.expected_flops(spec)
 
 
 def test_expected_flops_by_op_for_the_book():

@@ -8,9 +8,9 @@ with a time limit. The network is a tiny one written like the textbook's
 (two convolutions, a pool and the head), so each check compiles in seconds;
 the page runs the same code on GoogLeNet.
 
-The yardstick for "the same step" is the page's: the same step on one device
-with the two halves of the batch swapped computes the same sums in another
-order, which is all that may differ; the tolerance is four times that.
+Every step runs in float64 (JAX_ENABLE_X64), where "the same step" is a claim
+that holds to the order of float64 additions on any CPU, and another step
+(per-device BatchNorm) differs by orders of magnitude more.
 """
 
 import json
@@ -65,15 +65,9 @@ COMMON = textwrap.dedent("""
 
 
     def one_device(state, X, y):
-        '''The step on one device; the tolerance from the swapped halves.'''
-        device = jax.local_devices()[0]
-        one, _, _ = step(*jax.device_put((state, X, y), device))
-        swap = np.r_[8:16, 0:8]
-        swapped, _, _ = step(*jax.device_put((state, X[swap], y[swap]),
-                                              device))
-        update = max_diff(one.params, state.params)
-        tol = 4 * max_diff(swapped.params, one.params) + 1e-6 * update
-        return one, update, tol
+        '''The step on one device, and the largest change it made.'''
+        one, _, _ = step(*jax.device_put((state, X, y), jax.local_devices()[0]))
+        return one, max_diff(one.params, state.params)
 
 
     def data():
@@ -124,9 +118,9 @@ TWO_DEVICES = COMMON + textwrap.dedent("""
         args = (jax.device_put(state, replicated), *jax.device_put((X, y), batch))
         compiled = step.lower(*args).compile()
         two, _, _ = compiled(*args)
-        one, update, tol = one_device(state, X, y)
+        one, update = one_device(state, X, y)
         out[name] = {"all-reduce": "all-reduce" in compiled.as_text(),
-                     "update": update, "tol": tol,
+                     "update": update,
                      "two": max_diff(two.params, one.params),
                      "unsync": max_diff(unsync(*args).params, one.params)}
     print(json.dumps(out))
@@ -147,7 +141,7 @@ PROCESS = COMMON + textwrap.dedent("""
     two, _, _ = step(*multihost_utils.host_local_array_to_global_array(
         (local, X[half], y[half]), mesh, (P(), P("data"), P("data"))))
     two = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), two.params)
-    one, update, tol = one_device(state, X, y)
+    one, update = one_device(state, X, y)
     print(json.dumps({"process": pid, "devices": len(jax.devices()),
                       "two": max_diff(two, one.params), "update": update}))
     jax.distributed.shutdown()
@@ -226,6 +220,7 @@ def test_a_missing_process_ends_the_job():
     start = time.monotonic()
     result = run_child(source, timeout=60)
     assert result.returncode != 0 and "joined" not in result.stdout
-    assert time.monotonic() - start < 60
+    # the 3 s deadline and JAX's start, far from run_child's 60 s (a hang)
+    assert time.monotonic() - start < 30
     assert "DEADLINE_EXCEEDED" in result.stderr
     assert "launch all of them" in result.stderr

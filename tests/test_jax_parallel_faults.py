@@ -37,7 +37,7 @@ import pytest
 import faults
 from d2l_lite import architecture, reference
 
-jax = pytest.importorskip("jax")
+import jax  # noqa: E402
 from d2l_lite import jax as d2l  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

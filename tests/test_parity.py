@@ -2,8 +2,9 @@
 
 One set of canonical weights (``reference.random_weights``, PyTorch layout) is
 loaded by name into the PyTorch, TensorFlow, JAX and MXNet models (through
-``d2l_lite.backend``); their float32 logits must agree with each other and
-with a float64 NumPy forward pass (``reference.float32_tolerance``). MXNet
+``d2l_lite.backend``); their float32 logits must agree with a float64 NumPy
+forward pass (``reference.float32_tolerance``), and so with each other within
+twice that. MXNet
 runs in its own environment (``.venv-mxnet``) through
 ``tests/mxnet/parity_logits.py``.
 """
@@ -20,6 +21,7 @@ from d2l_lite import architecture, backend, reference
 ROOT = Path(__file__).resolve().parents[1]
 MXNET_PYTHON = Path(os.environ.get("D2L_MXNET_PYTHON", ROOT / ".venv-mxnet" / "bin" / "python"))
 SPECS = {"book": architecture.BOOK, "paper": architecture.PAPER}
+pytestmark = pytest.mark.slow  # MXNet's logits come from a process of their own
 
 
 def backend_logits(name, spec, weights, X):
@@ -50,16 +52,11 @@ def test_four_frameworks_agree(spec_name, batch_size, seed, tmp_path):
     results = {name: backend_logits(name, spec, weights, X)
                for name in ("torch", "tensorflow", "jax")}
     results["mxnet"] = mxnet_logits(spec_name, weights, X, tmp_path)
-    names = list(results)
     tolerance = reference.float32_tolerance(expected)  # float32 vs float64
-    for name in names:
+    for name in results:
         assert results[name].shape == (batch_size, spec.num_classes), name
         assert results[name].dtype == np.float32, name
         diff = np.abs(results[name] - expected).max()
         assert diff < tolerance, f"{name} vs float64 reference: {diff:.2e}"
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            diff = np.abs(results[a] - results[b]).max()
-            assert diff < 2 * tolerance, f"{a} vs {b}: {diff:.2e}"  # both off
     # The comparison means something: different inputs give different logits.
     assert np.abs(expected).max() > 0.1

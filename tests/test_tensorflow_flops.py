@@ -8,8 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("keras")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -59,3 +57,5 @@ def test_time_forward_is_positive():
     assert isinstance(seconds, float) and seconds > 0
     with pytest.raises(ValueError, match="repeats"):
         d2l.time_forward(built_block(True), (1, 28, 28, 192), repeats=0)
+    with pytest.raises(ValueError, match="N x H x W x C"):  # not 28 2-d images
+        d2l.count_flops(built_block(True), (28, 28, 192))

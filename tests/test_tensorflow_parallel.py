@@ -22,8 +22,6 @@ import faults
 
 pytestmark = pytest.mark.slow  # processes or devices of their own
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("keras")
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 0.01  # of the largest update, as on the page

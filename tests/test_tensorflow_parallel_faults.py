@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,6 @@ import faults
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("keras")
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORK = "TensorFlow"
@@ -294,9 +291,7 @@ def test_a_peer_that_never_connects_is_stopped_by_the_watchdog():
             raise RuntimeError("\n".join(lines) or result.stderr[-2000:])
         assert "STRATEGY MADE" not in result.stdout
 
-    start = time.monotonic()
-    faults.timed(worker, RuntimeError,
+    faults.timed(worker, RuntimeError,  # within BOUND_S, which faults.timed asserts
                  r"^multi_worker_strategy: the workers in TF_CONFIG did not all connect "
                  r"within 3 s, so this worker was stopped. Start every worker",
                  FRAMEWORK, "a peer that never connects (multi-worker)")
-    assert time.monotonic() - start < faults.BOUND_S

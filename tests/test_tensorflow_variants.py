@@ -7,8 +7,6 @@ variants, their layers, weights and logits, and fresh BatchNorm state:
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("keras")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

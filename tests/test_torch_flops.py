@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (in .venv; a broken install must fail, not skip)
 
 from d2l_lite import architecture, counting  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402

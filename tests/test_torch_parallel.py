@@ -6,7 +6,7 @@ not. Failures: ``tests/test_parallel_faults.py``. 32x32 images keep it short."""
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (in .venv; a broken install must fail, not skip)
 
 from d2l_lite import architecture, reference  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402

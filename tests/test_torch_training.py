@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (in .venv; a broken install must fail, not skip)
 
 from d2l_lite import architecture, reference, training  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402

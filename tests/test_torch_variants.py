@@ -6,7 +6,7 @@ state: ``test_backends.py``)."""
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (in .venv; a broken install must fail, not skip)
 
 from d2l_lite import architecture, counting, reference  # noqa: E402
 from d2l_lite import torch as d2l  # noqa: E402

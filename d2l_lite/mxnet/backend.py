@@ -6,6 +6,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
+from .. import processes
 from . import flops, model as models, parallel
 from .book import train_step
 from .train import make_optimizer, prepare_batch
@@ -68,9 +69,8 @@ class MXNetBackend:
         return train(model, data, recipe, **options)
 
     def data_parallel_step(self, spec, weights, X, y, lr, num_devices):
-        if num_devices < 1 or len(X) % num_devices:
-            raise ValueError(f"a batch of {len(X)} images does not split evenly over "
-                             f"{num_devices} devices")
+        processes.check_count(num_devices, "devices")  # the other three's words
+        processes.check_split(len(X), num_devices, "devices")
         if spec.batch_norm or spec.aux_heads:
             raise ValueError(
                 "data_parallel_step takes specs without BatchNorm or aux heads: nn.BatchNorm "

@@ -57,7 +57,9 @@ def branch_parameters(block: Inception) -> Dict[str, int]:
 
 
 def stage_rows(model: GoogLeNet, input_shape: Sequence[int]) -> List[Tuple]:
-    """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters)."""
+    """:func:`d2l_lite.counting.stage_rows` measured: (stage, C x H x W, parameters);
+    an aux head's row has its parameters and the head's ``(classes,)`` (its
+    output is not measured: it runs inside stage b4, in training only)."""
     x, rows = nd.zeros(tuple(input_shape), ctx=_context(model)), []
     with autograd.predict_mode():
         for name, stage in zip(("b1", "b2", "b3", "b4", "b5", "head"),

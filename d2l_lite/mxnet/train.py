@@ -14,7 +14,7 @@ from mxnet import autograd, gluon, nd
 from .. import architecture, reference, runtime, training
 from ..data import pixel_scale
 from .book import GoogLeNet, train_step
-from .model import _context, load_weights
+from .model import load_weights
 
 
 def try_gpu() -> mx.Context:
@@ -120,9 +120,10 @@ def train(model: GoogLeNet, data, recipe=training.CLASSIC, *,
           spec: architecture.GoogLeNetSpec = architecture.BOOK, device=None,
           image_size=None, plot: bool = True, progress: bool = True) -> training.History:
     """Train ``model`` (of ``spec``) from :func:`d2l_lite.reference.xavier_weights` with
-    :func:`train_step` on :func:`d2l_lite.training.fit`; ``recipe.compile`` hybridizes."""
+    :func:`train_step` on :func:`d2l_lite.training.fit`; ``recipe.compile`` hybridizes.
+    ``device``: by default the first GPU if there is one, as in the other three."""
     training.check_recipe(recipe)
-    ctx = _context(model) if device is None else device
+    ctx = device or (mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu())
     size = image_size or spec.input_size
     if recipe.mixed_precision:
         print("MXNet: float32 instead of bfloat16 (MXNet 1.9 has no bfloat16 training).")

@@ -55,7 +55,7 @@ class TensorFlowBackend:
         return float(loss)
 
     def train(self, net, data, recipe, **options):
-        options.setdefault("spec", getattr(net, "spec", architecture.BOOK))
+        options.setdefault("spec", model.spec_of(net))
         return fit(net, data, recipe, **options)
 
 

@@ -54,8 +54,9 @@ class TorchBackend:
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
         optimizer.zero_grad()
         net.train()
-        loss, _ = book.train_step(net, optimizer, torch.as_tensor(X, device=device),
-                                  torch.as_tensor(y, device=device))
+        X = torch.as_tensor(X, dtype=torch.float32, device=device)
+        y = torch.as_tensor(y, dtype=torch.int64, device=device)
+        loss, _ = book.train_step(net, optimizer, X, y)
         net.train(was_training)
         return float(loss)
 

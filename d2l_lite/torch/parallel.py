@@ -46,6 +46,12 @@ def init_process_group(rank, world_size, device, timeout_s=60.0):
     except dist.DistError as error:  # a peer never came, or port busy
         where = (f"{os.environ.get('MASTER_ADDR')}:"
                  f"{os.environ.get('MASTER_PORT')}")
+        if "EADDRINUSE" in str(error):  # at once, not after timeout_s
+            raise RuntimeError(
+                f"rank {rank}: port {where} is in use (another job, or "
+                f"a run still ending), so rank 0 cannot listen there. "
+                f"Set MASTER_PORT to a free one (free_port() finds one)."
+            ) from error
         raise RuntimeError(
             f"rank {rank}: the {world_size} processes did not all meet "
             f"at {where} within {timeout_s:.0f} s. Start every process "

@@ -38,8 +38,8 @@ def device_data(data, device: torch.device) -> Tuple[torch.Tensor, ...]:
 def prepare_batch(images: torch.Tensor, index: torch.Tensor,
                   image_size: int = 96,
                   channels_last: bool = False) -> torch.Tensor:
-    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1] (uint8
-    pixels divided by 255, float ones taken as they are: ``pixel_scale``)."""
+    """``images[index]`` as a float32 ``B x 1 x S x S`` batch in [0, 1]:
+    uint8 pixels divided by 255, float ones taken as they are."""
     X = images[index].unsqueeze(1).float()  # B x 1 x 28 x 28
     X = X.div_(pixel_scale(images.dtype))
     X = F.interpolate(X, size=(image_size, image_size), mode="bilinear",

@@ -61,7 +61,10 @@ def test_hybridized_logits_and_the_summary(capsys):
     x = reference.random_input(architecture.BOOK, batch_size=4, seed=1)
     eager = d2l.logits(d2l.load_weights(model, weights), x)
     model.hybridize()
-    np.testing.assert_allclose(d2l.logits(model, x), eager, atol=1e-5, rtol=0)
+    # both float32, each within float32_tolerance of the exact logits; the
+    # cached graph may add in another order (equal to the bit on this machine)
+    np.testing.assert_allclose(d2l.logits(model, x), eager, rtol=0,
+                               atol=2 * reference.float32_tolerance(eager))
     d2l.layer_summary(model, (1, 1, 96, 96))
     out = capsys.readouterr().out
     assert "(1, 1024, 3, 3)" in out and "(1, 10)" in out
