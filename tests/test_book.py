@@ -168,6 +168,8 @@ def test_page_in_a_browser(page, server, browser):
             "a[href*='colab.research.google.com']", "links => links.map(a => a.href)")
         expected = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{page}.ipynb"
         assert expected in colab, f"Colab link {colab} should be {expected}"
+        # but not shown where the page cannot run there (_static/book.css)
+        assert tab.is_visible(".dropdown-launch-buttons") != page.endswith("mxnet")
     if page.endswith("mxnet"):
         assert "cannot run on" in text and "Colab" in text, "MXNet pages must carry the Colab note"
 
@@ -181,7 +183,7 @@ def test_page_in_a_browser(page, server, browser):
         "lines wider than the page's column (shown cut off, behind a scroll bar)"
     assert [k for k in known if not any(line.startswith(k) for line in cut_off)] == [], \
         "these fit the column now: take them out of WIDE_UNTIL_GPU_RERUN"
-    wide_tables = tab.eval_on_selector_all(  # a cut-off column (_static/tables.css)
+    wide_tables = tab.eval_on_selector_all(  # a cut-off column (_static/book.css)
         "article table", "ts => ts.filter(t => t.scrollWidth > t.parentElement.clientWidth)"
                          ".map(t => t.innerText.slice(0, 60))")
     assert not wide_tables, f"tables wider than the page's column: {wide_tables}"
