@@ -75,6 +75,12 @@ def child(name: str) -> dict:
             "version": version, "device": history.device}
 
 
+def save(out: str, results) -> None:
+    Path(out).write_text(json.dumps({"settings": {
+        "recipe": "fast, 2 epochs", "num_train": 15_360, "num_test": 2_560,
+        "compile_caches": "cold"}, "results": results}, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True)
@@ -110,9 +116,8 @@ def main(argv=None) -> int:
                       process_seconds=round(time.perf_counter() - t, 1))
         results.append(record)
         print(json.dumps(record), flush=True)
-    Path(args.out).write_text(json.dumps({"settings": {
-        "recipe": "fast, 2 epochs", "num_train": 15_360, "num_test": 2_560,
-        "compile_caches": "cold"}, "results": results}, indent=1) + "\n")
+        save(args.out, results)  # after each setting: a run cut short keeps them
+    save(args.out, results)  # also when every setting was skipped
     failed = [r["name"] for r in results if r["status"].startswith("failed")]
     if failed:
         print(f"failed: {', '.join(failed)} (their output's tail is in {args.out})")

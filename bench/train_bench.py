@@ -109,7 +109,8 @@ def run_child(name: str, command: List[str], out: Path, timeout: float,
     """Run ``command`` (which writes its JSON record to ``out``) with the cache
     folders of ``caches``; add timings. The child runs in its own process
     group, which is killed at ``timeout`` (silent or not) and whenever this
-    script stops early (an error, Ctrl-C, SIGTERM), so no run outlives it."""
+    script stops early (an error, Ctrl-C, SIGTERM, SIGHUP); only a SIGKILL of
+    this script leaves it running."""
     print(f"--- {name}: starting", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_before, start = loadavg(), time.perf_counter()
@@ -120,8 +121,8 @@ def run_child(name: str, command: List[str], out: Path, timeout: float,
                                                           env.get("PYTHONPATH")]))
     try:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+                                stderr=subprocess.STDOUT, encoding="utf-8",
+                                errors="replace", start_new_session=True)
     except OSError as err:
         return {"status": f"not available: {err}"}
 
@@ -331,9 +332,10 @@ def main(argv=None) -> int:
     chosen = [] if args.no_reference else ["torch"] + [
         f for f in (args.references.split(",") if args.references else frameworks)
         if f and f != "torch"]
-    # SIGTERM ends the run as Ctrl-C does: the running child is killed, the
-    # temporary folders go and the finished runs stay saved.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM and SIGHUP end the run as Ctrl-C does: the running child is
+    # killed, the temporary folders go and the finished runs stay saved.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, lambda signum, frame: sys.exit(128 + signum))
 
     data_dir = args.data_dir or os.environ.get("D2L_FASHION_MNIST_DIR")
     shared = ROOT.parent / "shared" / "data" / "fashion-mnist"

@@ -201,10 +201,11 @@ def minibatch_indices(num_examples: int, batch_size: int, *, shuffle: bool, seed
 def pixel_scale(dtype) -> float:
     """What every framework's ``prepare_batch`` divides pixels of ``dtype`` by:
     255 for the data set's uint8 pixels (0..255); 1 for float ones, taken to
-    be in [0, 1] already (the data-parallel pages put a NaN in a float copy);
-    any other dtype is refused, since its range is unknown."""
-    name = str(dtype).removeprefix("torch.")  # torch.uint8; NumPy's, JAX's: uint8
-    if isinstance(dtype, type) or hasattr(dtype, "as_numpy_dtype"):  # MXNet's, TF's
+    be in [0, 1] already (PyTorch's data-parallel page puts a NaN in a float
+    copy); any other dtype is refused, since its range is unknown."""
+    name = str(dtype).removeprefix("torch.")  # torch.uint8
+    if isinstance(dtype, (type, np.dtype)) or hasattr(dtype, "as_numpy_dtype"):
+        # NumPy's and JAX's dtypes, MXNet's (a NumPy type), TensorFlow's
         name = np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).name
     if name == "uint8":
         return 255.0

@@ -41,6 +41,16 @@ def test_a_failed_run_names_its_error(tmp_path):
                                  "(ValueError: no data here)")
 
 
+def test_output_that_is_not_utf8_is_read_on(tmp_path):
+    """A byte that is no UTF-8 must not stop the reading (the child would
+    then block on a full pipe until the deadline)."""
+    start = time.monotonic()
+    record = run(tmp_path, "import sys; sys.stdout.buffer.write(b'\\xff' + b'x' * 200_000);"
+                           " print(); print('done')", timeout=20)
+    assert time.monotonic() - start < 15
+    assert record["status"] == "failed: exit code 0, no record written (done)"
+
+
 @pytest.mark.parametrize("path, short", [
     (str(train_bench.ROOT / "bench" / "run_one.py"), "bench/run_one.py"),
     (str(train_bench.ROOT) + "-other/python", str(train_bench.ROOT) + "-other/python")])

@@ -27,6 +27,20 @@ def test_device_data_keeps_the_images_as_uint8(tiny):
     assert labels.dtype == tf.int32 and tuple(test_labels.shape) == (48,)
 
 
+def test_a_hand_built_model_is_trained_as_what_it_is(tiny):
+    """The backend reads a hand-built model's description from its layers
+    (Keras makes them on the first call), never assuming the book's."""
+    from d2l_lite import training
+    with pytest.raises(ValueError, match="call the model on one batch first"):
+        d2l.BACKEND.train(d2l.SmallStemGoogLeNet(), tiny, training.CLASSIC)
+    model = d2l.SmallStemGoogLeNet()
+    model(tf.zeros((1, 28, 28, 1)))
+    assert d2l.spec_of(model) == architecture.googlenet_spec(input_size=28, stem="small")
+    recipe = training.CLASSIC.with_(num_epochs=1, batch_size=32)
+    history = d2l.BACKEND.train(model, tiny, recipe, plot=False, progress=False)
+    assert len(history.epochs) == 1  # at 28x28: the book's spec would fail to load
+
+
 def test_keras_adamw_takes_shorter_first_steps_on_tiny_gradients():
     """The training page's aside: Keras adds epsilon before the bias correction, so
     with the same epsilon its first step on a tiny gradient is shorter than

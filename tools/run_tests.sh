@@ -45,7 +45,10 @@ fi
 # Every registered backend (d2l_lite.backend.BACKENDS), so a fifth is held too;
 # not when -k chose the tests (it may leave the conformance suite out).
 for arg in "$@"; do
-  if [[ $arg == -k* ]]; then echo "(-k: the backends seen are not checked)"; exit $status; fi
+  if [[ $arg == -k* || $arg == -[!-]*k* ]]; then  # -k EXPR, -kEXPR, -xk EXPR
+    echo "(-k: the backends seen are not checked)"
+    exit $status
+  fi
 done
 names=$(.venv/bin/python -c "from d2l_lite import backend; print(*backend.BACKENDS)") \
   || { echo "Cannot read the backend registry (d2l_lite.backend)" >&2; exit 1; }

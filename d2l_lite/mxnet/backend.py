@@ -7,6 +7,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from .. import processes
+from ..data import pixel_scale
 from . import flops, model as models, parallel
 from .book import train_step
 from .train import make_optimizer, prepare_batch
@@ -39,6 +40,7 @@ class MXNetBackend:
         return flops.count_flops(model, _shape(spec))
 
     def prepare_batch(self, images, image_size):
+        pixel_scale(images.dtype)  # the contract's error, also for what MXNet lacks (uint16)
         index = nd.arange(len(images), dtype="int32")
         return prepare_batch(nd.array(images, dtype=images.dtype), index, image_size).asnumpy()
 

@@ -55,7 +55,11 @@ class TensorFlowBackend:
         return float(loss)
 
     def train(self, net, data, recipe, **options):
-        options.setdefault("spec", model.spec_of(net))
+        if "spec" not in options:  # spec_of reads the kernels: a built model's
+            if not (hasattr(net, "spec") or net.built):
+                raise ValueError("train reads a hand-built model's description from its "
+                                 "layers: call the model on one batch first, or pass spec=")
+            options["spec"] = model.spec_of(net)
         return fit(net, data, recipe, **options)
 
 
