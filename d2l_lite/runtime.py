@@ -25,6 +25,16 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def check_batch_shape(input_shape, channels_last: bool) -> None:
+    """The FLOP counters' check: ``input_shape`` is a batch of images, four
+    numbers (three would run as a batch of 2-d images), NCHW or NHWC."""
+    if len(input_shape) != 4:
+        layout, example = (("N x H x W x C", "(1, 28, 28, 192)") if channels_last
+                           else ("N x C x H x W", "(1, 192, 28, 28)"))
+        raise ValueError(f"input_shape must be {layout}, e.g. {example}, "
+                         f"got {tuple(input_shape)}")
+
+
 def device_notice(framework: str, is_gpu: bool, name: str) -> str:
     """One plain line saying where ``framework`` runs; printed by ``try_gpu``."""
     if is_gpu:

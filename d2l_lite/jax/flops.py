@@ -17,9 +17,7 @@ from .model import init, variable_shapes
 
 def count_flops(model_or_block, input_shape, *, device=None) -> int:
     """XLA's FLOPs (:func:`xla_flop_terms`) of a forward pass, compiled from shapes only."""
-    if len(input_shape) != 4:  # a 3-number shape ran as a batch of 2-d images
-        raise ValueError(f"input_shape must be N x H x W x C, e.g. (1, 28, 28, 192), "
-                         f"got {tuple(input_shape)}")
+    runtime.check_batch_shape(input_shape, channels_last=True)
     with jax.default_device(device or jax.devices("cpu")[0]):
         x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
         variables = variable_shapes(model_or_block, input_shape)

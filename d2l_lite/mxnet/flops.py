@@ -17,8 +17,7 @@ def count_flops(model_or_block: gluon.Block, input_shape: Sequence[int]) -> int:
     """FLOPs of one forward pass. MXNet 1.9 has no counter: hooks on every ``Conv2D`` and
     ``Dense`` (not the idle aux heads') apply the analytic formula to the shapes MXNet
     ran, 2 x outputs x ``weight.shape[1:]``. The block must not be hybridized."""
-    if len(input_shape) != 4:
-        raise ValueError(f"input_shape must be N x C x H x W, got {tuple(input_shape)}")
+    runtime.check_batch_shape(input_shape, channels_last=False)
     macs, layers = [], []
 
     def hook(block, inputs, output):

@@ -11,9 +11,7 @@ from ..flop_rules import tensorflow_flops_by_op as expected_flops_by_op  # noqa:
 
 
 def _forward(layer: keras.layers.Layer, input_shape):  # built first, outside the trace
-    if len(input_shape) != 4:  # a 3-number shape ran as a batch of 2-d images
-        raise ValueError(f"input_shape must be N x H x W x C, e.g. (1, 28, 28, 192), "
-                         f"got {tuple(input_shape)}")
+    runtime.check_batch_shape(input_shape, channels_last=True)
     if not layer.built:
         layer(tf.zeros(input_shape))
     return tf.function(lambda X: layer(X, training=False))

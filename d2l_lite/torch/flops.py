@@ -20,9 +20,7 @@ def count_flops(model_or_block: nn.Module,
     """``FlopCounterMode``'s FLOPs of one forward pass in eval mode: 2 per
     multiply-accumulate of convolutions and matrix products, nothing for
     the rest."""
-    if len(input_shape) != 4:
-        raise ValueError(f"input_shape must be N x C x H x W, e.g. "
-                         f"(1, 192, 28, 28), got {tuple(input_shape)}")
+    runtime.check_batch_shape(input_shape, channels_last=False)
     X = torch.zeros(tuple(input_shape), device=_device(model_or_block))
     was_training = model_or_block.training
     model_or_block.eval()  # no auxiliary heads; BatchNorm left as it is
