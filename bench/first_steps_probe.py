@@ -81,6 +81,27 @@ def save(out: str, results) -> None:
         "compile_caches": "cold"}, "results": results}, indent=1) + "\n")
 
 
+def run_setting(name: str, options: dict, limit: float) -> dict:
+    """One option set in a fresh process with empty compile caches: its record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        env = dict(os.environ, **cache_environment(Path(tmp)))  # empty caches
+        t = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--out", str(out),
+                                   "--child", name], env=env, capture_output=True,
+                                  text=True, timeout=limit)
+            record = json.loads(out.read_text()) if out.exists() else {
+                "status": f"failed (exit {proc.returncode})",
+                "tail": proc.stderr[-1500:]}
+        except subprocess.TimeoutExpired as err:  # the next sets still run
+            record = {"status": f"failed (timed out after {limit:.0f} s)",
+                      "tail": (err.stderr or b"")[-1500:].decode(errors="replace")}
+    record.update(name=name, options=options,
+                  process_seconds=round(time.perf_counter() - t, 1))
+    return record
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True)
@@ -95,29 +116,12 @@ def main(argv=None) -> int:
     for name, (_, options) in OPTION_SETS.items():
         elapsed = time.perf_counter() - start
         if elapsed > args.budget:
-            results.append({"options": options, "name": name, "status": "skipped (budget)"})
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "r.json"
-            env = dict(os.environ, **cache_environment(Path(tmp)))  # empty caches
-            t = time.perf_counter()
-            limit = max(30.0, args.budget + 60 - elapsed)
-            try:
-                proc = subprocess.run([sys.executable, __file__, "--out", str(out),
-                                       "--child", name], env=env, capture_output=True,
-                                      text=True, timeout=limit)
-                record = json.loads(out.read_text()) if out.exists() else {
-                    "status": f"failed (exit {proc.returncode})",
-                    "tail": proc.stderr[-1500:]}
-            except subprocess.TimeoutExpired as err:  # the next sets still run
-                record = {"status": f"failed (timed out after {limit:.0f} s)",
-                          "tail": (err.stderr or b"")[-1500:].decode(errors="replace")}
-        record.update(name=name, options=options,
-                      process_seconds=round(time.perf_counter() - t, 1))
+            record = {"options": options, "name": name, "status": "skipped (budget)"}
+        else:
+            record = run_setting(name, options, max(30.0, args.budget + 60 - elapsed))
+            print(json.dumps(record), flush=True)
         results.append(record)
-        print(json.dumps(record), flush=True)
         save(args.out, results)  # after each setting: a run cut short keeps them
-    save(args.out, results)  # also when every setting was skipped
     failed = [r["name"] for r in results if r["status"].startswith("failed")]
     if failed:
         print(f"failed: {', '.join(failed)} (their output's tail is in {args.out})")
