@@ -215,7 +215,7 @@ def test_the_trainers_batches_are_pytorchs_bilinear_resize(impl, size):
 
 def test_the_trainers_batches_take_float_pixels_as_they_are(impl):
     """uint8 pixels are divided by 255, float ones are in [0, 1] already (the
-    parallel pages poison a float copy with a NaN): dividing them again, or
+    PyTorch parallel page poisons a float copy with a NaN): dividing them again, or
     casting them to uint8 (MXNet's backend did: 0.8 became 0), would feed the
     model a black image. Integers of another type are refused."""
     pixels = np.full((2, 28, 28), 204, np.uint8)

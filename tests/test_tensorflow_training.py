@@ -9,7 +9,7 @@ import pytest
 
 import tensorflow as tf  # noqa: E402
 
-from d2l_lite import architecture  # noqa: E402
+from d2l_lite import architecture, training  # noqa: E402
 from d2l_lite import tensorflow as d2l  # noqa: E402
 
 SPEC = architecture.BOOK
@@ -30,7 +30,6 @@ def test_device_data_keeps_the_images_as_uint8(tiny):
 def test_a_hand_built_model_is_trained_as_what_it_is(tiny):
     """The backend reads a hand-built model's description from its layers
     (Keras makes them on the first call), never assuming the book's."""
-    from d2l_lite import training
     with pytest.raises(ValueError, match="call the model on one batch first"):
         d2l.BACKEND.train(d2l.SmallStemGoogLeNet(), tiny, training.CLASSIC)
     model = d2l.SmallStemGoogLeNet()

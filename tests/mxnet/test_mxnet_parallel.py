@@ -28,8 +28,7 @@ from mxnet import gluon, nd  # noqa: E402
 from d2l_lite import architecture, reference  # noqa: E402
 from d2l_lite import mxnet as d2l  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: faults
-import faults  # noqa: E402
+import faults  # noqa: E402  (tests/, on the path by conftest.py)
 
 pytestmark = pytest.mark.slow  # processes or devices of their own
 
